@@ -1,0 +1,33 @@
+"""lmk.runtime: run exported lmk ONNX files with ONNX Runtime. Never imports torch.
+
+A deployment box installs ``pip install "lmk[cpu]"`` or ``"lmk[gpu]"``; this package needs
+numpy, OpenCV and one of the two ONNX Runtime builds, nothing from the training side.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from lmk.errors import LmkError
+
+INSTALL_HINT = (
+    'ONNX Runtime is not installed: pip install "lmk[cpu]" (CPU) or "lmk[gpu]" (CUDA/TensorRT); '
+    "the two builds cannot share an environment"
+)
+
+
+def require_onnxruntime() -> ModuleType:
+    """The ``onnxruntime`` module, or an error naming the extra to install."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise LmkError(INSTALL_HINT) from None
+    return onnxruntime
+
+
+def available_providers() -> list[str]:
+    """ONNX Runtime's execution providers in this environment (CPU always among them)."""
+    return list(require_onnxruntime().get_available_providers())
+
+
+__all__ = ["INSTALL_HINT", "available_providers", "require_onnxruntime"]

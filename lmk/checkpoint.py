@@ -25,32 +25,10 @@ from lmk.errors import LmkError
 from lmk.fileio import atomic_output
 from lmk.layouts import Layout, get_layout
 from lmk.models import ModelSpec
+from lmk.normalise import IMAGENET, UNIT_RANGE, Normalisation
 
 FORMAT = "lmk.checkpoint/1"
 
-
-@dataclass(frozen=True)
-class Normalisation:
-    """``(pixel / 255 - mean) / std`` per channel, after converting to ``channel_order``."""
-
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    channel_order: str = "rgb"
-
-    def to_dict(self) -> dict:
-        return {"mean": list(self.mean), "std": list(self.std), "channel_order": self.channel_order}
-
-    @classmethod
-    def from_dict(cls, data: Mapping) -> Normalisation:
-        return cls(
-            tuple(float(v) for v in data["mean"]),  # type: ignore[arg-type]
-            tuple(float(v) for v in data["std"]),  # type: ignore[arg-type]
-            str(data.get("channel_order", "rgb")),
-        )
-
-
-IMAGENET = Normalisation((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-UNIT_RANGE = Normalisation((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # face-alignment: RGB / 255 only
 
 # The public layout each point count implies when a bare state_dict does not say.
 _LAYOUT_BY_POINTS = {98: "wflw98", 68: "300w68", 29: "cofw29", 19: "aflw19"}

@@ -7,8 +7,6 @@ import pytest
 import torch
 
 from lmk.checkpoint import (
-    IMAGENET,
-    UNIT_RANGE,
     Checkpoint,
     load_checkpoint,
     load_face_alignment_fan,
@@ -20,6 +18,7 @@ from lmk.errors import LmkError
 from lmk.fileio import atomic_output
 from lmk.layouts import get_layout
 from lmk.models import ModelSpec
+from lmk.normalise import IMAGENET, UNIT_RANGE
 
 
 def _small_pipnet_spec():

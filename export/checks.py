@@ -1,0 +1,219 @@
+"""What ``lmk-export`` verifies before a file is written: validity, TensorRT importability,
+and parity with PyTorch + the reference decode on real inputs."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+
+import numpy as np
+import onnx
+import torch
+from lmk.export.exporter import ExportOptions, head_names
+
+from lmk.checkpoint import Checkpoint
+from lmk.decode import decode_outputs
+from lmk.errors import LmkError
+
+# Ops lmk may put in a graph for TensorRT even where newer parsers accept more: integer Mod,
+# bit ops, loops and data-dependent shapes are what older TensorRT releases reject.
+FORBIDDEN_OPS = {"Mod", "Xor", "Loop", "If", "Scan", "NonZero", "Unique", "Compress"}
+RESIZE_MODES = {"nearest", "linear"}
+RESIZE_TRANSFORMS = {
+    "half_pixel",
+    "pytorch_half_pixel",
+    "tf_half_pixel_for_nn",
+    "asymmetric",
+    "align_corners",
+}
+
+
+def tensorrt_supported_ops() -> dict[str, dict]:
+    """TensorRT 10's ONNX parser support list (copied into the package from its docs)."""
+    text = resources.files("lmk").joinpath("data/tensorrt10_onnx_ops.json").read_text("utf-8")
+    return json.loads(text)["supported"]
+
+
+@dataclass
+class TensorRTReport:
+    ops: list[str]
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def tensorrt_check(model: onnx.ModelProto) -> TensorRTReport:
+    """Ops, attributes and integer types a TensorRT engine build would reject."""
+    supported = tensorrt_supported_ops()
+    initializers = {i.name for i in model.graph.initializer}
+    constants = {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
+    static = initializers | constants
+    ops = sorted({n.op_type for n in model.graph.node})
+    problems = [
+        f"{op} is not imported by TensorRT's ONNX parser" for op in ops if op not in supported
+    ]
+    problems += [
+        f"{op} is avoided for older TensorRT releases" for op in ops if op in FORBIDDEN_OPS
+    ]
+    for node in model.graph.node:
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        if node.op_type == "TopK" and attrs.get("sorted", 1) != 1:
+            problems.append(f"{node.name}: TopK needs sorted=1")
+        if node.op_type in (
+            "Slice",
+            "ReduceMax",
+            "ReduceMean",
+            "ReduceSum",
+            "Squeeze",
+            "Unsqueeze",
+        ):
+            axes_at = 3 if node.op_type == "Slice" else 1
+            if (
+                len(node.input) > axes_at
+                and node.input[axes_at]
+                and node.input[axes_at] not in static
+            ):
+                problems.append(f"{node.name}: {node.op_type} axes must be constant")
+        if node.op_type == "Resize":
+            mode = attrs.get("mode", b"nearest")
+            transform = attrs.get("coordinate_transformation_mode", b"half_pixel")
+            mode = mode.decode() if isinstance(mode, bytes) else mode
+            transform = transform.decode() if isinstance(transform, bytes) else transform
+            if mode not in RESIZE_MODES or transform not in RESIZE_TRANSFORMS:
+                problems.append(f"{node.name}: Resize {mode}/{transform} is not supported")
+            if attrs.get("antialias", 0):
+                problems.append(f"{node.name}: Resize antialias is not supported")
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear") and len(node.input) > 2:
+            zero = _initializer(model, node.input[2])
+            if zero is not None and np.any(zero != 0):
+                problems.append(f"{node.name}: TensorRT needs zero point 0 (symmetric int8)")
+    return TensorRTReport(ops=ops, problems=problems)
+
+
+def _initializer(model: onnx.ModelProto, name: str) -> np.ndarray | None:
+    for init in model.graph.initializer:
+        if init.name == name:
+            return onnx.numpy_helper.to_array(init)
+    return None
+
+
+def int64_tensors(model: onnx.ModelProto) -> list[str]:
+    """Non-constant int64 tensors the graph computes (ArgMax's output is the one ONNX forces)."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    return sorted(
+        v.name
+        for v in list(inferred.graph.value_info) + list(inferred.graph.output)
+        if v.type.tensor_type.elem_type == onnx.TensorProto.INT64
+    )
+
+
+def check_validity(model: onnx.ModelProto) -> None:
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except Exception as exc:
+        raise LmkError(f"exported graph fails onnx.checker: {str(exc).splitlines()[0]}") from None
+
+
+def simplify(model: onnx.ModelProto) -> tuple[onnx.ModelProto, str]:
+    """onnxsim, keeping the unsimplified graph (and saying so) if it fails or cannot verify."""
+    try:
+        import onnxsim
+
+        simplified, ok = onnxsim.simplify(model)
+    except Exception as exc:
+        return (
+            model,
+            f"onnxsim failed ({type(exc).__name__}: {str(exc).splitlines()[0][:120]}); kept the unsimplified graph",
+        )
+    if not ok:
+        return model, "onnxsim could not verify its result; kept the unsimplified graph"
+    # onnxsim rebuilds the model; the metadata must survive it.
+    del simplified.metadata_props[:]
+    simplified.metadata_props.extend(model.metadata_props)
+    return simplified, "simplified with onnxsim"
+
+
+def sample_inputs(checkpoint: Checkpoint, batch: int, seed: int = 0) -> np.ndarray:
+    """uint8 BGR crops for the self-check (random textures; SynthFace faces when available)."""
+    rng = np.random.default_rng(seed)
+    size = checkpoint.input_size
+    noise = rng.integers(0, 256, size=(batch, size, size, 3), dtype=np.uint8)
+    # Smooth images too: a face crop is low-frequency, and pure noise is not.
+    smooth = np.stack([_blobs(rng, size) for _ in range(batch)])
+    return np.where(np.arange(batch)[:, None, None, None] % 2 == 0, noise, smooth).astype(np.uint8)
+
+
+def _blobs(rng: np.random.Generator, size: int) -> np.ndarray:
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    image = np.zeros((size, size, 3))
+    for _ in range(6):
+        cx, cy, r = rng.uniform(0, 1), rng.uniform(0, 1), rng.uniform(0.05, 0.4)
+        colour = rng.uniform(0, 255, 3)
+        image += np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * r * r))[..., None] * colour
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def reference_outputs(
+    checkpoint: Checkpoint, model: torch.nn.Module, images: np.ndarray, decode: str
+) -> dict[str, np.ndarray]:
+    """PyTorch + reference decode on the same crops: what the ONNX file must reproduce."""
+    x = torch.from_numpy(checkpoint.normalisation.apply_bgr_nhwc(images))
+    spec = checkpoint.spec
+    with torch.no_grad():
+        raw = model(x)
+        if decode == "none":
+            heads = raw if spec.decode == "pipnet_nrm" else (raw[-1],)
+            return {name: t.numpy() for name, t in zip(head_names(spec), heads, strict=True)}
+        table = (
+            checkpoint.layout.neighbours(spec.full_args()["num_nb"])
+            if spec.decode == "pipnet_nrm"
+            else None
+        )
+        landmarks, scores = decode_outputs(raw, spec.decode, table)
+    return {"landmarks": landmarks.numpy(), "scores": scores.numpy()}
+
+
+def onnx_feed(checkpoint: Checkpoint, options: ExportOptions, images: np.ndarray) -> np.ndarray:
+    if options.input_format == "uint8-bgr":
+        return images
+    return checkpoint.normalisation.apply_bgr_nhwc(images)
+
+
+@dataclass
+class ParityResult:
+    max_abs: dict[str, float]
+    worst_index: dict[str, tuple[int, ...]]
+    latency_ms: float
+
+
+def parity(
+    checkpoint: Checkpoint,
+    model_bytes: bytes,
+    options: ExportOptions,
+    images: np.ndarray,
+    torch_model: torch.nn.Module | None = None,
+) -> ParityResult:
+    """Run ONNX Runtime CPU and PyTorch + reference decode on ``images``; report max |diff|."""
+    import onnxruntime as ort
+
+    session_options = ort.SessionOptions()
+    session_options.log_severity_level = 3
+    session = ort.InferenceSession(model_bytes, session_options, providers=["CPUExecutionProvider"])
+    feed = {"image": onnx_feed(checkpoint, options, images)}
+    names = [o.name for o in session.get_outputs()]
+    start = time.perf_counter()
+    got = dict(zip(names, session.run(names, feed), strict=True))
+    latency_ms = (time.perf_counter() - start) * 1000.0
+    want = reference_outputs(
+        checkpoint, torch_model or checkpoint.build_model(), images, options.decode
+    )
+    max_abs, worst = {}, {}
+    for name, expected in want.items():
+        diff = np.abs(got[name].astype(np.float64) - expected.astype(np.float64))
+        max_abs[name] = float(diff.max())
+        worst[name] = tuple(int(i) for i in np.unravel_index(diff.argmax(), diff.shape))
+    return ParityResult(max_abs, worst, latency_ms)

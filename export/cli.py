@@ -1,0 +1,317 @@
+"""``lmk-export``: a checkpoint (or random weights) to a self-describing, checked ONNX file."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+
+from lmk.cli_util import exit_with
+from lmk.errors import LmkError
+from lmk.fileio import atomic_output
+
+MODEL_NAMES = ("pipnet", "hourglass", "fan")
+FP32_TOLERANCE = 1e-5
+
+
+def _parse_batch(value: str) -> int | None:
+    if value == "dynamic":
+        return None
+    try:
+        batch = int(value)
+    except ValueError:
+        raise LmkError(f"--batch must be 'dynamic' or a positive integer, got {value!r}") from None
+    if batch < 1:
+        raise LmkError(f"--batch must be >= 1, got {batch}")
+    return batch
+
+
+def _checkpoint_from_flags(
+    model, checkpoint, layout, backbone, input_size, num_nb, net_stride, num_stacks, seed
+):
+    """An lmk or official checkpoint, or seeded random weights for latency/parity work."""
+    import torch
+
+    from lmk.checkpoint import Checkpoint, open_checkpoint
+    from lmk.layouts import get_layout
+    from lmk.models import ModelSpec
+    from lmk.normalise import IMAGENET, UNIT_RANGE
+
+    if checkpoint is not None:
+        if model == "pipnet":
+            extra = {
+                "input_size": input_size or 256,
+                "backbone": backbone,
+                "num_nb": num_nb,
+                "net_stride": net_stride,
+            }
+        elif model == "fan":
+            extra = {"num_modules": num_stacks}
+        else:
+            extra = {}
+        return open_checkpoint(checkpoint, model=model, layout=layout, **extra)
+    layout_obj = get_layout(layout or ("300w68" if model == "fan" else "wflw98"))
+    args: dict = {"num_lms": layout_obj.num_points}
+    if input_size:
+        args["input_size"] = input_size
+    if model == "pipnet":
+        args.update(
+            backbone=backbone or "resnet18",
+            num_nb=num_nb or layout_obj.num_nb,
+            net_stride=net_stride or 32,
+        )
+    elif model == "hourglass":
+        args["num_stacks"] = num_stacks or 2
+    else:
+        args["num_modules"] = num_stacks or 4
+    spec = ModelSpec(model, args)
+    torch.manual_seed(seed)
+    click.echo(
+        f"warning: no --checkpoint: {model} with random weights (seed {seed}); "
+        "the file is for latency and parity checks only",
+        err=True,
+    )
+    normalisation = UNIT_RANGE if model == "fan" else IMAGENET
+    return Checkpoint.from_model(
+        spec.build(),
+        spec,
+        layout_obj,
+        normalisation,
+        provenance={"weights": f"random, seed {seed}"},
+    )
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--model", "model", required=True, help="pipnet, hourglass or fan")
+@click.option(
+    "--checkpoint",
+    type=click.Path(path_type=Path),
+    help="lmk checkpoint, official PIPNet .pth or face-alignment 2DFAN4 .pth.tar",
+)
+@click.option("--layout", help="wflw98, 300w68, cofw29, aflw19 (default: from the checkpoint)")
+@click.option("--backbone", help="PIPNet backbone: resnet18/34/50/101, mobilenetv2")
+@click.option("--input-size", type=int, help="crop size in pixels (default 256)")
+@click.option("--num-nb", type=int, help="PIPNet neighbours (default: the layout's, 10)")
+@click.option("--net-stride", type=int, help="PIPNet stride 16/32/64/128 (default 32)")
+@click.option(
+    "--num-stacks", type=int, help="hourglass stacks (default 2) or FAN modules (default 4)"
+)
+@click.option(
+    "--decode",
+    type=click.Choice(["fused", "none"]),
+    default="fused",
+    show_default=True,
+    help="fused: landmarks+scores; none: raw heads",
+)
+@click.option(
+    "--input",
+    "input_format",
+    type=click.Choice(["uint8-bgr", "float-rgb"]),
+    default="uint8-bgr",
+    show_default=True,
+)
+@click.option(
+    "--batch", default="dynamic", show_default=True, help="'dynamic' or a fixed batch size"
+)
+@click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset, 13..20")
+@click.option("--fp16", is_flag=True, help="FP16 weights and compute; IO and decode stay FP32")
+@click.option(
+    "--int8", is_flag=True, help="INT8 QDQ (ONNX Runtime static quantization, per-channel)"
+)
+@click.option(
+    "--calib",
+    default="synth",
+    show_default=True,
+    help="INT8 calibration: 'synth' or a folder of face crops",
+)
+@click.option(
+    "--calib-size", type=int, default=64, show_default=True, help="INT8 calibration crops"
+)
+@click.option(
+    "--int8-target",
+    type=click.Choice(["cpu", "tensorrt"]),
+    default="cpu",
+    show_default=True,
+    help="cpu: uint8 activations; tensorrt: symmetric int8 (zero point 0)",
+)
+@click.option("--simplify/--no-simplify", default=True, show_default=True)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="seed for random weights when no --checkpoint",
+)
+@click.option(
+    "-o", "--output", type=click.Path(path_type=Path), help="output .onnx (default: <model>.onnx)"
+)
+@click.option("--overwrite", is_flag=True, help="replace an existing output file")
+def export_command(
+    model,
+    checkpoint,
+    layout,
+    backbone,
+    input_size,
+    num_nb,
+    net_stride,
+    num_stacks,
+    decode,
+    input_format,
+    batch,
+    opset,
+    fp16,
+    int8,
+    calib,
+    calib_size,
+    int8_target,
+    simplify,
+    seed,
+    output,
+    overwrite,
+):
+    """Export a landmark model to ONNX with the decode inside the graph."""
+    from lmk.export.exporter import ExportOptions
+
+    if model not in MODEL_NAMES:
+        raise LmkError(f"unknown model {model!r}; choose from {', '.join(MODEL_NAMES)}")
+    if fp16 and int8:
+        raise LmkError("--fp16 and --int8 are exclusive")
+    precision = "fp16" if fp16 else "int8" if int8 else "fp32"
+    options = ExportOptions(
+        opset=opset,
+        decode=decode,
+        input_format=input_format,
+        batch=_parse_batch(batch),
+        precision=precision,
+    )
+    output = output or Path(f"{model}.onnx")
+    with atomic_output(output, overwrite=overwrite) as tmp:  # checks the path before any work
+        ckpt = _checkpoint_from_flags(
+            model, checkpoint, layout, backbone, input_size, num_nb, net_stride, num_stacks, seed
+        )
+        report = export_to_file(
+            ckpt,
+            options,
+            tmp,
+            simplify=simplify,
+            calib=calib,
+            calib_size=calib_size,
+            int8_target=int8_target,
+        )
+    report["file"] = str(output)
+    _print_report(report)
+
+
+def export_to_file(
+    ckpt,
+    options,
+    path: Path,
+    simplify: bool = True,
+    calib: str = "synth",
+    calib_size: int = 64,
+    int8_target: str = "cpu",
+) -> dict:
+    """Export, simplify, check and self-check; writes ``path``. Returns the report fields."""
+    import onnx
+    from lmk.export import checks
+    from lmk.export.exporter import build_onnx, export_network
+
+    started = time.perf_counter()
+    torch_model = ckpt.build_model()
+    if options.precision == "int8":
+        from lmk.export.quantize import quantize_int8
+
+        fp32 = build_onnx(ckpt, _with(options, precision="fp32"))
+        onnx_model = quantize_int8(fp32, ckpt, options, calib, calib_size, int8_target)
+    else:
+        network = export_network(
+            torch_model, ckpt.spec, options.opset, options.batch, options.precision == "fp16"
+        )
+        onnx_model = build_onnx(ckpt, options, network)
+    checks.check_validity(onnx_model)
+    note = "not simplified (--no-simplify)"
+    if simplify:
+        onnx_model, note = checks.simplify(onnx_model)
+        checks.check_validity(onnx_model)
+    trt = checks.tensorrt_check(onnx_model)
+    model_bytes = onnx_model.SerializeToString()
+    images = checks.sample_inputs(ckpt, options.batch or 3)
+    result = checks.parity(ckpt, model_bytes, options, images, torch_model)
+    key = "landmarks" if options.decode == "fused" else next(iter(result.max_abs))
+    error = result.max_abs[key]
+    if options.precision == "fp32" and error > FP32_TOLERANCE:
+        raise LmkError(
+            f"parity check failed: max |{key} diff| {error:.3g} > {FP32_TOLERANCE:g} at {result.worst_index[key]} "
+            "(ONNX Runtime CPU vs PyTorch + reference decode)"
+        )
+    onnx.save(onnx_model, str(path))
+    return {
+        "size_mb": len(model_bytes) / 1e6,
+        "opset": options.opset,
+        "precision": options.precision,
+        "ops": trt.ops,
+        "tensorrt": "ok" if trt.ok else "; ".join(trt.problems),
+        "inputs": [_describe(v) for v in onnx_model.graph.input],
+        "outputs": [_describe(v) for v in onnx_model.graph.output],
+        "parity": result.max_abs,
+        "parity_pixels": error * ckpt.input_size if options.decode == "fused" else None,
+        "latency_ms": _cpu_latency(model_bytes, ckpt, options, images),
+        "latency_batch": len(images),
+        "simplify": note,
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def _with(options, **changes):
+    from dataclasses import replace
+
+    return replace(options, **changes)
+
+
+def _describe(value) -> str:
+    dims = [d.dim_param or str(d.dim_value) for d in value.type.tensor_type.shape.dim]
+    import onnx
+
+    return f"{value.name} {onnx.helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type)} [{', '.join(dims)}]"
+
+
+def _cpu_latency(model_bytes: bytes, ckpt, options, images: np.ndarray, runs: int = 10) -> float:
+    """Median ms per call on ORT CPU at the self-check batch (an indication, not a benchmark)."""
+    import onnxruntime as ort
+    from lmk.export.checks import onnx_feed
+
+    session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+    feed = {"image": onnx_feed(ckpt, options, images)}
+    session.run(None, feed)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        session.run(None, feed)
+        times.append((time.perf_counter() - start) * 1000.0)
+    return float(np.median(times))
+
+
+def _print_report(report: dict) -> None:
+    parity = ", ".join(f"{k} {v:.2e}" for k, v in report["parity"].items())
+    pixels = (
+        f" ({report['parity_pixels']:.2e} px of the crop)"
+        if report["parity_pixels"] is not None
+        else ""
+    )
+    lines = [
+        f"wrote {report['file']} ({report['size_mb']:.1f} MB, opset {report['opset']}, {report['precision']}) in {report['seconds']:.1f} s",
+        f"  inputs:   {'; '.join(report['inputs'])}",
+        f"  outputs:  {'; '.join(report['outputs'])}",
+        f"  ops:      {', '.join(report['ops'])}",
+        f"  tensorrt: {report['tensorrt']}",
+        f"  parity:   max |diff| vs PyTorch + reference decode: {parity}{pixels}",
+        f"  latency:  {report['latency_ms']:.2f} ms median on ORT CPU (batch {report['latency_batch']})",
+        f"  graph:    {report['simplify']}",
+    ]
+    click.echo("\n".join(lines))
+
+
+def main() -> None:
+    exit_with(export_command)

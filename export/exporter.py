@@ -1,0 +1,253 @@
+"""torch model -> ONNX file that maps an image crop to landmarks.
+
+The network is exported once with ``torch.onnx.export`` (raw heads, float NCHW input); the
+preprocessing and decode subgraphs of :mod:`lmk.export.graphs` are then composed around it,
+so ``--decode none``, ``--input float-rgb`` and FP16/INT8 variants all share one network
+export and the decode is always the same FP32 graph.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import logging
+import warnings
+from dataclasses import dataclass
+
+import onnx
+import torch
+from lmk.export import graphs
+from lmk.runtime.metadata import FORMAT_VERSION, encode
+from onnx import TensorProto, compose, helper
+from torch import Tensor, nn
+
+import lmk
+from lmk.checkpoint import Checkpoint
+from lmk.errors import LmkError
+from lmk.models import ModelSpec
+
+OPSETS = tuple(range(13, 21))
+DECODES = ("fused", "none")
+INPUT_FORMATS = {"uint8-bgr": "uint8_nhwc_bgr", "float-rgb": "float_nchw_rgb"}
+PRECISIONS = ("fp32", "fp16", "int8")
+PIPNET_HEADS = ("cls", "x", "y", "nb_x", "nb_y")
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """What ``lmk-export`` flags choose; defaults are the DESIGN contract's."""
+
+    opset: int = 17
+    decode: str = "fused"
+    input_format: str = "uint8-bgr"
+    batch: int | None = None  # None: dynamic batch
+    precision: str = "fp32"
+
+    def __post_init__(self) -> None:
+        if self.opset not in OPSETS:
+            raise LmkError(f"opset {self.opset} is not supported; use {OPSETS[0]}..{OPSETS[-1]}")
+        if self.decode not in DECODES:
+            raise LmkError(f"unknown decode {self.decode!r}; choose from {', '.join(DECODES)}")
+        if self.input_format not in INPUT_FORMATS:
+            raise LmkError(
+                f"unknown input {self.input_format!r}; choose from {', '.join(INPUT_FORMATS)}"
+            )
+        if self.batch is not None and self.batch < 1:
+            raise LmkError(f"batch must be >= 1, got {self.batch}")
+        if self.precision not in PRECISIONS:
+            raise LmkError(f"unknown precision {self.precision!r}")
+
+
+def head_names(spec: ModelSpec) -> tuple[str, ...]:
+    """Names of the raw outputs (``--decode none``): PIPNet's five heads or the last heatmaps."""
+    return PIPNET_HEADS if spec.decode == "pipnet_nrm" else ("heatmaps",)
+
+
+class RawHeads(nn.Module):
+    """The network as exported: PIPNet's five heads, or a heatmap model's last stack only."""
+
+    def __init__(self, model: nn.Module, spec: ModelSpec):
+        super().__init__()
+        self.model = model
+        self.last_stack_only = spec.decode == "heatmap_quarter"
+
+    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+        outputs = self.model(x)
+        return (outputs[-1],) if self.last_stack_only else tuple(outputs)
+
+
+def export_network(
+    model: nn.Module, spec: ModelSpec, opset: int, batch: int | None, fp16: bool = False
+) -> onnx.ModelProto:
+    """Trace the network (float NCHW ``input`` -> raw heads) with the dynamo exporter."""
+    wrapper = RawHeads(copy.deepcopy(model).eval(), spec)
+    dtype = torch.float16 if fp16 else torch.float32
+    if fp16:
+        wrapper = wrapper.half()
+    size = spec.input_size
+    # A batch-1 example would freeze the batch dimension, so a dynamic export traces with 2.
+    example = torch.zeros(batch or 2, 3, size, size, dtype=dtype)
+    dynamic = None if batch else ({0: torch.export.Dim("batch", min=1, max=4096)},)
+    names = head_names(spec)
+    log = io.StringIO()
+    exporter_logger = logging.getLogger("torch.onnx")
+    level = exporter_logger.level
+    exporter_logger.setLevel(logging.ERROR)
+    try:
+        with (
+            warnings.catch_warnings(),
+            contextlib.redirect_stdout(log),
+            contextlib.redirect_stderr(log),
+        ):
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                wrapper,
+                (example,),
+                dynamo=True,
+                opset_version=opset,
+                input_names=["input"],
+                output_names=list(names),
+                dynamic_shapes=dynamic,
+                optimize=True,
+                verbose=False,
+            )
+    except Exception as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise LmkError(f"torch.onnx.export failed: {detail}") from None
+    finally:
+        exporter_logger.setLevel(level)
+    network = program.model_proto
+    batch_dim: int | str = batch or "batch"
+    for value in list(network.graph.input) + list(network.graph.output):
+        dim = value.type.tensor_type.shape.dim[0]
+        if isinstance(batch_dim, str):
+            dim.dim_param = batch_dim
+        else:
+            dim.dim_value = batch_dim
+    return network
+
+
+def _wrap_fp16(network: onnx.ModelProto) -> onnx.ModelProto:
+    """FP32 IO around an FP16 network: Cast in after the input, Cast out before every output."""
+    graph = network.graph
+    nodes = []
+    for value in graph.input:
+        inner = f"{value.name}__fp16"
+        for node in graph.node:
+            node.input[:] = [inner if n == value.name else n for n in node.input]
+        nodes.append(
+            helper.make_node(
+                "Cast", [value.name], [inner], name=f"cast_{inner}", to=TensorProto.FLOAT16
+            )
+        )
+        value.type.tensor_type.elem_type = TensorProto.FLOAT
+    for value in graph.output:
+        inner = f"{value.name}__fp16"
+        for node in graph.node:
+            node.output[:] = [inner if n == value.name else n for n in node.output]
+        graph.node.append(
+            helper.make_node(
+                "Cast", [inner], [value.name], name=f"cast_{value.name}", to=TensorProto.FLOAT
+            )
+        )
+        value.type.tensor_type.elem_type = TensorProto.FLOAT
+    for node in reversed(nodes):
+        graph.node.insert(0, node)
+    return network
+
+
+def _opset(model: onnx.ModelProto) -> int:
+    return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+
+
+def assemble(
+    network: onnx.ModelProto, checkpoint: Checkpoint, options: ExportOptions
+) -> onnx.ModelProto:
+    """Compose preprocessing + network + decode and write the metadata."""
+    spec = checkpoint.spec
+    opset, ir = _opset(network), network.ir_version
+    batch: int | str = options.batch or "batch"
+    model = network
+    if options.decode == "fused":
+        out_shape = network.graph.output[0].type.tensor_type.shape
+        height, width = (d.dim_value for d in out_shape.dim[2:4])
+        if spec.decode == "pipnet_nrm":
+            table = checkpoint.layout.neighbours(spec.full_args()["num_nb"])
+            decode = graphs.pipnet_decode_model(table, height, width, opset, ir, batch)
+        else:
+            decode = graphs.heatmap_decode_model(spec.num_lms, height, width, opset, ir, batch)
+        model = compose.merge_models(model, decode, io_map=[(n, n) for n in head_names(spec)])
+    if options.input_format == "uint8-bgr":
+        pre = graphs.uint8_bgr_preprocess_model(
+            checkpoint.normalisation, spec.input_size, opset, ir, batch
+        )
+        model = compose.merge_models(pre, model, io_map=[("input", "input")])
+    else:
+        model.graph.input[0].name = "image"
+        for node in model.graph.node:
+            node.input[:] = ["image" if n == "input" else n for n in node.input]
+    model.graph.name = f"lmk_{spec.name}"
+    model.producer_name, model.producer_version = "lmk", lmk.__version__
+    _write_metadata(model, checkpoint, options)
+    return model
+
+
+def metadata_values(checkpoint: Checkpoint, options: ExportOptions) -> dict:
+    spec, layout = checkpoint.spec, checkpoint.layout
+    args = spec.full_args()
+    return {
+        "lmk.format": FORMAT_VERSION,
+        "lmk.model": spec.name,
+        "lmk.model_args": args,
+        "lmk.layout": layout.name,
+        "lmk.num_landmarks": spec.num_lms,
+        "lmk.input_size": spec.input_size,
+        "lmk.input_format": INPUT_FORMATS[options.input_format],
+        "lmk.channel_order": checkpoint.normalisation.channel_order,
+        "lmk.mean": list(checkpoint.normalisation.mean),
+        "lmk.std": list(checkpoint.normalisation.std),
+        "lmk.decode": spec.decode if options.decode == "fused" else "none",
+        "lmk.raw_decode": spec.decode,
+        "lmk.outputs": ["landmarks", "scores"]
+        if options.decode == "fused"
+        else list(head_names(spec)),
+        "lmk.num_nb": int(args.get("num_nb", 0)),
+        "lmk.net_stride": int(args.get("net_stride", 4)),
+        "lmk.meanface": [float(v) for v in layout.meanface.reshape(-1)],
+        "lmk.flip": list(layout.flip),
+        "lmk.nme_norm": layout.nme_norm
+        if isinstance(layout.nme_norm, str)
+        else list(layout.nme_norm),
+        "lmk.crop": checkpoint.crop.to_dict(),
+        "lmk.precision": options.precision,
+        "lmk.batch": options.batch or "dynamic",
+        "lmk.provenance": {
+            k: v for k, v in checkpoint.provenance.items() if isinstance(v, (str, int, float))
+        },
+        "lmk.version": lmk.__version__,
+    }
+
+
+def _write_metadata(model: onnx.ModelProto, checkpoint: Checkpoint, options: ExportOptions) -> None:
+    del model.metadata_props[:]
+    for key, value in encode(metadata_values(checkpoint, options)).items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+
+
+def build_onnx(
+    checkpoint: Checkpoint, options: ExportOptions, network: onnx.ModelProto | None = None
+) -> onnx.ModelProto:
+    """The full export (before simplification and checks); pass ``network`` to reuse a trace."""
+    if options.precision == "int8":
+        raise LmkError("int8 export goes through lmk.export.quantize (it needs calibration data)")
+    fp16 = options.precision == "fp16"
+    if network is None:
+        network = export_network(
+            checkpoint.build_model(), checkpoint.spec, options.opset, options.batch, fp16
+        )
+    network = copy.deepcopy(network)
+    if fp16:
+        network = _wrap_fp16(network)
+    return assemble(network, checkpoint, options)

@@ -90,8 +90,19 @@ def tensorrt_check(model: onnx.ModelProto) -> TensorRTReport:
         if node.op_type in ("QuantizeLinear", "DequantizeLinear") and len(node.input) > 2:
             zero = _initializer(model, node.input[2])
             if zero is not None and np.any(zero != 0):
-                problems.append(f"{node.name}: TensorRT needs zero point 0 (symmetric int8)")
-    return TensorRTReport(ops=ops, problems=problems)
+                problems.append(
+                    f"{node.name}: Q/DQ zero point is not 0 (TensorRT needs --int8-target tensorrt)"
+                )
+    return TensorRTReport(ops=ops, problems=_grouped(problems))
+
+
+def _grouped(problems: list[str]) -> list[str]:
+    """One line per kind of problem, with a count, instead of one per node."""
+    counts: dict[str, int] = {}
+    for problem in problems:
+        kind = problem.split(": ", 1)[-1]
+        counts[kind] = counts.get(kind, 0) + 1
+    return [f"{kind} ({n} nodes)" if n > 1 else kind for kind, n in counts.items()]
 
 
 def _initializer(model: onnx.ModelProto, name: str) -> np.ndarray | None:

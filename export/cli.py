@@ -220,16 +220,14 @@ def export_to_file(
 
     started = time.perf_counter()
     torch_model = ckpt.build_model()
+    fp16 = options.precision == "fp16"
+    network = export_network(torch_model, ckpt.spec, options.opset, options.batch, fp16)
     if options.precision == "int8":
-        from lmk.export.quantize import quantize_int8
+        from lmk.export.quantize import calibration_images, quantize_network
 
-        fp32 = build_onnx(ckpt, _with(options, precision="fp32"))
-        onnx_model = quantize_int8(fp32, ckpt, options, calib, calib_size, int8_target)
-    else:
-        network = export_network(
-            torch_model, ckpt.spec, options.opset, options.batch, options.precision == "fp16"
-        )
-        onnx_model = build_onnx(ckpt, options, network)
+        crops = calibration_images(ckpt, calib, calib_size)
+        network = quantize_network(network, ckpt.normalisation.apply_bgr_nhwc(crops), int8_target)
+    onnx_model = build_onnx(ckpt, options, network)
     checks.check_validity(onnx_model)
     note = "not simplified (--no-simplify)"
     if simplify:
@@ -262,12 +260,6 @@ def export_to_file(
         "simplify": note,
         "seconds": time.perf_counter() - started,
     }
-
-
-def _with(options, **changes):
-    from dataclasses import replace
-
-    return replace(options, **changes)
 
 
 def _describe(value) -> str:

@@ -80,7 +80,7 @@ class RawHeads(nn.Module):
 def export_network(
     model: nn.Module, spec: ModelSpec, opset: int, batch: int | None, fp16: bool = False
 ) -> onnx.ModelProto:
-    """Trace the network (float NCHW ``input`` -> raw heads) with the dynamo exporter."""
+    """Trace the network (float NCHW ``input`` -> raw heads); dynamo, TorchScript for old opsets."""
     wrapper = RawHeads(copy.deepcopy(model).eval(), spec)
     dtype = torch.float16 if fp16 else torch.float32
     if fp16:
@@ -90,34 +90,14 @@ def export_network(
     example = torch.zeros(batch or 2, 3, size, size, dtype=dtype)
     dynamic = None if batch else ({0: torch.export.Dim("batch", min=1, max=4096)},)
     names = head_names(spec)
-    log = io.StringIO()
-    exporter_logger = logging.getLogger("torch.onnx")
-    level = exporter_logger.level
-    exporter_logger.setLevel(logging.ERROR)
-    try:
-        with (
-            warnings.catch_warnings(),
-            contextlib.redirect_stdout(log),
-            contextlib.redirect_stderr(log),
-        ):
-            warnings.simplefilter("ignore")
-            program = torch.onnx.export(
-                wrapper,
-                (example,),
-                dynamo=True,
-                opset_version=opset,
-                input_names=["input"],
-                output_names=list(names),
-                dynamic_shapes=dynamic,
-                optimize=True,
-                verbose=False,
-            )
-    except Exception as exc:
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise LmkError(f"torch.onnx.export failed: {detail}") from None
-    finally:
-        exporter_logger.setLevel(level)
-    network = program.model_proto
+    network = _trace(wrapper, example, opset, names, dynamic, dynamo=True)
+    if _opset(network) != opset:
+        # The dynamo exporter implements opset 18 and converts down; where onnx's version
+        # converter lacks an adapter (opsets 13-16) it leaves 18. The TorchScript exporter
+        # emits older opsets directly.
+        network = _trace(wrapper, example, opset, names, dynamic, dynamo=False)
+    if _opset(network) != opset:
+        raise LmkError(f"torch.onnx.export produced opset {_opset(network)}, not {opset}")
     batch_dim: int | str = batch or "batch"
     for value in list(network.graph.input) + list(network.graph.output):
         dim = value.type.tensor_type.shape.dim[0]
@@ -126,6 +106,45 @@ def export_network(
         else:
             dim.dim_value = batch_dim
     return network
+
+
+def _trace(
+    wrapper: nn.Module, example: Tensor, opset: int, names: tuple[str, ...], dynamic, dynamo: bool
+) -> onnx.ModelProto:
+    """One torch.onnx.export call with its chatter (warnings, logs, prints) kept quiet."""
+    kwargs: dict = {"dynamic_shapes": dynamic, "optimize": True} if dynamo else {}
+    if not dynamo and dynamic:
+        kwargs["dynamic_axes"] = {n: {0: "batch"} for n in ("input", *names)}
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "onnxscript", "torch.export")]
+    levels = [lg.level for lg in loggers]
+    buffer = io.BytesIO()
+    try:
+        for lg in loggers:
+            lg.setLevel(logging.CRITICAL)
+        with (
+            warnings.catch_warnings(),
+            contextlib.redirect_stdout(io.StringIO()),
+            contextlib.redirect_stderr(io.StringIO()),
+        ):
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                wrapper,
+                (example,),
+                None if dynamo else buffer,
+                dynamo=dynamo,
+                opset_version=opset,
+                input_names=["input"],
+                output_names=list(names),
+                verbose=False,
+                **kwargs,
+            )
+    except Exception as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise LmkError(f"torch.onnx.export failed: {detail}") from None
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+    return program.model_proto if dynamo else onnx.load_from_string(buffer.getvalue())
 
 
 def _wrap_fp16(network: onnx.ModelProto) -> onnx.ModelProto:
@@ -240,10 +259,10 @@ def build_onnx(
     checkpoint: Checkpoint, options: ExportOptions, network: onnx.ModelProto | None = None
 ) -> onnx.ModelProto:
     """The full export (before simplification and checks); pass ``network`` to reuse a trace."""
-    if options.precision == "int8":
-        raise LmkError("int8 export goes through lmk.export.quantize (it needs calibration data)")
     fp16 = options.precision == "fp16"
     if network is None:
+        if options.precision == "int8":
+            raise LmkError("an int8 build needs the quantized network (lmk.export.quantize)")
         network = export_network(
             checkpoint.build_model(), checkpoint.spec, options.opset, options.batch, fp16
         )

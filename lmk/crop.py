@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import cv2
 import numpy as np
 
 
@@ -37,6 +38,10 @@ class CropPolicy:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def matrix(self, box: np.ndarray | tuple[float, float, float, float], size: int) -> np.ndarray:
+        """2x3 affine map from frame to crop coordinates (continuous: pixel i spans [i, i+1))."""
+        return crop_matrix(self.region(box), size)
+
     @classmethod
     def from_dict(cls, data: dict) -> CropPolicy:
         return cls(
@@ -50,3 +55,39 @@ LMK_CROP = CropPolicy(enlarge=1.2)
 PIPNET_OFFICIAL_CROP = CropPolicy(enlarge=1.2, square=False)
 # face-alignment: centre moved up by 0.12 h, side = 200 * (w + h) / 195.
 FAN_OFFICIAL_CROP = CropPolicy(enlarge=400.0 / 195.0, shift_y=-0.12)
+
+
+def crop_matrix(region: np.ndarray, size: int) -> np.ndarray:
+    """2x3 affine taking region ``[x0, y0, x1, y1]`` onto ``[0, size]^2`` (continuous coords)."""
+    x0, y0, x1, y1 = (float(v) for v in region)
+    sx, sy = size / (x1 - x0), size / (y1 - y0)
+    return np.array([[sx, 0.0, -sx * x0], [0.0, sy, -sy * y0]])
+
+
+def warp_crop(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
+    """Resample ``image`` into a ``size`` x ``size`` crop with one affine warp.
+
+    ``matrix`` is in continuous coordinates; OpenCV indexes pixel centres at integers, so the
+    half-pixel shift is applied here and nowhere else. Outside the frame is black.
+    """
+    cv = matrix.astype(np.float64).copy()
+    cv[:, 2] += cv[:, 0] * 0.5 + cv[:, 1] * 0.5 - 0.5
+    return cv2.warpAffine(
+        image,
+        cv,
+        (size, size),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=0,
+    )
+
+
+def apply_affine(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Map [..., 2] points through a 2x3 affine."""
+    points = np.asarray(points, dtype=np.float64)
+    return points @ matrix[:, :2].T + matrix[:, 2]
+
+
+def invert_affine(matrix: np.ndarray) -> np.ndarray:
+    """The inverse 2x3 affine (crop back to frame)."""
+    return cv2.invertAffineTransform(np.asarray(matrix, dtype=np.float64))

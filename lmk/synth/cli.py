@@ -1,0 +1,210 @@
+"""``lmk-synth``: write SynthFace data sets (WFLW or 300W files) and clips to disk.
+
+Why: the demo, the tests and a user without a face data set all need files in the public
+formats; these commands make them from a seed, reproducibly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import click
+import cv2
+from tqdm import tqdm
+
+from lmk import __version__
+from lmk.errors import LmkError
+from lmk.fileio import atomic_output
+from lmk.synth.formats import Annotation, write_pts, write_wflw
+from lmk.synth.render import render_face, sample_seed, wflw98_to_300w68
+from lmk.synth.video import render_clip
+
+WFLW_LIST = "list_98pt_rect_attr.txt"
+
+
+class _Group(click.Group):
+    """Turns LmkError into ``error: <message>`` on stderr and exit status 2."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except LmkError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(2)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"256"`` -> (256, 256); ``"640x480"`` -> (640, 480)."""
+    match = re.fullmatch(r"\s*(\d+)\s*(?:[xX]\s*(\d+)\s*)?", text)
+    if not match:
+        raise LmkError(f"--size must be N or WxH (e.g. 256 or 640x480), got {text!r}")
+    w = int(match.group(1))
+    h = int(match.group(2) or w)
+    if not (16 <= w <= 8192 and 16 <= h <= 8192):
+        raise LmkError(f"--size must be between 16 and 8192 pixels per side, got {w}x{h}")
+    return w, h
+
+
+def _prepare_folder(folder: Path, overwrite: bool) -> None:
+    if folder.exists() and not folder.is_dir():
+        raise LmkError(f"{folder} exists and is not a folder")
+    if folder.is_dir() and any(folder.iterdir()) and not overwrite:
+        raise LmkError(f"{folder} is not empty; pass --overwrite to write into it")
+    try:
+        (folder / "images").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LmkError(f"cannot create {folder / 'images'}: {exc.strerror}") from None
+
+
+def _imwrite(path: Path, image, params: list[int]) -> None:
+    try:
+        ok = cv2.imwrite(str(path), image, params)
+    except cv2.error:
+        ok = False
+    if not ok:
+        raise LmkError(f"cannot write image {path}")
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="lmk-synth")
+def cli() -> None:
+    """SynthFace: procedural faces with exact landmarks, written as data sets or clips."""
+
+
+@cli.command()
+@click.option(
+    "--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Output folder."
+)
+@click.option("--n", "count", required=True, type=click.IntRange(min=1), help="Number of faces.")
+@click.option(
+    "--layout",
+    type=click.Choice(["wflw98", "300w68"]),
+    default="wflw98",
+    show_default=True,
+    help="wflw98: a WFLW list file; 300w68: a .pts beside each image.",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--size", default="256", show_default=True, help="Image size, N or WxH.")
+@click.option(
+    "--format", "image_format", type=click.Choice(["png", "jpg"]), default="png", show_default=True
+)
+@click.option("--overwrite", is_flag=True, help="Write into a non-empty folder.")
+def faces(
+    out_dir: Path, count: int, layout: str, seed: int, size: str, image_format: str, overwrite: bool
+) -> None:
+    """Write N face images to OUT/images and their annotations.
+
+    wflw98 writes OUT/list_98pt_rect_attr.txt (WFLW's 207-field lines, image paths relative
+    to OUT/images); 300w68 writes OUT/images/NNNNNN.pts (300W's 1-based convention).
+    Sample i is render_face(sample_seed(seed, i)).
+    """
+    width, height = parse_size(size)
+    _prepare_folder(out_dir, overwrite)
+    images = out_dir / "images"
+    digits = max(6, len(str(count - 1)))
+    params = [cv2.IMWRITE_JPEG_QUALITY, 95] if image_format == "jpg" else []
+    records = []
+    for i in tqdm(range(count), desc="lmk-synth faces", unit="img", disable=None):
+        sample = render_face(sample_seed(seed, i), (width, height))
+        name = f"{i:0{digits}d}.{image_format}"
+        _imwrite(images / name, sample.image, params)
+        if layout == "wflw98":
+            records.append(Annotation(name, sample.landmarks, sample.box, sample.attributes))
+        else:
+            pts = images / f"{i:0{digits}d}.pts"
+            write_pts(pts, wflw98_to_300w68(sample.landmarks), overwrite=True)
+    if layout == "wflw98":
+        write_wflw(out_dir / WFLW_LIST, records, overwrite=True)
+    meta = {
+        "generator": "lmk-synth faces",
+        "lmk_version": __version__,
+        "seed": seed,
+        "count": count,
+        "size": [width, height],
+        "layout": layout,
+        "format": image_format,
+    }
+    (out_dir / "synthface.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+    click.echo(f"wrote {count} images to {images}", err=True)
+
+
+@cli.command()
+@click.argument("output", type=click.Path(path_type=Path))
+@click.option("--frames", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--size", default="640x480", show_default=True, help="Frame size, WxH or N.")
+@click.option("--faces", "num_faces", type=click.IntRange(1, 8), default=1, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--fps", type=click.FloatRange(min=1.0, max=240.0), default=25.0, show_default=True)
+@click.option("--leave-frame", is_flag=True, help="The first face leaves the frame and returns.")
+@click.option("--overwrite", is_flag=True, help="Replace existing OUTPUT and its .jsonl.")
+def video(
+    output: Path,
+    frames: int,
+    size: str,
+    num_faces: int,
+    seed: int,
+    fps: float,
+    leave_frame: bool,
+    overwrite: bool,
+) -> None:
+    """Write a SynthFace clip OUTPUT (.mp4, mp4v) and OUTPUT's .jsonl with every frame's faces.
+
+    Each JSONL line: {"frame": i, "faces": [{"landmarks": [[x, y], ...98], "box": [x, y, w,
+    h], "visible": bool}, ...]} in pixels, pixel i covering [i, i + 1).
+    """
+    if output.suffix.lower() != ".mp4":
+        raise LmkError(f"video output must end in .mp4, got {output.name}")
+    width, height = parse_size(size)
+    jsonl = output.with_suffix(".jsonl")
+    with (
+        atomic_output(output, overwrite) as tmp_video,
+        atomic_output(jsonl, overwrite) as tmp_jsonl,
+    ):
+        # VideoWriter picks the container from the name, so render to a .mp4 temp first.
+        part = tmp_video.with_name(tmp_video.name + ".mp4")
+        try:
+            writer = cv2.VideoWriter(
+                str(part), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height)
+            )
+            if not writer.isOpened():
+                raise LmkError("OpenCV cannot write mp4v video here (was it built without FFmpeg?)")
+            try:
+                with tmp_jsonl.open("w", encoding="utf-8") as fh:
+                    clip = render_clip(seed, frames, (width, height), num_faces, fps, leave_frame)
+                    for frame in tqdm(
+                        clip, total=frames, desc="lmk-synth video", unit="frame", disable=None
+                    ):
+                        writer.write(frame.image)
+                        record = {
+                            "frame": frame.index,
+                            "faces": [
+                                {
+                                    "landmarks": [
+                                        [round(float(x), 4), round(float(y), 4)]
+                                        for x, y in f.landmarks
+                                    ],
+                                    "box": [round(float(v), 4) for v in f.box],
+                                    "visible": f.visible,
+                                }
+                                for f in frame.faces
+                            ],
+                        }
+                        fh.write(json.dumps(record) + "\n")
+            finally:
+                writer.release()
+            os.replace(part, tmp_video)
+        finally:
+            part.unlink(missing_ok=True)
+    click.echo(f"wrote {frames} frames to {output} and {jsonl.name}", err=True)
+
+
+def main() -> None:
+    """Console entry point ``lmk-synth``."""
+    cli(prog_name="lmk-synth")
+
+
+if __name__ == "__main__":
+    main()

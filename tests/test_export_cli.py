@@ -1,0 +1,281 @@
+"""lmk-export end to end: the file it writes, its metadata and op set, and its errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from lmk.export import checks
+from lmk.export.cli import _checkpoint_from_flags, export_command
+from lmk.runtime.metadata import REQUIRED_KEYS, parse_metadata
+
+from lmk.cli_util import run_cli
+from lmk.layouts import get_layout
+from lmk.models import ModelSpec
+
+SMALL = ["--model", "pipnet", "--backbone", "mobilenetv2", "--input-size", "128"]
+
+
+def _export(tmp_path, capsys, *args, name="model.onnx"):
+    out = tmp_path / name
+    code = run_cli(export_command, [*args, "-o", str(out)])
+    captured = capsys.readouterr()
+    return code, out, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def small_export(tmp_path_factory):
+    """One default export of a small PIPNet, shared by the tests that only read it."""
+    out = tmp_path_factory.mktemp("export") / "small.onnx"
+    assert run_cli(export_command, [*SMALL, "-o", str(out)]) == 0
+    return out
+
+
+def test_export_writes_self_describing_metadata_readable_by_the_runtime(small_export):
+    session = ort.InferenceSession(str(small_export), providers=["CPUExecutionProvider"])
+    props = session.get_modelmeta().custom_metadata_map
+    assert set(REQUIRED_KEYS) <= set(props)
+    info = parse_metadata(props)
+    assert info.model == "pipnet" and info.layout == "wflw98" and info.num_landmarks == 98
+    assert info.input_size == 128 and info.input_format == "uint8_nhwc_bgr"
+    assert info.decode == "pipnet_nrm" and info.num_nb == 10 and info.net_stride == 32
+    assert info.mean == pytest.approx((0.485, 0.456, 0.406)) and info.precision == "fp32"
+    np.testing.assert_allclose(np.reshape(info.meanface, (-1, 2)), get_layout("wflw98").meanface)
+    assert info.flip == get_layout("wflw98").flip
+    assert info.crop == {"enlarge": 1.2, "shift_y": 0.0, "square": True}
+    assert json.loads(props["lmk.model_args"])["backbone"] == "mobilenetv2"
+    # The declared IO matches the contract: dynamic batch, uint8 NHWC in, landmarks/scores out.
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    assert [(i.name, i.type, i.shape) for i in inputs] == [
+        ("image", "tensor(uint8)", ["batch", 128, 128, 3])
+    ]
+    assert [(o.name, o.shape) for o in outputs] == [
+        ("landmarks", ["batch", 98, 2]),
+        ("scores", ["batch", 98]),
+    ]
+
+
+def test_exported_graph_stays_inside_tensorrt_parser_ops(small_export):
+    model = onnx.load(str(small_export))
+    report = checks.tensorrt_check(model)
+    assert report.ok, report.problems
+    assert set(report.ops) <= set(checks.tensorrt_supported_ops())
+    assert not set(report.ops) & checks.FORBIDDEN_OPS
+    # int64 only where ONNX forces it: ArgMax's output (cast to int32 straight after).
+    producers = {o: n.op_type for n in model.graph.node for o in n.output}
+    assert {producers[name] for name in checks.int64_tensors(model)} == {"ArgMax"}
+
+
+def test_tensorrt_check_flags_what_the_parser_rejects():
+    node = onnx.helper.make_node("Mod", ["a", "b"], ["c"], name="mod")
+    topk = onnx.helper.make_node("TopK", ["c", "k"], ["v", "i"], name="topk", sorted=0)
+    graph = onnx.helper.make_graph([node, topk], "g", [], [])
+    report = checks.tensorrt_check(onnx.helper.make_model(graph))
+    assert not report.ok
+    assert any("Mod" in p for p in report.problems)
+    assert any("TopK needs sorted=1" in p for p in report.problems)
+
+
+def test_same_seed_gives_the_same_weights_and_another_seed_does_not(tmp_path, capsys):
+    def weights(name):
+        code, out, _, _ = _export(
+            tmp_path, capsys, *SMALL, "--no-simplify", "--seed", "3", name=name
+        )
+        assert code == 0
+        return sorted(
+            onnx.numpy_helper.to_array(i).tobytes() for i in onnx.load(str(out)).graph.initializer
+        )
+
+    assert weights("a.onnx") == weights("b.onnx")
+
+    def state(seed):
+        args = ("pipnet", None, None, "mobilenetv2", 128, None, None, None, seed)
+        return _checkpoint_from_flags(*args).state_dict
+
+    first, other = state(3), state(4)
+    assert any(not torch.equal(first[k], other[k]) for k in first)
+
+
+def test_decode_none_exports_the_last_stacks_heatmaps(tmp_path, capsys):
+    args = [
+        "--model",
+        "hourglass",
+        "--num-stacks",
+        "2",
+        "--input-size",
+        "128",
+        "--decode",
+        "none",
+        "--input",
+        "float-rgb",
+    ]
+    code, out, stdout, _ = _export(tmp_path, capsys, *args)
+    assert code == 0, stdout
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert [o.name for o in session.get_outputs()] == ["heatmaps"]
+    assert session.get_inputs()[0].type == "tensor(float)"
+    info = parse_metadata(session.get_modelmeta().custom_metadata_map)
+    assert info.decode == "none" and info.raw_decode == "heatmap_quarter"
+    assert info.input_format == "float_nchw_rgb"
+    assert session.run(None, {"image": np.zeros((2, 3, 128, 128), np.float32)})[0].shape == (
+        2,
+        98,
+        32,
+        32,
+    )
+
+
+def test_pipnet_decode_none_names_the_five_heads(tmp_path, capsys):
+    code, out, _, _ = _export(tmp_path, capsys, *SMALL, "--decode", "none", "--no-simplify")
+    assert code == 0
+    names = [o.name for o in onnx.load(str(out)).graph.output]
+    assert names == ["cls", "x", "y", "nb_x", "nb_y"]
+
+
+@pytest.mark.parametrize("opset", [13, 20])
+def test_opset_range_ends_export_and_pass_parity(tmp_path, capsys, opset):
+    code, out, stdout, err = _export(
+        tmp_path, capsys, *SMALL, "--opset", str(opset), "--no-simplify"
+    )
+    assert code == 0, err
+    model = onnx.load(str(out))
+    assert next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) == opset
+    assert "parity:" in stdout
+
+
+def test_official_pipnet_checkpoint_exports_with_its_preprocessing(tmp_path, capsys):
+    spec = ModelSpec("pipnet", {"backbone": "mobilenetv2", "num_lms": 98, "num_nb": 10})
+    torch.save(spec.build().state_dict(), tmp_path / "pip_mbv2.pth")
+    code, out, _stdout, err = _export(
+        tmp_path, capsys, "--model", "pipnet", "--checkpoint", str(tmp_path / "pip_mbv2.pth")
+    )
+    assert code == 0, err
+    info = parse_metadata({p.key: p.value for p in onnx.load(str(out)).metadata_props})
+    assert info.input_size == 256 and info.mean == pytest.approx((0.485, 0.456, 0.406))
+    assert info.crop == {"enlarge": 1.2, "shift_y": 0.0, "square": False}
+    assert "random weights" not in err
+
+
+def test_face_alignment_fan_checkpoint_exports_without_mean_std(tmp_path, capsys):
+    state = ModelSpec("fan", {"num_modules": 1}).build().state_dict()
+    torch.save(state, tmp_path / "2DFAN1.pth.tar")
+    code, out, _, err = _export(
+        tmp_path, capsys, "--model", "fan", "--checkpoint", str(tmp_path / "2DFAN1.pth.tar")
+    )
+    assert code == 0, err
+    info = parse_metadata({p.key: p.value for p in onnx.load(str(out)).metadata_props})
+    assert info.layout == "300w68" and info.mean == (0.0, 0.0, 0.0) and info.std == (1.0, 1.0, 1.0)
+    assert info.crop["enlarge"] == pytest.approx(400 / 195) and info.crop["shift_y"] == -0.12
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "hrnet"], "unknown model 'hrnet'"),
+        ([*SMALL, "--opset", "12"], "opset 12 is not supported"),
+        ([*SMALL, "--batch", "zero"], "--batch must be"),
+        ([*SMALL, "--fp16", "--int8"], "exclusive"),
+        ([*SMALL, "--decode", "dark"], "Invalid value for '--decode'"),
+        (["--model", "pipnet", "--checkpoint", "absent.pth"], "checkpoint not found"),
+    ],
+)
+def test_bad_flags_are_one_line_errors_with_exit_2(tmp_path, capsys, args, message):
+    code, out, _stdout, err = _export(tmp_path, capsys, *args)
+    assert code == 2
+    assert message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_checkpoint_for_another_model_names_the_keys_and_leaves_no_file(tmp_path, capsys):
+    state = ModelSpec("pipnet", {"backbone": "resnet18", "num_lms": 98}).build().state_dict()
+    state["cls_layer.weight"] = torch.zeros(98, 256, 1, 1)
+    torch.save(state, tmp_path / "bad.pth")
+    code, _out, _, err = _export(
+        tmp_path, capsys, "--model", "pipnet", "--checkpoint", str(tmp_path / "bad.pth")
+    )
+    assert code == 2
+    assert "does not match the model" in err and "cls_layer.weight (98, 256, 1, 1)" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.pth"]
+
+
+def test_unwritable_or_existing_output_is_refused_before_any_work(tmp_path, capsys):
+    code = run_cli(export_command, [*SMALL, "-o", str(tmp_path / "missing" / "m.onnx")])
+    assert code == 2 and "output folder does not exist" in capsys.readouterr().err
+    existing = tmp_path / "keep.onnx"
+    existing.write_bytes(b"user file")
+    code = run_cli(export_command, [*SMALL, "-o", str(existing)])
+    assert code == 2 and "--overwrite" in capsys.readouterr().err
+    assert existing.read_bytes() == b"user file"
+
+
+def test_parity_failure_exits_2_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    real = checks.reference_outputs
+
+    def shifted(*args, **kwargs):
+        out = real(*args, **kwargs)
+        return {k: v + 1e-3 if k == "landmarks" else v for k, v in out.items()}
+
+    monkeypatch.setattr(checks, "reference_outputs", shifted)
+    code, _, _, err = _export(tmp_path, capsys, *SMALL, "--no-simplify")
+    assert code == 2 and "parity check failed" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fp16_export_keeps_fp32_io_and_decode(tmp_path, capsys):
+    code, out, _, err = _export(tmp_path, capsys, *SMALL, "--fp16", "--no-simplify")
+    assert code == 0, err
+    model = onnx.load(str(out))
+    weights = [i for i in model.graph.initializer if i.data_type == onnx.TensorProto.FLOAT16]
+    assert len(weights) > 50  # the network's weights are FP16
+    assert {v.type.tensor_type.elem_type for v in model.graph.output} == {onnx.TensorProto.FLOAT}
+    merge = next(i for i in model.graph.initializer if "nrm_merge" in i.name)
+    assert merge.data_type == onnx.TensorProto.FLOAT  # the decode stays FP32
+    assert parse_metadata({p.key: p.value for p in model.metadata_props}).precision == "fp16"
+
+
+@pytest.mark.parametrize(("target", "trt_ok"), [("cpu", False), ("tensorrt", True)])
+def test_int8_export_calibrates_on_a_folder_of_crops(tmp_path, capsys, target, trt_ok):
+    import cv2
+
+    calib = tmp_path / "crops"
+    calib.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(16):
+        cv2.imwrite(str(calib / f"{i}.png"), checks._blobs(rng, 96))
+    code, out, _stdout, err = _export(
+        tmp_path,
+        capsys,
+        *SMALL,
+        "--int8",
+        "--calib",
+        str(calib),
+        "--calib-size",
+        "16",
+        "--int8-target",
+        target,
+    )
+    assert code == 0, err
+    model = onnx.load(str(out))
+    ops = {n.op_type for n in model.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    assert checks.tensorrt_check(model).ok == trt_ok
+    # The heads and the decode stay float: the NRM merge constant is FP32.
+    assert (
+        next(i for i in model.graph.initializer if "nrm_merge" in i.name).data_type
+        == onnx.TensorProto.FLOAT
+    )
+
+
+def test_int8_calibration_folder_with_too_few_images_is_an_error(tmp_path, capsys):
+    (tmp_path / "crops").mkdir()
+    (tmp_path / "crops" / "broken.png").write_bytes(b"not an image")
+    code, out, _, err = _export(
+        tmp_path, capsys, *SMALL, "--int8", "--calib", str(tmp_path / "crops")
+    )
+    assert code == 2 and "need at least 8 readable images, found 0" in err
+    assert not out.exists()

@@ -59,7 +59,14 @@ def tensorrt_check(model: onnx.ModelProto) -> TensorRTReport:
     problems += [
         f"{op} is avoided for older TensorRT releases" for op in ops if op in FORBIDDEN_OPS
     ]
+    uint8_inputs = {
+        v.name for v in model.graph.input if v.type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    }
     for node in model.graph.node:
+        if uint8_inputs & set(node.input) and node.op_type != "Cast":
+            problems.append(
+                f"{node.name}: TensorRT takes a uint8 input only into Cast, not {node.op_type}"
+            )
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
         if node.op_type == "TopK" and attrs.get("sorted", 1) != 1:
             problems.append(f"{node.name}: TopK needs sorted=1")

@@ -74,8 +74,14 @@ def test_tensorrt_check_flags_what_the_parser_rejects():
     node = onnx.helper.make_node("Mod", ["a", "b"], ["c"], name="mod")
     topk = onnx.helper.make_node("TopK", ["c", "k"], ["v", "i"], name="topk", sorted=0)
     graph = onnx.helper.make_graph([node, topk], "g", [], [])
+    uint8 = onnx.helper.make_tensor_value_info("image", onnx.TensorProto.UINT8, [1, 4, 4, 3])
+    transpose = onnx.helper.make_node(
+        "Transpose", ["image"], ["t"], name="transpose", perm=[0, 3, 1, 2]
+    )
+    graph = onnx.helper.make_graph([node, topk, transpose], "g", [uint8], [])
     report = checks.tensorrt_check(onnx.helper.make_model(graph))
     assert not report.ok
+    assert any("uint8 input only into Cast, not Transpose" in p for p in report.problems)
     assert any("Mod" in p for p in report.problems)
     assert any("TopK needs sorted=1" in p for p in report.problems)
 

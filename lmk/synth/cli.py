@@ -16,6 +16,7 @@ import cv2
 from tqdm import tqdm
 
 from lmk import __version__
+from lmk.cli_util import exit_with
 from lmk.errors import LmkError
 from lmk.fileio import atomic_output
 from lmk.synth.formats import Annotation, write_pts, write_wflw
@@ -202,8 +203,8 @@ def video(
 
 
 def main() -> None:
-    """Console entry point ``lmk-synth``."""
-    cli(prog_name="lmk-synth")
+    """Console entry point ``lmk-synth`` (usage errors as one line, exit 2, like every lmk command)."""
+    exit_with(cli)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from lmk.export.checks import onnx_feed, reference_outputs
 from lmk.export.exporter import ExportOptions, build_onnx
 

@@ -156,23 +156,10 @@ def simplify(model: onnx.ModelProto) -> tuple[onnx.ModelProto, str]:
 
 
 def sample_inputs(checkpoint: Checkpoint, batch: int, seed: int = 0) -> np.ndarray:
-    """uint8 BGR crops for the self-check (random textures; SynthFace faces when available)."""
-    rng = np.random.default_rng(seed)
-    size = checkpoint.input_size
-    noise = rng.integers(0, 256, size=(batch, size, size, 3), dtype=np.uint8)
-    # Smooth images too: a face crop is low-frequency, and pure noise is not.
-    smooth = np.stack([_blobs(rng, size) for _ in range(batch)])
-    return np.where(np.arange(batch)[:, None, None, None] % 2 == 0, noise, smooth).astype(np.uint8)
+    """uint8 BGR SynthFace crops, cut with the model's own crop policy, for the self-check."""
+    from lmk.synth import synth_crops
 
-
-def _blobs(rng: np.random.Generator, size: int) -> np.ndarray:
-    yy, xx = np.mgrid[0:size, 0:size] / size
-    image = np.zeros((size, size, 3))
-    for _ in range(6):
-        cx, cy, r = rng.uniform(0, 1), rng.uniform(0, 1), rng.uniform(0.05, 0.4)
-        colour = rng.uniform(0, 255, 3)
-        image += np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * r * r))[..., None] * colour
-    return np.clip(image, 0, 255).astype(np.uint8)
+    return synth_crops(batch, checkpoint.input_size, checkpoint.crop, seed=seed)
 
 
 def reference_outputs(

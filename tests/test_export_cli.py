@@ -16,6 +16,7 @@ from lmk.runtime.metadata import REQUIRED_KEYS, parse_metadata
 from lmk.cli_util import run_cli
 from lmk.layouts import get_layout
 from lmk.models import ModelSpec
+from lmk.synth import synth_crops
 
 SMALL = ["--model", "pipnet", "--backbone", "mobilenetv2", "--input-size", "128"]
 
@@ -250,9 +251,8 @@ def test_int8_export_calibrates_on_a_folder_of_crops(tmp_path, capsys, target, t
 
     calib = tmp_path / "crops"
     calib.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(16):
-        cv2.imwrite(str(calib / f"{i}.png"), checks._blobs(rng, 96))
+    for i, crop in enumerate(synth_crops(16, 96, seed=5)):
+        cv2.imwrite(str(calib / f"{i}.png"), crop)
     code, out, _stdout, err = _export(
         tmp_path,
         capsys,
@@ -285,3 +285,22 @@ def test_int8_calibration_folder_with_too_few_images_is_an_error(tmp_path, capsy
     )
     assert code == 2 and "need at least 8 readable images, found 0" in err
     assert not out.exists()
+
+
+def test_simplifier_failure_keeps_the_unsimplified_graph_and_says_so(monkeypatch):
+    import onnxsim
+
+    def broken(model, *args, **kwargs):
+        raise RuntimeError("unsupported op in onnxsim")
+
+    monkeypatch.setattr(onnxsim, "simplify", broken)
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Relu", ["a"], ["b"])],
+        "g",
+        [onnx.helper.make_tensor_value_info("a", onnx.TensorProto.FLOAT, [1])],
+        [onnx.helper.make_tensor_value_info("b", onnx.TensorProto.FLOAT, [1])],
+    )
+    model = onnx.helper.make_model(graph)
+    kept, note = checks.simplify(model)
+    assert kept is model
+    assert "onnxsim failed" in note and "kept the unsimplified graph" in note

@@ -219,13 +219,14 @@ def export_to_file(
     from lmk.export.exporter import build_onnx, export_network
 
     started = time.perf_counter()
+    if options.precision == "int8":  # bad calibration input fails before any tracing
+        from lmk.export.quantize import calibration_images, quantize_network
+
+        crops = calibration_images(ckpt, calib, calib_size)
     torch_model = ckpt.build_model()
     fp16 = options.precision == "fp16"
     network = export_network(torch_model, ckpt.spec, options.opset, options.batch, fp16)
     if options.precision == "int8":
-        from lmk.export.quantize import calibration_images, quantize_network
-
-        crops = calibration_images(ckpt, calib, calib_size)
         network = quantize_network(network, ckpt.normalisation.apply_bgr_nhwc(crops), int8_target)
     onnx_model = build_onnx(ckpt, options, network)
     checks.check_validity(onnx_model)
@@ -236,7 +237,8 @@ def export_to_file(
     trt = checks.tensorrt_check(onnx_model)
     model_bytes = onnx_model.SerializeToString()
     images = checks.sample_inputs(ckpt, options.batch or 3)
-    result = checks.parity(ckpt, model_bytes, options, images, torch_model)
+    session = checks.cpu_session(model_bytes)
+    result = checks.parity(ckpt, session, options, images, torch_model)
     key = "landmarks" if options.decode == "fused" else next(iter(result.max_abs))
     error = result.max_abs[key]
     if options.precision == "fp32" and error > FP32_TOLERANCE:
@@ -255,7 +257,7 @@ def export_to_file(
         "outputs": [_describe(v) for v in onnx_model.graph.output],
         "parity": result.max_abs,
         "parity_pixels": error * ckpt.input_size if options.decode == "fused" else None,
-        "latency_ms": _cpu_latency(model_bytes, ckpt, options, images),
+        "latency_ms": _cpu_latency(session, ckpt, options, images),
         "latency_batch": len(images),
         "simplify": note,
         "seconds": time.perf_counter() - started,
@@ -269,12 +271,10 @@ def _describe(value) -> str:
     return f"{value.name} {onnx.helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type)} [{', '.join(dims)}]"
 
 
-def _cpu_latency(model_bytes: bytes, ckpt, options, images: np.ndarray, runs: int = 10) -> float:
+def _cpu_latency(session, ckpt, options, images: np.ndarray, runs: int = 10) -> float:
     """Median ms per call on ORT CPU at the self-check batch (an indication, not a benchmark)."""
-    import onnxruntime as ort
     from lmk.export.checks import onnx_feed
 
-    session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
     feed = {"image": onnx_feed(ckpt, options, images)}
     session.run(None, feed)
     times = []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import json
 
 import numpy as np
@@ -9,7 +11,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from lmk.export import checks
+from lmk.export import checks, exporter
 from lmk.export.cli import _checkpoint_from_flags, export_command
 from lmk.runtime.metadata import REQUIRED_KEYS, parse_metadata
 
@@ -19,6 +21,29 @@ from lmk.models import ModelSpec
 from lmk.synth import synth_crops
 
 SMALL = ["--model", "pipnet", "--backbone", "mobilenetv2", "--input-size", "128"]
+
+
+_REAL_EXPORT_NETWORK = exporter.export_network
+_TRACES: dict = {}
+
+
+def _cached_export_network(model, spec, opset, batch, fp16=False):
+    """Trace each distinct (architecture, weights, opset, batch, precision) once per session."""
+    digest = hashlib.sha1()
+    for value in model.state_dict().values():
+        digest.update(value.detach().cpu().numpy().tobytes())
+    key = (spec.name, tuple(sorted(spec.args.items())), digest.hexdigest(), opset, batch, fp16)
+    if key not in _TRACES:
+        _TRACES[key] = _REAL_EXPORT_NETWORK(model, spec, opset, batch, fp16)
+    return copy.deepcopy(_TRACES[key])
+
+
+@pytest.fixture(autouse=True)
+def reuse_traces(monkeypatch, request):
+    """Tracing is the slow part of an export and most tests here are about what happens
+    around it; the determinism test opts out with the ``fresh_trace`` marker."""
+    if not request.node.get_closest_marker("fresh_trace"):
+        monkeypatch.setattr(exporter, "export_network", _cached_export_network)
 
 
 def _export(tmp_path, capsys, *args, name="model.onnx"):
@@ -32,7 +57,9 @@ def _export(tmp_path, capsys, *args, name="model.onnx"):
 def small_export(tmp_path_factory):
     """One default export of a small PIPNet, shared by the tests that only read it."""
     out = tmp_path_factory.mktemp("export") / "small.onnx"
-    assert run_cli(export_command, [*SMALL, "-o", str(out)]) == 0
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(exporter, "export_network", _cached_export_network)
+        assert run_cli(export_command, [*SMALL, "-o", str(out)]) == 0
     return out
 
 
@@ -87,6 +114,7 @@ def test_tensorrt_check_flags_what_the_parser_rejects():
     assert any("TopK needs sorted=1" in p for p in report.problems)
 
 
+@pytest.mark.fresh_trace
 def test_same_seed_gives_the_same_weights_and_another_seed_does_not(tmp_path, capsys):
     def weights(name):
         code, out, _, _ = _export(
@@ -158,7 +186,13 @@ def test_official_pipnet_checkpoint_exports_with_its_preprocessing(tmp_path, cap
     spec = ModelSpec("pipnet", {"backbone": "mobilenetv2", "num_lms": 98, "num_nb": 10})
     torch.save(spec.build().state_dict(), tmp_path / "pip_mbv2.pth")
     code, out, _stdout, err = _export(
-        tmp_path, capsys, "--model", "pipnet", "--checkpoint", str(tmp_path / "pip_mbv2.pth")
+        tmp_path,
+        capsys,
+        "--model",
+        "pipnet",
+        "--checkpoint",
+        str(tmp_path / "pip_mbv2.pth"),
+        "--no-simplify",
     )
     assert code == 0, err
     info = parse_metadata({p.key: p.value for p in onnx.load(str(out)).metadata_props})
@@ -171,7 +205,13 @@ def test_face_alignment_fan_checkpoint_exports_without_mean_std(tmp_path, capsys
     state = ModelSpec("fan", {"num_modules": 1}).build().state_dict()
     torch.save(state, tmp_path / "2DFAN1.pth.tar")
     code, out, _, err = _export(
-        tmp_path, capsys, "--model", "fan", "--checkpoint", str(tmp_path / "2DFAN1.pth.tar")
+        tmp_path,
+        capsys,
+        "--model",
+        "fan",
+        "--checkpoint",
+        str(tmp_path / "2DFAN1.pth.tar"),
+        "--no-simplify",
     )
     assert code == 0, err
     info = parse_metadata({p.key: p.value for p in onnx.load(str(out)).metadata_props})

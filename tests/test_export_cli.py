@@ -20,7 +20,19 @@ from lmk.layouts import get_layout
 from lmk.models import ModelSpec
 from lmk.synth import synth_crops
 
-SMALL = ["--model", "pipnet", "--backbone", "mobilenetv2", "--input-size", "128"]
+# Small and quick to trace: ResNet-18 PIPNet for AFLW-19 (19 points, 4 neighbours) at 64 px.
+SMALL = [
+    "--model",
+    "pipnet",
+    "--backbone",
+    "resnet18",
+    "--layout",
+    "aflw19",
+    "--num-nb",
+    "4",
+    "--input-size",
+    "64",
+]
 
 
 _REAL_EXPORT_NETWORK = exporter.export_network
@@ -68,22 +80,22 @@ def test_export_writes_self_describing_metadata_readable_by_the_runtime(small_ex
     props = session.get_modelmeta().custom_metadata_map
     assert set(REQUIRED_KEYS) <= set(props)
     info = parse_metadata(props)
-    assert info.model == "pipnet" and info.layout == "wflw98" and info.num_landmarks == 98
-    assert info.input_size == 128 and info.input_format == "uint8_nhwc_bgr"
-    assert info.decode == "pipnet_nrm" and info.num_nb == 10 and info.net_stride == 32
+    assert info.model == "pipnet" and info.layout == "aflw19" and info.num_landmarks == 19
+    assert info.input_size == 64 and info.input_format == "uint8_nhwc_bgr"
+    assert info.decode == "pipnet_nrm" and info.num_nb == 4 and info.net_stride == 32
     assert info.mean == pytest.approx((0.485, 0.456, 0.406)) and info.precision == "fp32"
-    np.testing.assert_allclose(np.reshape(info.meanface, (-1, 2)), get_layout("wflw98").meanface)
-    assert info.flip == get_layout("wflw98").flip
+    np.testing.assert_allclose(np.reshape(info.meanface, (-1, 2)), get_layout("aflw19").meanface)
+    assert info.flip == get_layout("aflw19").flip
     assert info.crop == {"enlarge": 1.2, "shift_y": 0.0, "square": True}
-    assert json.loads(props["lmk.model_args"])["backbone"] == "mobilenetv2"
+    assert json.loads(props["lmk.model_args"])["backbone"] == "resnet18"
     # The declared IO matches the contract: dynamic batch, uint8 NHWC in, landmarks/scores out.
     inputs, outputs = session.get_inputs(), session.get_outputs()
     assert [(i.name, i.type, i.shape) for i in inputs] == [
-        ("image", "tensor(uint8)", ["batch", 128, 128, 3])
+        ("image", "tensor(uint8)", ["batch", 64, 64, 3])
     ]
     assert [(o.name, o.shape) for o in outputs] == [
-        ("landmarks", ["batch", 98, 2]),
-        ("scores", ["batch", 98]),
+        ("landmarks", ["batch", 19, 2]),
+        ("scores", ["batch", 19]),
     ]
 
 
@@ -128,15 +140,17 @@ def test_same_seed_gives_the_same_weights_and_another_seed_does_not(tmp_path, ca
     assert weights("a.onnx") == weights("b.onnx")
 
     def state(seed):
-        args = ("pipnet", None, None, "mobilenetv2", 128, None, None, None, seed)
+        args = ("pipnet", None, "aflw19", "resnet18", 64, 4, None, None, seed)
         return _checkpoint_from_flags(*args).state_dict
 
     first, other = state(3), state(4)
     assert any(not torch.equal(first[k], other[k]) for k in first)
 
 
-def test_decode_none_exports_the_last_stacks_heatmaps(tmp_path, capsys):
+def test_decode_none_exports_the_last_stacks_heatmaps_at_opset_20(tmp_path, capsys):
     args = [
+        "--opset",
+        "20",
         "--model",
         "hourglass",
         "--num-stacks",
@@ -171,7 +185,7 @@ def test_pipnet_decode_none_names_the_five_heads(tmp_path, capsys):
     assert names == ["cls", "x", "y", "nb_x", "nb_y"]
 
 
-@pytest.mark.parametrize("opset", [13, 20])
+@pytest.mark.parametrize("opset", [13])  # 20 (the other end) is the hourglass test above
 def test_opset_range_ends_export_and_pass_parity(tmp_path, capsys, opset):
     code, out, stdout, err = _export(
         tmp_path, capsys, *SMALL, "--opset", str(opset), "--no-simplify"
@@ -183,15 +197,16 @@ def test_opset_range_ends_export_and_pass_parity(tmp_path, capsys, opset):
 
 
 def test_official_pipnet_checkpoint_exports_with_its_preprocessing(tmp_path, capsys):
-    spec = ModelSpec("pipnet", {"backbone": "mobilenetv2", "num_lms": 98, "num_nb": 10})
-    torch.save(spec.build().state_dict(), tmp_path / "pip_mbv2.pth")
+    spec = ModelSpec("pipnet", {"backbone": "resnet18", "num_lms": 19, "num_nb": 4})
+    torch.manual_seed(0)
+    torch.save(spec.build().state_dict(), tmp_path / "pip_r18_aflw.pth")
     code, out, _stdout, err = _export(
         tmp_path,
         capsys,
         "--model",
         "pipnet",
         "--checkpoint",
-        str(tmp_path / "pip_mbv2.pth"),
+        str(tmp_path / "pip_r18_aflw.pth"),
         "--no-simplify",
     )
     assert code == 0, err
@@ -202,6 +217,7 @@ def test_official_pipnet_checkpoint_exports_with_its_preprocessing(tmp_path, cap
 
 
 def test_face_alignment_fan_checkpoint_exports_without_mean_std(tmp_path, capsys):
+    torch.manual_seed(0)  # fixed weights: random ones could put two heatmap peaks within 1e-7
     state = ModelSpec("fan", {"num_modules": 1}).build().state_dict()
     torch.save(state, tmp_path / "2DFAN1.pth.tar")
     code, out, _, err = _export(
@@ -239,6 +255,7 @@ def test_bad_flags_are_one_line_errors_with_exit_2(tmp_path, capsys, args, messa
 
 
 def test_checkpoint_for_another_model_names_the_keys_and_leaves_no_file(tmp_path, capsys):
+    torch.manual_seed(0)
     state = ModelSpec("pipnet", {"backbone": "resnet18", "num_lms": 98}).build().state_dict()
     state["cls_layer.weight"] = torch.zeros(98, 256, 1, 1)
     torch.save(state, tmp_path / "bad.pth")
@@ -278,7 +295,7 @@ def test_fp16_export_keeps_fp32_io_and_decode(tmp_path, capsys):
     assert code == 0, err
     model = onnx.load(str(out))
     weights = [i for i in model.graph.initializer if i.data_type == onnx.TensorProto.FLOAT16]
-    assert len(weights) > 50  # the network's weights are FP16
+    assert len(weights) > 20  # the network's weights are FP16
     assert {v.type.tensor_type.elem_type for v in model.graph.output} == {onnx.TensorProto.FLOAT}
     merge = next(i for i in model.graph.initializer if "nrm_merge" in i.name)
     assert merge.data_type == onnx.TensorProto.FLOAT  # the decode stays FP32

@@ -1,0 +1,231 @@
+"""``lmk-train``: train PIPNet, a stacked hourglass or FAN on SynthFace or annotation files.
+
+Single process by default; under ``torchrun --nproc_per_node=N`` it trains with
+DistributedDataParallel (gloo on the CPU, nccl on CUDA). See :mod:`lmk.train.trainer`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from lmk.cli_util import exit_with
+from lmk.crop import CropPolicy
+from lmk.errors import LmkError
+from lmk.train.data import SYNTH_LAYOUTS, parse_data_spec, parse_flip
+
+MODEL_NAMES = ("pipnet", "hourglass", "fan")
+
+
+class RecordingCommand(click.Command):
+    """Keeps the raw arguments in ``ctx.meta["lmk.args"]``, so provenance has the exact command."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["lmk.args"] = list(args)
+        return super().parse_args(ctx, args)
+
+
+def recorded_command(prog: str) -> str:
+    """The command line of the running click command, quoted so a shell re-runs it."""
+    from lmk.train.trainer import command_line
+
+    ctx = click.get_current_context()
+    return command_line(prog, ctx.meta.get("lmk.args", []))
+
+
+def model_args(
+    model: str,
+    backbone: str | None,
+    input_size: int | None,
+    num_nb: int | None,
+    net_stride: int | None,
+    num_stacks: int | None,
+    num_features: int | None,
+) -> dict[str, Any]:
+    """Constructor arguments from flags; a flag that does not apply to the model is an error."""
+    given = {
+        "--backbone": backbone,
+        "--num-nb": num_nb,
+        "--net-stride": net_stride,
+        "--num-stacks": num_stacks,
+        "--num-features": num_features,
+    }
+    applies = {
+        "pipnet": ("--backbone", "--num-nb", "--net-stride"),
+        "hourglass": ("--num-stacks", "--num-features"),
+        "fan": ("--num-stacks",),
+    }[model]
+    wrong = [flag for flag, value in given.items() if value is not None and flag not in applies]
+    if wrong:
+        raise LmkError(f"{', '.join(wrong)} does not apply to --model {model}")
+    args: dict[str, Any] = {"input_size": input_size or 256}
+    if model == "pipnet":
+        args.update(backbone=backbone or "resnet18", num_nb=num_nb, net_stride=net_stride)
+    elif model == "hourglass":
+        args.update(num_stacks=num_stacks, num_features=num_features)
+    else:
+        args["num_modules"] = num_stacks
+    return {k: v for k, v in args.items() if v is not None}
+
+
+@click.command(cls=RecordingCommand, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--model", type=click.Choice(MODEL_NAMES), default="pipnet", show_default=True)
+@click.option(
+    "--backbone", help="PIPNet backbone: resnet18 (default), resnet34/50/101, mobilenetv2"
+)
+@click.option("--input-size", type=click.IntRange(min=32), help="crop size in pixels (default 256)")
+@click.option("--num-nb", type=click.IntRange(min=1), help="PIPNet neighbours (default 10)")
+@click.option("--net-stride", type=int, help="PIPNet stride 16/32/64/128 (default 32)")
+@click.option("--num-stacks", type=click.IntRange(min=1), help="hourglass stacks / FAN modules")
+@click.option("--num-features", type=click.IntRange(min=8), help="hourglass channels (default 256)")
+@click.option(
+    "--data",
+    "data",
+    default="synth",
+    show_default=True,
+    help="synth, wflw:LIST.txt, 300w:FOLDER, csv:FILE.csv or json:FILE.json",
+)
+@click.option(
+    "--val-data", help="held-out annotation file (default: --val-fraction of --data; synth: own)"
+)
+@click.option("--val-fraction", type=float, default=0.1, show_default=True)
+@click.option(
+    "--images",
+    type=click.Path(path_type=Path),
+    help="folder the annotation's image paths are relative to (default: images/ beside it)",
+)
+@click.option("--layout", help="wflw98 or 300w68 (synth, wflw); default wflw98")
+@click.option(
+    "--flip", help="CSV/JSON layouts: flip table i0,i1,... (else from the FILE.layout.json sidecar)"
+)
+@click.option(
+    "--train-size", type=click.IntRange(min=1), help="faces to train on (synth default 2000)"
+)
+@click.option("--val-size", type=click.IntRange(min=1), help="held-out faces (synth default 200)")
+@click.option("--epochs", type=click.IntRange(min=1), default=60, show_default=True)
+@click.option(
+    "--steps-per-epoch",
+    type=click.IntRange(min=1),
+    help="steps per epoch (default one pass over the data; fewer cap it, more repeat it)",
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True)
+@click.option(
+    "--lr-schedule", type=click.Choice(["cosine", "step"]), default="cosine", show_default=True
+)
+@click.option("--weight-decay", type=click.FloatRange(min=0), default=0.0, show_default=True)
+@click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), help="default: cuda if available")
+@click.option(
+    "--backbone-weights",
+    type=click.Path(path_type=Path),
+    help="torchvision ImageNet .pth for the PIPNet backbone (default: none, offline)",
+)
+@click.option("--augment/--no-augment", default=True, show_default=True)
+@click.option("--cache", is_flag=True, help="keep source images in memory (small sets)")
+@click.option(
+    "--heatmap-loss", type=click.Choice(["mse", "awing"]), default="mse", show_default=True
+)
+@click.option("--sigma", type=click.FloatRange(min=0.1), default=1.5, show_default=True)
+@click.option("--crop-enlarge", type=click.FloatRange(min=0.5), default=1.2, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), help="run folder (best.pt, last.pt, log)")
+@click.option("--resume", type=click.Path(path_type=Path), help="continue from DIR/last.pt")
+@click.option("--overwrite", is_flag=True, help="replace a run already in --out")
+def train_command(
+    model: str,
+    backbone: str | None,
+    input_size: int | None,
+    num_nb: int | None,
+    net_stride: int | None,
+    num_stacks: int | None,
+    num_features: int | None,
+    data: str,
+    val_data: str | None,
+    val_fraction: float,
+    images: Path | None,
+    layout: str | None,
+    flip: str | None,
+    train_size: int | None,
+    val_size: int | None,
+    epochs: int,
+    steps_per_epoch: int | None,
+    batch_size: int,
+    lr: float,
+    lr_schedule: str,
+    weight_decay: float,
+    workers: int,
+    seed: int,
+    device: str | None,
+    backbone_weights: Path | None,
+    augment: bool,
+    cache: bool,
+    heatmap_loss: str,
+    sigma: float,
+    crop_enlarge: float,
+    out: Path | None,
+    resume: Path | None,
+    overwrite: bool,
+) -> None:
+    """Train a landmark model; writes OUT/best.pt, OUT/last.pt and OUT/log.jsonl.
+
+    best.pt has the lowest held-out NME so far; Ctrl-C saves last.pt and --resume continues.
+    """
+    from lmk.train.trainer import TrainConfig, train
+
+    spec = parse_data_spec(data)
+    if layout is not None and spec.kind == "synth" and layout not in SYNTH_LAYOUTS:
+        raise LmkError(f"--layout for synth data is {' or '.join(SYNTH_LAYOUTS)}, not {layout}")
+    config = TrainConfig(
+        model=model,
+        model_args=model_args(
+            model, backbone, input_size, num_nb, net_stride, num_stacks, num_features
+        ),
+        data=spec,
+        layout=layout,
+        val_data=parse_data_spec(val_data) if val_data else None,
+        val_fraction=val_fraction,
+        images=images,
+        flip=parse_flip(flip) if flip else None,
+        train_size=train_size,
+        val_size=val_size,
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        batch_size=batch_size,
+        lr=lr,
+        lr_schedule=lr_schedule,
+        weight_decay=weight_decay,
+        workers=workers,
+        seed=seed,
+        device=device,
+        backbone_weights=backbone_weights,
+        augment=augment,
+        cache=cache,
+        heatmap_loss=heatmap_loss,
+        sigma=sigma,
+        crop=CropPolicy(enlarge=crop_enlarge),
+        out=out,
+        resume=resume,
+        overwrite=overwrite,
+        command=recorded_command("lmk-train"),
+    )
+    result = train(config)
+    if result.interrupted:
+        raise SystemExit(130)
+    if result.best_nme is not None:
+        click.echo(
+            f"done: {result.epochs} epochs, best val NME {100 * result.best_nme:.2f}% -> "
+            f"{result.out / 'best.pt'}",
+            err=True,
+        )
+
+
+def main() -> None:
+    """Console entry point ``lmk-train``."""
+    exit_with(train_command)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,293 @@
+"""``lmk-eval``: NME / FR / AUC of an lmk checkpoint or an exported ONNX file on a data set.
+
+Both kinds of model see the crops the training code makes (same data set class, no
+augmentation) and are scored by the same function (:func:`lmk.train.engine.score`), so a
+checkpoint and the ONNX file exported from it give the same numbers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+from lmk.cli_util import exit_with
+from lmk.crop import CropPolicy
+from lmk.errors import LmkError
+from lmk.fileio import atomic_output
+from lmk.layouts import Layout, get_layout
+from lmk.metrics import format_results
+from lmk.normalise import Normalisation
+from lmk.train.data import (
+    SYNTH_LAYOUTS,
+    SYNTH_VAL_BASE,
+    DataSpec,
+    LandmarkDataset,
+    SynthSource,
+    file_source,
+    first,
+    parse_data_spec,
+    synth_image_size,
+)
+
+
+class ModelUnderTest:
+    """What evaluation needs from a model, whichever kind of file it came from."""
+
+    def __init__(
+        self,
+        kind: str,
+        layout: Layout,
+        input_size: int,
+        crop: CropPolicy,
+        normalisation: Normalisation,
+        predict: Callable[[dict[str, Any]], np.ndarray],
+        needs_crop: bool = False,
+    ) -> None:
+        self.kind = kind
+        self.layout = layout
+        self.input_size = input_size
+        self.crop = crop
+        self.normalisation = normalisation
+        self.predict = predict
+        self.needs_crop = needs_crop
+
+
+def open_torch_model(path: Path, device: str | None) -> ModelUnderTest:
+    """An lmk checkpoint, run with PyTorch and the reference decoder."""
+    import torch
+
+    from lmk.checkpoint import load_checkpoint
+    from lmk.train.engine import torch_predictor
+
+    ckpt = load_checkpoint(path)
+    name = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise LmkError("--device cuda: no CUDA device is available to torch here")
+    model = ckpt.build_model().to(name)
+    return ModelUnderTest(
+        "checkpoint",
+        ckpt.layout,
+        ckpt.input_size,
+        ckpt.crop,
+        ckpt.normalisation,
+        torch_predictor(model, ckpt.spec, ckpt.layout, name),
+    )
+
+
+def layout_from_metadata(info: Any) -> Layout:
+    """The layout an ONNX file describes (flip, mean face, NME pair), falling back to the
+    public layout of that name for files without ``lmk.nme_norm``."""
+    nme = info.extra.get("lmk.nme_norm")
+    if nme is None:
+        return get_layout(info.layout)
+    return Layout(
+        name=info.layout,
+        flip=tuple(int(i) for i in info.flip),
+        nme_norm=nme if isinstance(nme, str) else (int(nme[0]), int(nme[1])),
+        meanface=np.asarray(info.meanface, dtype=np.float64).reshape(-1, 2),
+        num_nb=int(info.num_nb) if int(info.num_nb) > 0 else 10,
+    )
+
+
+def open_onnx_model(path: Path) -> ModelUnderTest:
+    """An exported file run by ONNX Runtime on the CPU; its metadata says how to feed it."""
+    import onnxruntime as ort
+
+    from lmk.runtime.metadata import parse_metadata
+
+    if not path.is_file():
+        raise LmkError(f"model not found: {path}")
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        lines = str(exc).strip().splitlines()
+        raise LmkError(f"cannot load {path}: {lines[0] if lines else type(exc).__name__}") from None
+    info = parse_metadata(session.get_modelmeta().custom_metadata_map, str(path))
+    layout = layout_from_metadata(info)
+    normalisation = Normalisation(
+        tuple(info.mean),  # type: ignore[arg-type]
+        tuple(info.std),  # type: ignore[arg-type]
+        str(info.extra.get("lmk.channel_order", "rgb")),
+    )
+    if info.input_format not in ("uint8_nhwc_bgr", "float_nchw_rgb"):
+        raise LmkError(f"{path}: unknown input format {info.input_format!r}")
+    uint8 = info.input_format == "uint8_nhwc_bgr"
+    input_meta = session.get_inputs()[0]
+    fixed = input_meta.shape[0] if isinstance(input_meta.shape[0], int) else None
+    names = [o.name for o in session.get_outputs()]
+
+    def run(feed: np.ndarray) -> list[np.ndarray]:
+        if fixed is None:
+            return session.run(None, {input_meta.name: feed})
+        outs: list[list[np.ndarray]] = []
+        for start in range(0, len(feed), fixed):
+            chunk = feed[start : start + fixed]
+            pad = fixed - len(chunk)
+            if pad:
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
+            result = session.run(None, {input_meta.name: chunk})
+            outs.append([r[: fixed - pad] for r in result])
+        return [np.concatenate(parts) for parts in zip(*outs, strict=True)]
+
+    def predict(batch: dict[str, Any]) -> np.ndarray:
+        feed = batch["crop"].numpy() if uint8 else batch["image"].numpy()
+        outputs = run(np.ascontiguousarray(feed))
+        if info.decode != "none":
+            return outputs[names.index("landmarks")] if "landmarks" in names else outputs[0]
+        return _decode_raw(outputs, info, layout)
+
+    return ModelUnderTest(
+        "onnx",
+        layout,
+        info.input_size,
+        CropPolicy.from_dict(info.crop),
+        normalisation,
+        predict,
+        needs_crop=uint8,
+    )
+
+
+def _decode_raw(outputs: list[np.ndarray], info: Any, layout: Layout) -> np.ndarray:
+    """A ``--decode none`` file's raw heads through the torch reference decoder."""
+    import torch
+
+    from lmk.decode import decode_outputs
+
+    tensors = [torch.from_numpy(o) for o in outputs]
+    table = layout.neighbours(info.num_nb) if info.raw_decode == "pipnet_nrm" else None
+    landmarks, _ = decode_outputs(tensors, info.raw_decode, table)
+    return landmarks.numpy()
+
+
+def eval_dataset(
+    model: ModelUnderTest,
+    spec: DataSpec,
+    *,
+    size: int | None,
+    split: str,
+    seed: int,
+    images: Path | None,
+) -> LandmarkDataset:
+    """The crops to score: the model's crop policy, input size and normalisation; no augment."""
+    layout = model.layout
+    if spec.kind == "synth":
+        if layout.name not in SYNTH_LAYOUTS:
+            raise LmkError(
+                f"SynthFace comes as {' or '.join(SYNTH_LAYOUTS)}; the model's layout is "
+                f"{layout.name!r}"
+            )
+        base = SYNTH_VAL_BASE if split == "val" else seed
+        source: Any = SynthSource(
+            size or 200, base, layout.name, synth_image_size(model.input_size)
+        )
+    else:
+        if split != "val":
+            raise LmkError("--split applies to synth data only")
+        source = first(file_source(spec, images, layout.name), size)
+    return LandmarkDataset(
+        source,
+        layout,
+        model.input_size,
+        model.crop,
+        model.normalisation,
+        augment=None,
+        return_crop=model.needs_crop,
+    )
+
+
+def evaluate_model(
+    model: ModelUnderTest, dataset: LandmarkDataset, batch_size: int, workers: int, threshold: float
+) -> dict[str, Any]:
+    """Predict every crop and score it; returns the metrics dict (plus per-face NMEs)."""
+    from torch.utils.data import DataLoader
+
+    from lmk.train.engine import collect, loader_batches, score
+
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
+    predictions = collect(loader_batches(loader), model.predict)
+    results, nmes = score(predictions, model.layout, model.input_size, threshold)
+    results["per_face"] = [
+        {"index": int(i), "nme": float(v)} for i, v in zip(predictions.index, nmes, strict=True)
+    ]
+    return results
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("model_path", metavar="MODEL", type=click.Path(path_type=Path))
+@click.option(
+    "--data",
+    default="synth",
+    show_default=True,
+    help="synth, wflw:LIST.txt, 300w:FOLDER, csv:FILE.csv or json:FILE.json",
+)
+@click.option("--images", type=click.Path(path_type=Path), help="folder of the annotation's images")
+@click.option("--size", type=click.IntRange(min=1), help="faces to score (synth default 200)")
+@click.option(
+    "--split",
+    type=click.Choice(["val", "train"]),
+    default="val",
+    show_default=True,
+    help="synth: the held-out faces, or the training faces of --seed",
+)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option(
+    "--threshold",
+    type=click.FloatRange(min=0, min_open=True),
+    default=0.1,
+    show_default=True,
+    help="NME above which a face fails; the AUC's upper limit",
+)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), help="checkpoints: torch device")
+@click.option("--json", "json_out", type=click.Path(path_type=Path), help="write the results")
+@click.option("--overwrite", is_flag=True, help="replace an existing --json file")
+def eval_command(
+    model_path: Path,
+    data: str,
+    images: Path | None,
+    size: int | None,
+    split: str,
+    seed: int,
+    batch_size: int,
+    workers: int,
+    threshold: float,
+    device: str | None,
+    json_out: Path | None,
+    overwrite: bool,
+) -> None:
+    """Score MODEL (an lmk .pt checkpoint or an exported .onnx) on a data set."""
+    spec = parse_data_spec(data)
+    if json_out is not None and json_out.exists() and not overwrite:
+        raise LmkError(f"{json_out} exists; pass --overwrite to replace it")
+    suffix = model_path.suffix.lower()
+    if suffix == ".onnx":
+        model = open_onnx_model(model_path)
+    elif suffix in (".pt", ".pth"):
+        model = open_torch_model(model_path, device)
+    else:
+        raise LmkError(f"MODEL must be an lmk checkpoint (.pt) or an ONNX file, got {model_path}")
+    dataset = eval_dataset(model, spec, size=size, split=split, seed=seed, images=images)
+    results = evaluate_model(model, dataset, batch_size, workers, threshold)
+    click.echo(f"{model_path} ({model.kind}) on {spec}, {len(dataset)} faces")
+    click.echo(format_results(results))
+    if json_out is not None:
+        payload = {"model": str(model_path), "kind": model.kind, "data": str(spec), **results}
+        with atomic_output(json_out, overwrite=overwrite) as tmp:
+            tmp.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
+
+
+def main() -> None:
+    """Console entry point ``lmk-eval``."""
+    exit_with(eval_command)
+
+
+if __name__ == "__main__":
+    main()

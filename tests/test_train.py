@@ -1,0 +1,258 @@
+"""lmk-train end to end on SynthFace: files, provenance, resume, errors, overfitting, DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from lmk.checkpoint import load_checkpoint
+from lmk.cli_util import run_cli
+from lmk.train import trainer
+from lmk.train.cli import train_command
+from lmk.train.eval_cli import eval_command
+from lmk.train.trainer import HASH_ENV, state_hash, state_path
+
+SMALL = [
+    "--model", "pipnet", "--backbone", "mobilenetv2", "--input-size", "64",
+    "--train-size", "8", "--val-size", "4", "--batch-size", "4", "--workers", "0",
+    "--device", "cpu", "--lr", "1e-3", "--seed", "3",
+]  # fmt: skip
+
+
+def _log(run_dir):
+    return [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) >= 1
+    assert err[-1].startswith("error: "), err
+    return err[-1]
+
+
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "run"
+    args = [*SMALL, "--epochs", "2", "--steps-per-epoch", "2", "--out", str(out)]
+    assert run_cli(train_command, args) == 0
+    return out, args
+
+
+def test_short_run_writes_loadable_best_and_last_with_the_command_line(short_run):
+    out, args = short_run
+    for name in ("best.pt", "last.pt"):
+        ckpt = load_checkpoint(out / name)
+        model = ckpt.build_model()
+        assert ckpt.spec.name == "pipnet" and ckpt.layout.name == "wflw98"
+        assert ckpt.provenance["command"] == "lmk-train " + shlex.join(args)
+        assert ckpt.provenance["seed"] == 3 and ckpt.provenance["data"] == "synth"
+        assert model(torch.zeros(1, 3, 64, 64))[0].shape == (1, 98, 2, 2)
+    last = load_checkpoint(out / "last.pt").provenance
+    log = _log(out)
+    assert [r["epoch"] for r in log] == [1, 2] and last["epochs"] == 2 and last["step"] == 4
+    assert last["final_nme"] == pytest.approx(log[-1]["val"]["nme"])
+    assert last["best_nme"] == pytest.approx(min(r["val"]["nme"] for r in log))
+    for record in log:
+        assert record["samples"] == 8 and record["seconds"] > 0
+        assert record["data_samples_per_s"] > 0 and record["step_samples_per_s"] > 0
+        assert set(record["val"]) == {"nme", "fr", "auc", "count"}
+    state = torch.load(state_path(out / "last.pt"), weights_only=True)
+    assert state["epoch"] == 2 and state["step"] == 4
+
+
+def test_resume_continues_the_run_with_its_optimizer_and_schedule(short_run, tmp_path):
+    out, _ = short_run
+    resumed = tmp_path / "resumed"
+    shutil.copytree(out, resumed)
+    args = [*SMALL, "--epochs", "3", "--steps-per-epoch", "2", "--resume", str(resumed / "last.pt")]
+    assert run_cli(train_command, args) == 0
+    ckpt = load_checkpoint(resumed / "last.pt")
+    assert ckpt.provenance["epochs"] == 3 and ckpt.provenance["step"] == 6
+    assert len(ckpt.provenance["commands"]) == 2 and "--resume" in ckpt.provenance["commands"][1]
+    assert [r["epoch"] for r in _log(resumed)] == [1, 2, 3]
+    state = torch.load(state_path(resumed / "last.pt"), weights_only=True)
+    assert state["scheduler"]["last_epoch"] == 6
+    assert all(s["step"].item() == 6 for s in state["optimizer"]["state"].values())
+
+
+def test_resume_with_other_model_flags_is_refused(short_run, tmp_path, capsys):
+    out, _ = short_run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    args = [*SMALL, "--input-size", "96", "--epochs", "3", "--resume", str(copy / "last.pt")]
+    assert run_cli(train_command, args) == 2
+    assert "cannot resume" in _one_error_line(capsys)
+
+
+def test_existing_run_is_not_overwritten(short_run, capsys):
+    out, args = short_run
+    before = (out / "last.pt").read_bytes()
+    assert run_cli(train_command, args) == 2
+    assert "already holds a run" in _one_error_line(capsys)
+    assert (out / "last.pt").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ("wflw:/no/such/list.txt", "annotation file not found"),
+        ("nonsense", "--data must be"),
+        ("BROKEN", "expected 207 fields"),
+        ("300w:/no/such/folder", "300W folder not found"),
+    ],
+)
+def test_bad_data_is_a_one_line_error_with_exit_2(tmp_path, capsys, data, message):
+    if data == "BROKEN":
+        (tmp_path / "list.txt").write_text("0.5 0.5 oops\n")
+        data = f"wflw:{tmp_path / 'list.txt'}"
+    code = run_cli(train_command, [*SMALL, "--data", data, "--out", str(tmp_path / "out")])
+    assert code == 2
+    assert message in _one_error_line(capsys)
+    assert not (tmp_path / "out" / "last.pt").exists()
+
+
+def test_unreadable_image_in_a_worker_is_still_one_line(tmp_path, capsys):
+    (tmp_path / "images").mkdir()
+    coords = " ".join(f"{10 + i % 20}.0 {10 + i // 20}.0" for i in range(98))
+    lines = [f"{coords} 5 5 40 40 0 0 0 0 0 0 {i}.png" for i in range(12)]
+    (tmp_path / "list.txt").write_text("\n".join(lines) + "\n")
+    for i in range(12):
+        (tmp_path / "images" / f"{i}.png").write_bytes(b"garbage")
+    args = [*SMALL, "--workers", "1", "--data", f"wflw:{tmp_path / 'list.txt'}"]
+    assert run_cli(train_command, [*args, "--out", str(tmp_path / "out")]) == 2
+    assert "cannot read image" in _one_error_line(capsys)
+
+
+def test_ctrl_c_saves_last_and_a_resumed_run_matches_an_uninterrupted_one(
+    tmp_path, capsys, monkeypatch
+):
+    args = [*SMALL, "--epochs", "2", "--steps-per-epoch", "1"]
+    straight = tmp_path / "straight"
+    assert run_cli(train_command, [*args, "--out", str(straight)]) == 0
+
+    real_batches = trainer._epoch_batches
+
+    def interrupted_in_epoch_2(loader, sampler, dataset, first_pass, passes):
+        if first_pass == 1:  # Ctrl-C as epoch 2 starts
+            raise KeyboardInterrupt
+        return real_batches(loader, sampler, dataset, first_pass, passes)
+
+    monkeypatch.setattr(trainer, "_epoch_batches", interrupted_in_epoch_2)
+    out = tmp_path / "out"
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        run_cli(train_command, [*args, "--out", str(out)])
+    assert exc.value.code == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len([line for line in err if "interrupted" in line]) == 1
+    assert f"--resume {out / 'last.pt'}" in err[-1]
+    ckpt = load_checkpoint(out / "last.pt")
+    assert ckpt.provenance["interrupted"] is True and ckpt.provenance["step"] == 1
+    assert torch.load(state_path(out / "last.pt"), weights_only=True)["epoch"] == 1
+
+    monkeypatch.setattr(trainer, "_epoch_batches", real_batches)
+    assert run_cli(train_command, [*args, "--resume", str(out / "last.pt")]) == 0
+    a, b = load_checkpoint(out / "last.pt"), load_checkpoint(straight / "last.pt")
+    assert a.provenance["step"] == b.provenance["step"] == 2
+    for key, value in b.state_dict.items():
+        torch.testing.assert_close(a.state_dict[key], value, rtol=0, atol=0, msg=key)
+
+
+def test_tiny_hourglass_trains_with_adaptive_wing(tmp_path):
+    out = tmp_path / "hg"
+    args = [
+        "--model", "hourglass", "--num-stacks", "2", "--num-features", "32", "--input-size", "64",
+        "--heatmap-loss", "awing", "--train-size", "4", "--val-size", "2", "--batch-size", "2",
+        "--epochs", "1", "--steps-per-epoch", "1", "--workers", "0", "--device", "cpu",
+        "--out", str(out),
+    ]  # fmt: skip
+    assert run_cli(train_command, args) == 0
+    ckpt = load_checkpoint(out / "best.pt")
+    assert ckpt.spec.args["num_features"] == 32
+    assert [o.shape for o in ckpt.build_model()(torch.zeros(1, 3, 64, 64))] == [(1, 98, 16, 16)] * 2
+
+
+def test_backbone_weights_initialise_the_backbone_and_are_recorded(tmp_path, capsys):
+    from lmk.models.backbones import build_backbone
+
+    torch.manual_seed(11)
+    imagenet = build_backbone("mobilenetv2", num_classes=1000).state_dict()
+    weights = tmp_path / "mobilenet_v2.pth"
+    torch.save(imagenet, weights)
+    out = tmp_path / "init"
+    args = [*SMALL, "--epochs", "1", "--steps-per-epoch", "1", "--lr", "1e-9"]
+    assert (
+        run_cli(train_command, [*args, "--backbone-weights", str(weights), "--out", str(out)]) == 0
+    )
+    ckpt = load_checkpoint(out / "last.pt")
+    assert ckpt.provenance["backbone_weights"] == str(weights)
+    key = "features.0.0.weight"  # a conv weight: BN statistics move, a 1e-9 step does not
+    torch.testing.assert_close(ckpt.state_dict[key], imagenet[key], atol=1e-6, rtol=0)
+
+    torch.save({"fc.weight": torch.zeros(2, 2)}, weights)
+    assert (
+        run_cli(
+            train_command,
+            [*args, "--backbone-weights", str(weights), "--overwrite", "--out", str(out)],
+        )
+        == 2
+    )
+    assert "not mobilenetv2 ImageNet weights" in _one_error_line(capsys)
+
+
+def test_flags_that_do_not_fit_the_model_are_refused(tmp_path, capsys):
+    code = run_cli(
+        train_command, ["--model", "hourglass", "--backbone", "resnet18", "--out", str(tmp_path)]
+    )
+    assert code == 2
+    assert "--backbone does not apply" in _one_error_line(capsys)
+
+
+@pytest.mark.slow
+def test_overfitting_16_faces_drives_their_nme_under_3_percent(tmp_path):
+    started = time.perf_counter()
+    out = tmp_path / "overfit"
+    args = [
+        "--model", "pipnet", "--backbone", "mobilenetv2", "--input-size", "64",
+        "--train-size", "16", "--val-size", "4", "--batch-size", "16", "--steps-per-epoch", "60",
+        "--epochs", "2", "--lr", "3e-3", "--no-augment", "--cache", "--workers", "0",
+        "--device", "cpu", "--seed", "1", "--out", str(out),
+    ]  # fmt: skip
+    assert run_cli(train_command, args) == 0
+    report = tmp_path / "train.json"
+    eval_args = [str(out / "last.pt"), "--data", "synth", "--split", "train", "--seed", "1"]
+    assert run_cli(eval_command, [*eval_args, "--size", "16", "--json", str(report)]) == 0
+    result = json.loads(report.read_text())
+    print(
+        f"overfit: NME {100 * result['overall']['nme']:.2f}% in {time.perf_counter() - started:.1f} s"
+    )
+    assert result["overall"]["count"] == 16
+    assert result["overall"]["nme"] < 0.03
+
+
+@pytest.mark.slow
+def test_two_process_torchrun_ends_with_identical_weights_on_both_ranks(tmp_path):
+    out, hashes = tmp_path / "ddp", tmp_path / "hashes"
+    hashes.mkdir()
+    env = {**os.environ, HASH_ENV: str(hashes), "OMP_NUM_THREADS": "1"}
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+        "-m", "lmk.train.cli", *SMALL, "--epochs", "2", "--steps-per-epoch", "2",
+        "--out", str(out),
+    ]  # fmt: skip
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rank0 = (hashes / "rank0.sha256").read_text()
+    assert (hashes / "rank1.sha256").read_text() == rank0
+    ckpt = load_checkpoint(out / "last.pt")
+    assert state_hash(ckpt.build_model()) + "\n" == rank0
+    assert ckpt.provenance["world_size"] == 2
+    assert len(_log(out)) == 2 and _log(out)[0]["samples"] == 2 * 4 * 2  # steps x batch x ranks

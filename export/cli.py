@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from lmk.cli_util import exit_with
+from lmk.cli_util import exit_with, model_args
 from lmk.errors import LmkError
 from lmk.fileio import atomic_output
 
@@ -53,19 +53,10 @@ def _checkpoint_from_flags(
             extra = {}
         return open_checkpoint(checkpoint, model=model, layout=layout, **extra)
     layout_obj = get_layout(layout or ("300w68" if model == "fan" else "wflw98"))
-    args: dict = {"num_lms": layout_obj.num_points}
-    if input_size:
-        args["input_size"] = input_size
-    if model == "pipnet":
-        args.update(
-            backbone=backbone or "resnet18",
-            num_nb=num_nb or layout_obj.num_nb,
-            net_stride=net_stride or 32,
-        )
-    elif model == "hourglass":
-        args["num_stacks"] = num_stacks or 2
-    else:
-        args["num_modules"] = num_stacks or 4
+    args = {
+        **model_args(model, backbone, input_size, num_nb, net_stride, num_stacks, None),
+        "num_lms": layout_obj.num_points,
+    }
     spec = ModelSpec(model, args)
     torch.manual_seed(seed)
     click.echo(

@@ -7,11 +7,10 @@ DistributedDataParallel (gloo on the CPU, nccl on CUDA). See :mod:`lmk.train.tra
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import click
 
-from lmk.cli_util import exit_with
+from lmk.cli_util import exit_with, model_args
 from lmk.crop import CropPolicy
 from lmk.errors import LmkError
 from lmk.train.data import SYNTH_LAYOUTS, parse_data_spec, parse_flip
@@ -33,41 +32,6 @@ def recorded_command(prog: str) -> str:
 
     ctx = click.get_current_context()
     return command_line(prog, ctx.meta.get("lmk.args", []))
-
-
-def model_args(
-    model: str,
-    backbone: str | None,
-    input_size: int | None,
-    num_nb: int | None,
-    net_stride: int | None,
-    num_stacks: int | None,
-    num_features: int | None,
-) -> dict[str, Any]:
-    """Constructor arguments from flags; a flag that does not apply to the model is an error."""
-    given = {
-        "--backbone": backbone,
-        "--num-nb": num_nb,
-        "--net-stride": net_stride,
-        "--num-stacks": num_stacks,
-        "--num-features": num_features,
-    }
-    applies = {
-        "pipnet": ("--backbone", "--num-nb", "--net-stride"),
-        "hourglass": ("--num-stacks", "--num-features"),
-        "fan": ("--num-stacks",),
-    }[model]
-    wrong = [flag for flag, value in given.items() if value is not None and flag not in applies]
-    if wrong:
-        raise LmkError(f"{', '.join(wrong)} does not apply to --model {model}")
-    args: dict[str, Any] = {"input_size": input_size or 256}
-    if model == "pipnet":
-        args.update(backbone=backbone or "resnet18", num_nb=num_nb, net_stride=net_stride)
-    elif model == "hourglass":
-        args.update(num_stacks=num_stacks, num_features=num_features)
-    else:
-        args["num_modules"] = num_stacks
-    return {k: v for k, v in args.items() if v is not None}
 
 
 @click.command(cls=RecordingCommand, context_settings={"help_option_names": ["-h", "--help"]})

@@ -244,6 +244,10 @@ def test_face_alignment_fan_checkpoint_exports_without_mean_std(tmp_path, capsys
         ([*SMALL, "--fp16", "--int8"], "exclusive"),
         ([*SMALL, "--decode", "dark"], "Invalid value for '--decode'"),
         (["--model", "pipnet", "--checkpoint", "absent.pth"], "checkpoint not found"),
+        (
+            ["--model", "hourglass", "--backbone", "resnet18"],
+            "--backbone does not apply to --model hourglass",
+        ),
     ],
 )
 def test_bad_flags_are_one_line_errors_with_exit_2(tmp_path, capsys, args, message):

@@ -25,16 +25,16 @@ import onnxruntime as ort
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from baselines import numpy_pipnet_decode
-from lmk.export.exporter import ExportOptions, build_onnx, export_network
-from lmk.export.quantize import quantize_network
 from machine import describe, machine_slug
 from timing import measure
 
 from lmk.checkpoint import Checkpoint, open_checkpoint
 from lmk.decode import decode_outputs
+from lmk.export.exporter import ExportOptions, build_onnx, export_network
+from lmk.export.quantize import quantize_network
 from lmk.layouts import get_layout
 from lmk.models import ModelSpec
+from lmk.runtime.host_decode import numpy_pipnet_decode
 from lmk.synth import synth_crop, synth_crops
 
 CALIBRATION_SEED = 1_000  # calibration crops never overlap the held-out NME crops

@@ -10,11 +10,11 @@ from importlib import resources
 import numpy as np
 import onnx
 import torch
-from lmk.export.exporter import ExportOptions, head_names
 
 from lmk.checkpoint import Checkpoint
 from lmk.decode import decode_outputs
 from lmk.errors import LmkError
+from lmk.export.exporter import ExportOptions, head_names
 
 # Ops lmk may put in a graph for TensorRT even where newer parsers accept more: integer Mod,
 # bit ops, loops and data-dependent shapes are what older TensorRT releases reject.

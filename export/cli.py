@@ -206,6 +206,7 @@ def export_to_file(
 ) -> dict:
     """Export, simplify, check and self-check; writes ``path``. Returns the report fields."""
     import onnx
+
     from lmk.export import checks
     from lmk.export.exporter import build_onnx, export_network
 

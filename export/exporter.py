@@ -17,15 +17,15 @@ from dataclasses import dataclass
 
 import onnx
 import torch
-from lmk.export import graphs
-from lmk.runtime.metadata import FORMAT_VERSION, encode
 from onnx import TensorProto, compose, helper
 from torch import Tensor, nn
 
 import lmk
 from lmk.checkpoint import Checkpoint
 from lmk.errors import LmkError
+from lmk.export import graphs
 from lmk.models import ModelSpec
+from lmk.runtime.metadata import FORMAT_VERSION, encode
 
 OPSETS = tuple(range(13, 21))
 DECODES = ("fused", "none")

@@ -8,10 +8,10 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from lmk.export.exporter import ExportOptions, build_onnx, export_network
 
 from lmk.checkpoint import Checkpoint, load_checkpoint
 from lmk.cli_util import run_cli
+from lmk.export.exporter import ExportOptions, build_onnx, export_network
 from lmk.layouts import get_layout
 from lmk.models import ModelSpec
 from lmk.train.eval_cli import eval_command

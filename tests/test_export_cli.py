@@ -11,13 +11,13 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from lmk.export import checks, exporter
-from lmk.export.cli import _checkpoint_from_flags, export_command
-from lmk.runtime.metadata import REQUIRED_KEYS, parse_metadata
 
 from lmk.cli_util import run_cli
+from lmk.export import checks, exporter
+from lmk.export.cli import _checkpoint_from_flags, export_command
 from lmk.layouts import get_layout
 from lmk.models import ModelSpec
+from lmk.runtime.metadata import REQUIRED_KEYS, parse_metadata
 from lmk.synth import synth_crops
 
 # Small and quick to trace: ResNet-18 PIPNet for AFLW-19 (19 points, 4 neighbours) at 64 px.

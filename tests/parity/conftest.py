@@ -9,10 +9,10 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from lmk.export.checks import sample_inputs
-from lmk.export.exporter import export_network
 
 from lmk.checkpoint import Checkpoint
+from lmk.export.checks import sample_inputs
+from lmk.export.exporter import export_network
 from lmk.layouts import get_layout
 from lmk.models import ModelSpec
 from lmk.normalise import IMAGENET, UNIT_RANGE

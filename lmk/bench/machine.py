@@ -1,0 +1,114 @@
+"""Who ran a benchmark: CPU, cores, library versions (and GPU when there is one).
+
+A latency number means nothing without the machine behind it, so every result file carries
+this description, and results are filed under a folder named after the machine
+(:func:`machine_slug`) so runs on different machines never overwrite each other.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import re
+import subprocess
+from importlib import metadata
+
+# CPU features that change which kernels ONNX Runtime and PyTorch pick (INT8 speed hinges on
+# VNNI / AMX), so a reader can tell why two machines' INT8 ratios differ.
+_CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_flags() -> list[str]:
+    """The SIMD features from :data:`_CPU_FLAGS` this CPU has (empty where unknown)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("flags"):
+                    present = set(line.split(":", 1)[1].split())
+                    return [flag for flag in _CPU_FLAGS if flag in present]
+    except OSError:
+        pass
+    return []
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (the affinity mask: a container's share, not the host's)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _nvidia_smi(query: str) -> str | None:
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", f"--query-gpu={query}", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return (
+        out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
+    )
+
+
+def gpu_name() -> str | None:
+    return _nvidia_smi("name")
+
+
+def onnxruntime_providers() -> list[str]:
+    """The execution providers this onnxruntime build lists (not proof that they load)."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return []
+    return list(onnxruntime.get_available_providers())
+
+
+def describe() -> dict:
+    versions = {}
+    for package in (
+        "onnxruntime",
+        "onnxruntime-gpu",
+        "torch",
+        "onnx",
+        "numpy",
+        "opencv-python-headless",
+    ):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[package] = metadata.version(package)
+    gpu = gpu_name()
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "usable_cores": usable_cores(),
+        "cpu_flags": cpu_flags(),
+        "gpu": gpu,
+        "gpu_driver": _nvidia_smi("driver_version") if gpu else None,
+        "gpu_memory": _nvidia_smi("memory.total") if gpu else None,
+        "onnxruntime_providers": onnxruntime_providers(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "versions": versions,
+    }
+
+
+def machine_slug(info: dict) -> str:
+    """A folder name for results, e.g. ``cpu-amd-epyc-2c`` or the GPU's name."""
+    if info.get("gpu"):
+        return re.sub(r"[^a-z0-9]+", "-", info["gpu"].lower()).strip("-")
+    cpu = re.sub(r"\(.*?\)|cpu|processor|@.*", "", info["cpu"].lower())
+    return f"cpu-{re.sub(r'[^a-z0-9]+', '-', cpu).strip('-')}-{info['cores']}c"

@@ -1,0 +1,180 @@
+"""Writing a ``lmk-bench`` report: JSON (everything), markdown (for the README and reviews) and
+a PNG chart, each written to a temporary name and moved into place."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from lmk.fileio import atomic_output
+
+OUTPUTS = ("latency.json", "latency.md", "latency.png")
+
+
+def check_outputs(out: Path, overwrite: bool) -> None:
+    """Refuse before any work when a result would be replaced without ``--overwrite``."""
+    from lmk.errors import LmkError
+
+    if out.exists() and not out.is_dir():
+        raise LmkError(f"--out {out} is a file, not a folder")
+    existing = [name for name in OUTPUTS if (out / name).exists()]
+    if existing and not overwrite:
+        raise LmkError(f"{out / existing[0]} exists; pass --overwrite to replace it")
+
+
+def write_report(report: dict[str, Any], out: Path) -> list[Path]:
+    """Write latency.json/.md/.png under ``out`` (created if missing); returns the paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / name for name in OUTPUTS]
+    with atomic_output(paths[0], overwrite=True) as tmp:
+        tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    with atomic_output(paths[1], overwrite=True) as tmp:
+        tmp.write_text(markdown(report), encoding="utf-8")
+    with atomic_output(paths[2], overwrite=True) as tmp:
+        plot(report, tmp)
+    return paths
+
+
+def _diff(value: float | None, backend: str) -> str:
+    if backend == "pytorch":
+        return "reference"
+    return "-" if value is None else f"{value:.1e}"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    m = report["machine"]
+    s = report["settings"]
+    versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items())
+    gpu = f"; GPU: {m['gpu']} (driver {m['gpu_driver']}, {m['gpu_memory']})" if m["gpu"] else ""
+    flags = ", ".join(m["cpu_flags"]) or "unknown"
+    lines = [
+        "# lmk-bench: landmark latency",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores ({m['usable_cores']} usable; {flags}){gpu}.",
+        f"Versions: {versions}. ONNX Runtime providers: {', '.join(m['onnxruntime_providers'])}.",
+        f"Settings: {s['threads']} thread{'s' if s['threads'] != 1 else ''} (PyTorch and "
+        f"ONNX Runtime intra-op), batches "
+        f"{', '.join(map(str, s['batches']))}, {s['rounds']} round-robin rounds after "
+        f"{s['warmup']} warm-up calls, >= {s['iterations']} calls at batch 1 and "
+        f">= {s['min_seconds']:g} s per backend and batch"
+        + (" (--quick: numbers are not stable)" if s["quick"] else "")
+        + f". Load average before the run: {report['load_average'][0]:.2f}. "
+        f"Created {report['created']}.",
+        "",
+        "Every backend takes uint8 BGR crops and returns landmarks, preprocessing and decode "
+        "included. Latency is per call (one batch); faces/s = batch / p50. The last column is "
+        "the largest landmark difference from PyTorch + reference decode on the same crops "
+        "(normalised crop units; 1e-3 is 0.26 px of a 256 crop). Every ratio is taken within "
+        "this one run.",
+        "",
+        "Backends: "
+        + "; ".join(f"`{name}` {text}" for name, text in report["backends"].items())
+        + ".",
+    ]
+    for model, info in report["models"].items():
+        lines += [
+            "",
+            f"## {model}: {info['description']}",
+            "",
+            f"Weights: {info['weights']}."
+            + (
+                " Random score maps have near-ties, so INT8/FP16 differences here are argmax "
+                "flips, not accuracy."
+                if info["weights"].startswith("random")
+                else ""
+            ),
+            "",
+            "| backend | batch | p50 ms | p90 ms | p99 ms | faces/s | max diff vs PyTorch |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        rows = [r for r in report["results"] if r["model"] == model]
+        for r in sorted(
+            rows, key=lambda r: (r["batch"], list(report["backends"]).index(r["backend"]))
+        ):
+            lines.append(
+                f"| {r['backend']} | {r['batch']} | {r['p50_ms']:.2f} | {r['p90_ms']:.2f} | "
+                f"{r['p99_ms']:.2f} | {r['faces_per_s']:.1f} | "
+                f"{_diff(r['max_abs_diff_vs_pytorch'], r['backend'])} |"
+            )
+    if report["ratios"]:
+        pairs = list(dict.fromkeys((r["candidate"], r["baseline"]) for r in report["ratios"]))
+        lines += [
+            "",
+            "## Ratios",
+            "",
+            "Speedup = baseline p50 / candidate p50 (> 1: the candidate is faster), "
+            "both timed in the same round-robin.",
+            "",
+            "| model | batch | " + " | ".join(f"{c} vs {b}" for c, b in pairs) + " |",
+            "|---|---|" + "---|" * len(pairs),
+        ]
+        cells: dict[tuple, dict] = {}
+        for r in report["ratios"]:
+            cells.setdefault((r["model"], r["batch"]), {})[(r["candidate"], r["baseline"])] = r
+        for (model, batch), found in cells.items():
+            values = [f"{found[p]['speedup']:.2f}x" if p in found else "-" for p in pairs]
+            lines.append(f"| {model} | {batch} | " + " | ".join(values) + " |")
+    if report["skipped"]:
+        lines += ["", "## Skipped", ""]
+        for entry in report["skipped"]:
+            where = ", ".join(
+                part
+                for part in (
+                    entry["model"] or "all models",
+                    f"batch {entry['batch']}" if entry["batch"] else "",
+                )
+                if part
+            )
+            lines.append(f"- `{entry['backend']}` ({where}): {entry['reason']}")
+    return "\n".join(lines) + "\n"
+
+
+COLOURS = {
+    "pytorch": "#999999",
+    "usual": "#cc5555",
+    "fused_fp32": "#22aa77",
+    "fused_int8": "#2277aa",
+    "cuda_fp32": "#aa8822",
+    "trt_fp32": "#8844aa",
+    "trt_fp16": "#dd66aa",
+}
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    """Bars of p50 ms per face, one panel per (model, batch); log scale when they span 30x."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = list(report["models"]) or ["(nothing measured)"]
+    batches = report["settings"]["batches"]
+    fig, axes = plt.subplots(
+        len(models),
+        len(batches),
+        figsize=(4.2 * len(batches), 0.45 * len(report["backends"]) * len(models) + 1.4),
+        squeeze=False,
+    )
+    for i, model in enumerate(models):
+        for j, batch in enumerate(batches):
+            ax = axes[i][j]
+            rows = [r for r in report["results"] if r["model"] == model and r["batch"] == batch]
+            names = [r["backend"] for r in rows]
+            values = [r["p50_ms"] / batch for r in rows]
+            ax.barh(names, values, color=[COLOURS.get(n, "#555555") for n in names])
+            if values and max(values) / max(min(values), 1e-9) > 30:
+                ax.set_xscale("log")
+            for y, v in enumerate(values):
+                ax.text(v, y, f" {v:.0f}" if v >= 100 else f" {v:.3g}", va="center", fontsize=7)
+            ax.invert_yaxis()
+            ax.set_title(f"{model}, batch {batch}", fontsize=9)
+            ax.tick_params(labelsize=8)
+            if i == len(models) - 1:
+                ax.set_xlabel("ms per face (p50 / batch)", fontsize=8)
+    m = report["machine"]
+    where = m["gpu"] or f"{m['cpu']}"
+    fig.suptitle(f"lmk-bench on {where}, {report['settings']['threads']} CPU threads", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, format="png")
+    plt.close(fig)

@@ -1,0 +1,197 @@
+"""lmk-bench: what it writes (JSON, markdown, PNG), its ratios and parity column, GPU backends
+skipped where they cannot run, and its one-line errors; the round-robin timer."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from lmk.bench import runner
+from lmk.bench.cli import bench_command
+from lmk.bench.models import BENCH_MODELS, checkpoint_for
+from lmk.bench.timing import measure
+from lmk.cli_util import run_cli
+from lmk.export import exporter
+
+REPO = Path(__file__).resolve().parents[1]
+CPU = ("pytorch", "usual", "fused_fp32", "fused_int8")
+FP32 = ("usual", "fused_fp32")
+MODELS = ("pipnet_small", "hourglass")  # both decodes: PIPNet NRM and heatmap
+GPU = ("cuda_fp32", "trt_fp16")
+
+
+def _torchscript_network(model, spec, opset, batch, fp16=False):
+    """The TorchScript exporter: a few seconds where dynamo takes ~20 on 2 cores. The bench is
+    under test here, not the tracer (tests/parity covers the dynamo trace)."""
+    wrapper = exporter.RawHeads(copy.deepcopy(model).eval(), spec)
+    example = torch.zeros(2, 3, spec.input_size, spec.input_size)
+    names = exporter.head_names(spec)
+    return exporter._trace(wrapper, example, opset, names, {0: "batch"}, dynamo=False)
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    """One quick run of the two small models, CPU backends plus two GPU ones that must be
+    skipped; PIPNet's weights come through --checkpoint, as a trained model's would."""
+    folder = tmp_path_factory.mktemp("bench")
+    checkpoint, _ = checkpoint_for(BENCH_MODELS["pipnet_small"], None, seed=3)
+    checkpoint.save(folder / "small.pt")
+    out = folder / "results"
+    args = [
+        "--quick",
+        "--models",
+        ",".join(MODELS),
+        "--backends",
+        ",".join(CPU + GPU),
+        "--batches",
+        "1,2",
+        "--threads",
+        "1",
+        "--checkpoint",
+        f"pipnet_small={folder / 'small.pt'}",
+        "--out",
+        str(out),
+    ]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(exporter, "export_network", _torchscript_network)
+        # A GPU box runs the GPU backends for real (benchmarks/gpu_suite.sh); here they must be
+        # reported as skipped whatever this machine has.
+        patch.setattr(runner, "onnxruntime_providers", lambda: ["CPUExecutionProvider"])
+        code = run_cli(bench_command, args)
+    assert code == 0
+    return out, json.loads((out / "latency.json").read_text())
+
+
+def test_quick_run_writes_json_markdown_and_png(quick_run):
+    out, _ = quick_run
+    assert (out / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = (out / "latency.md").read_text()
+    assert "| fused_fp32 | 2 |" in text
+    assert "fused_fp32 vs pytorch" in text
+    assert "checkpoint " in text  # the weights line names the checkpoint, not random weights
+
+
+def test_every_model_backend_batch_has_percentiles_and_throughput(quick_run):
+    _, report = quick_run
+    rows = {(r["model"], r["backend"], r["batch"]): r for r in report["results"]}
+    assert set(rows) == {(m, b, n) for m in MODELS for b in CPU for n in (1, 2)}
+    for (_, _, batch), row in rows.items():
+        assert 0 < row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"]
+        assert row["faces_per_s"] == pytest.approx(batch * 1000.0 / row["p50_ms"])
+    assert report["machine"]["cpu"] and report["machine"]["versions"]["onnxruntime"]
+    assert report["settings"]["threads"] == 1
+
+
+def test_ratios_are_taken_against_the_baselines_of_the_same_run(quick_run):
+    _, report = quick_run
+    p50 = {(r["model"], r["backend"], r["batch"]): r["p50_ms"] for r in report["results"]}
+    found = {(r["model"], r["candidate"], r["baseline"], r["batch"]): r for r in report["ratios"]}
+    pairs = [("fused_fp32", "pytorch"), ("fused_fp32", "usual"), ("fused_int8", "fused_fp32")]
+    for model in MODELS:
+        for batch in (1, 2):
+            for candidate, baseline in pairs:
+                ratio = found[(model, candidate, baseline, batch)]
+                assert ratio["speedup"] == pytest.approx(
+                    p50[(model, baseline, batch)] / p50[(model, candidate, batch)]
+                )
+
+
+def test_onnx_backends_match_pytorch_in_the_parity_column(quick_run):
+    _, report = quick_run
+    fp32 = [r for r in report["results"] if r["backend"] in FP32]
+    assert len(fp32) == len(MODELS) * len(FP32) * 2
+    for row in fp32:
+        assert row["max_abs_diff_vs_pytorch"] < 1e-4, row
+    int8 = [r["max_abs_diff_vs_pytorch"] for r in report["results"] if r["backend"] == "fused_int8"]
+    assert all(0 <= d < 1 for d in int8)  # reported, not held to FP32's tolerance
+
+
+def test_gpu_backends_on_a_cpu_machine_are_skipped_with_the_reason(quick_run):
+    out, report = quick_run
+    skipped = {s["backend"]: s["reason"] for s in report["skipped"]}
+    assert set(skipped) == set(GPU)
+    assert all("onnxruntime-gpu" in reason for reason in skipped.values())
+    assert "## Skipped" in (out / "latency.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "entry", [["-m", "lmk.bench.cli"], [str(REPO / "benchmarks" / "latency.py")]]
+)
+def test_existing_results_need_overwrite(quick_run, entry):
+    """Both entry points (the console script's module and benchmarks/latency.py) refuse with
+    one line and exit 2 before any work; the results stay as they were."""
+    out, _ = quick_run
+    before = (out / "latency.json").read_bytes()
+    script = Path(sys.executable).with_name("lmk-bench")
+    command = [str(script)] if entry[0] == "-m" and script.exists() else [sys.executable, *entry]
+    done = subprocess.run(
+        [*command, "--quick", "--models", "pipnet_small", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0
+    assert done.stderr.startswith("error: ") and "--overwrite" in done.stderr
+    assert (out / "latency.json").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--models", "pipnet_huge"], "unknown pipnet_huge"),
+        (["--backends", "tpu"], "unknown tpu"),
+        (["--batches", "0"], "positive integers"),
+        (["--checkpoint", "fan4"], "NAME=PATH"),
+        (["--models", "hourglass", "--checkpoint", "fan4=x.pt"], "file not found"),
+    ],
+)
+def test_bad_flags_are_one_line_errors(args, message, tmp_path, capsys):
+    assert run_cli(bench_command, [*args, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+def test_measure_interleaves_variants_and_meets_both_floors():
+    order: list[str] = []
+    variants = {name: (lambda n=name: order.append(n)) for name in ("a", "b")}
+    timed = measure(variants, rounds=3, min_calls=4, warmup=1, min_seconds=0.0)
+    assert {name: row["calls"] for name, row in timed.items()} == {"a": 6, "b": 6}
+    timed_order = order[2:]  # after one warm-up call each
+    assert timed_order == (["a"] * 2 + ["b"] * 2) * 3
+    fast = measure({"x": lambda: None}, rounds=2, min_calls=1, warmup=1, min_seconds=0.01)
+    assert fast["x"]["calls"] > 100  # a microsecond call is sampled for ~10 ms, not once
+
+
+def test_a_gpu_session_that_falls_back_to_the_cpu_is_unavailable_not_timed(monkeypatch, tmp_path):
+    """onnxruntime-gpu lists TensorRT even without libnvinfer and then quietly runs on the
+    CPU; such a backend must be reported unavailable, never timed under a GPU name."""
+    import warnings
+    from types import SimpleNamespace
+
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from lmk.bench.backends import Prepared, Unavailable, build_backend
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this onnxruntime has CUDA: the GPU backends would really load")
+    x = helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 8])
+    y = helper.make_tensor_value_info("landmarks", TensorProto.FLOAT, [1, 8])
+    graph = helper.make_graph([helper.make_node("Relu", ["image"], ["landmarks"])], "g", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    listed = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    monkeypatch.setattr(ort, "get_available_providers", lambda: listed)
+    monkeypatch.setattr(exporter, "build_onnx", lambda *args, **kwargs: model)
+    prepared = Prepared("tiny", SimpleNamespace(input_size=8), None, None, "random")
+    for name in ("cuda_fp32", "trt_fp16"):
+        with warnings.catch_warnings(), pytest.raises(Unavailable, match="did not load"):
+            warnings.simplefilter("ignore")
+            build_backend(name, prepared, 1, max_batch=4, cache_dir=tmp_path)

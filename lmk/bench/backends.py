@@ -19,6 +19,7 @@ shared ``network``), so the backends differ only in what they are meant to diffe
 from __future__ import annotations
 
 import contextlib
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -236,11 +237,13 @@ def build_gpu(
         # TF32 off: cuda_fp32 is meant to be FP32; TF32 would trade accuracy for speed unasked.
         providers: list = [(provider, {"use_tf32": 0}), "CPUExecutionProvider"]
     else:
+        cache = Path(cache_dir or tempfile.mkdtemp(prefix="lmk-trt-"))
+        cache.mkdir(parents=True, exist_ok=True)
         shape = f"image:{{}}x{size}x{size}x3"
         options = {
             "trt_fp16_enable": backend == "trt_fp16",
             "trt_engine_cache_enable": True,
-            "trt_engine_cache_path": str(cache_dir or "."),
+            "trt_engine_cache_path": str(cache),
             "trt_profile_min_shapes": shape.format(1),
             "trt_profile_opt_shapes": shape.format(max_batch),
             "trt_profile_max_shapes": shape.format(max_batch),

@@ -129,9 +129,7 @@ def torch_landmarks(prepared: Prepared, images: np.ndarray) -> np.ndarray:
 
 
 def build_pytorch(prepared: Prepared, threads: int, **_: Any) -> Backend:
-    import torch
-
-    torch.set_num_threads(threads)
+    """Eager PyTorch on the CPU; its thread count is set once for the run (run_benchmark)."""
     return Backend("pytorch", lambda images: torch_landmarks(prepared, images), ["torch"])
 
 

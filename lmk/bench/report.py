@@ -163,8 +163,11 @@ def plot(report: dict[str, Any], path: Path) -> None:
             names = [r["backend"] for r in rows]
             values = [r["p50_ms"] / batch for r in rows]
             ax.barh(names, values, color=[COLOURS.get(n, "#555555") for n in names])
-            if values and max(values) / max(min(values), 1e-9) > 30:
+            log = bool(values) and max(values) / max(min(values), 1e-9) > 30
+            if log:
                 ax.set_xscale("log")
+            if values:  # room for the value labels right of the longest bar
+                ax.set_xlim(right=max(values) * (4.0 if log else 1.25))
             for y, v in enumerate(values):
                 ax.text(v, y, f" {v:.0f}" if v >= 100 else f" {v:.3g}", va="center", fontsize=7)
             ax.invert_yaxis()

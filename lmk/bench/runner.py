@@ -101,6 +101,19 @@ class BenchConfig:
 
 def run_benchmark(config: BenchConfig, progress: bool = True) -> dict[str, Any]:
     """Run the plan and return the report (results, ratios, skipped backends, settings)."""
+    import torch
+
+    # PyTorch runs even without the pytorch backend: it computes every parity column's truth.
+    # The caller's thread count comes back afterwards (run_benchmark may run inside a test).
+    previous = torch.get_num_threads()
+    torch.set_num_threads(config.threads)
+    try:
+        return _run(config, progress)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _run(config: BenchConfig, progress: bool) -> dict[str, Any]:
     from tqdm import tqdm
 
     load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)

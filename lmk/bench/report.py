@@ -63,7 +63,9 @@ def markdown(report: dict[str, Any]) -> str:
         f"Created {report['created']}.",
         "",
         "Every backend takes uint8 BGR crops and returns landmarks, preprocessing and decode "
-        "included. Latency is per call (one batch); faces/s = batch / p50. The last column is "
+        "included. Latency is per call (one batch); faces/s = batch / p50; drift is the "
+        "spread of the per-round medians over p50 (how much the machine's speed wandered). "
+        "The last column is "
         "the largest landmark difference from PyTorch + reference decode on the same crops "
         "(normalised crop units; 1e-3 is 0.26 px of a 256 crop). Every ratio is taken within "
         "this one run.",
@@ -85,8 +87,8 @@ def markdown(report: dict[str, Any]) -> str:
                 else ""
             ),
             "",
-            "| backend | batch | p50 ms | p90 ms | p99 ms | faces/s | max diff vs PyTorch |",
-            "|---|---|---|---|---|---|---|",
+            "| backend | batch | p50 ms | p90 ms | p99 ms | faces/s | drift | max diff vs PyTorch |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         rows = [r for r in report["results"] if r["model"] == model]
         for r in sorted(
@@ -94,7 +96,7 @@ def markdown(report: dict[str, Any]) -> str:
         ):
             lines.append(
                 f"| {r['backend']} | {r['batch']} | {r['p50_ms']:.2f} | {r['p90_ms']:.2f} | "
-                f"{r['p99_ms']:.2f} | {r['faces_per_s']:.1f} | "
+                f"{r['p99_ms']:.2f} | {r['faces_per_s']:.1f} | {r['round_spread_pct']:.0f}% | "
                 f"{_diff(r['max_abs_diff_vs_pytorch'], r['backend'])} |"
             )
     if report["ratios"]:

@@ -57,10 +57,22 @@ def measure(
             wanted = max(wanted, math.ceil(min_seconds / max(fastest, 1e-6)))
         per_round[name] = max(1, math.ceil(wanted / rounds))
     times: dict[str, list[float]] = {name: [] for name in variants}
+    round_medians: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(rounds):
         for name, fn in variants.items():
+            this_round = []
             for _ in range(per_round[name]):
                 start = time.perf_counter()
                 fn()
-                times[name].append((time.perf_counter() - start) * 1000.0)
-    return {name: summarise(t) for name, t in times.items()}
+                this_round.append((time.perf_counter() - start) * 1000.0)
+            times[name] += this_round
+            round_medians[name].append(float(np.median(this_round)))
+    result = {}
+    for name, t in times.items():
+        row = summarise(t)
+        # How far the speed wandered during the run: the spread of the per-round medians.
+        # Ratios stay fair under drift (round-robin), absolute numbers less so.
+        medians = round_medians[name]
+        row["round_spread_pct"] = (max(medians) - min(medians)) / row["p50_ms"] * 100.0
+        result[name] = row
+    return result

@@ -38,9 +38,20 @@ class CropPolicy:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def matrix(self, box: np.ndarray | tuple[float, float, float, float], size: int) -> np.ndarray:
-        """2x3 affine map from frame to crop coordinates (continuous: pixel i spans [i, i+1))."""
-        return crop_matrix(self.region(box), size)
+    def matrix(
+        self, box: np.ndarray | tuple[float, float, float, float], size: int, angle: float = 0.0
+    ) -> np.ndarray:
+        """2x3 affine map from frame to crop coordinates (continuous: pixel i spans [i, i+1)).
+
+        ``angle`` (radians) is the face's roll: the frame is turned by ``-angle`` about the box
+        centre before cropping, so a tilted face comes out upright; the box is measured in that
+        upright frame (what a tracker derives from rotated landmarks).
+        """
+        m = crop_matrix(self.region(box), size)
+        if angle == 0.0:
+            return m
+        x, y, w, h = (float(v) for v in box)
+        return compose_affine(m, rotation_about((x + w / 2.0, y + h / 2.0), -angle))
 
     @classmethod
     def from_dict(cls, data: dict) -> CropPolicy:
@@ -62,6 +73,19 @@ def crop_matrix(region: np.ndarray, size: int) -> np.ndarray:
     x0, y0, x1, y1 = (float(v) for v in region)
     sx, sy = size / (x1 - x0), size / (y1 - y0)
     return np.array([[sx, 0.0, -sx * x0], [0.0, sy, -sy * y0]])
+
+
+def rotation_about(centre: tuple[float, float], angle: float) -> np.ndarray:
+    """2x3 affine turning points by ``angle`` radians (image axes, y down) about ``centre``."""
+    c, s = np.cos(angle), np.sin(angle)
+    cx, cy = centre
+    return np.array([[c, -s, cx - c * cx + s * cy], [s, c, cy - s * cx - c * cy]])
+
+
+def compose_affine(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
+    """The 2x3 affine ``outer(inner(p))``."""
+    a = np.vstack([outer, [0.0, 0.0, 1.0]]) @ np.vstack([inner, [0.0, 0.0, 1.0]])
+    return a[:2]
 
 
 def warp_crop(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:

@@ -270,3 +270,34 @@ def build_onnx(
     if fp16:
         network = _wrap_fp16(network)
     return assemble(network, checkpoint, options)
+
+
+def store_weights_fp16(model: onnx.ModelProto, min_elements: int = 1024) -> onnx.ModelProto:
+    """Half the file, same FP32 compute: every large FP32 initializer is stored as FP16 and
+    cast back to FP32 by a ``Cast`` at the graph's start, which ONNX Runtime (and TensorRT)
+    fold into a constant when the model loads. Run after simplification (onnxsim would fold
+    the casts straight back). Weights change by FP16 rounding only (relative 2^-11)."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    out = copy.deepcopy(model)
+    graph = out.graph
+    casts = []
+    kept = []
+    for init in graph.initializer:
+        if init.data_type != TensorProto.FLOAT or int(np.prod(init.dims)) < min_elements:
+            kept.append(init)
+            continue
+        half = numpy_helper.from_array(
+            numpy_helper.to_array(init).astype(np.float16), f"{init.name}__fp16"
+        )
+        kept.append(half)
+        casts.append(helper.make_node("Cast", [half.name], [init.name], to=TensorProto.FLOAT))
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    nodes = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(casts + nodes)
+    entry = out.metadata_props.add()
+    entry.key, entry.value = "lmk.weight_storage", '"fp16"'
+    return out

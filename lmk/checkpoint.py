@@ -68,6 +68,16 @@ class Checkpoint:
             "state_dict": {k: v.detach().cpu() for k, v in self.state_dict.items()},
         }
 
+    def with_fp16_storage(self) -> Checkpoint:
+        """A copy whose floating-point tensors are stored as FP16 (half the file; loading
+        casts them back into the FP32 model): for shipping small models."""
+        state = {
+            k: v.detach().half() if v.is_floating_point() else v.detach()
+            for k, v in self.state_dict.items()
+        }
+        provenance = {**self.provenance, "weight_storage": "fp16"}
+        return Checkpoint(self.spec, self.layout, state, self.normalisation, self.crop, provenance)
+
     def save(self, path: str | Path) -> Path:
         """Write atomically (temp file, then rename): a crash never leaves half a checkpoint."""
         path = Path(path)

@@ -30,4 +30,33 @@ def available_providers() -> list[str]:
     return list(require_onnxruntime().get_available_providers())
 
 
-__all__ = ["INSTALL_HINT", "available_providers", "require_onnxruntime"]
+_LAZY = {
+    "LandmarkSession": "lmk.runtime.api",
+    "InferenceModel": "lmk.runtime.session",
+    "RuntimeOptions": "lmk.runtime.session",
+    "Face": "lmk.runtime.faces",
+    "FaceBox": "lmk.runtime.faces",
+    "bundled_model": "lmk.runtime.bundled",
+}
+
+
+def __getattr__(name: str):
+    """The API names, imported on first use (``import lmk.runtime`` itself stays light)."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'lmk.runtime' has no attribute {name!r}")
+
+
+__all__ = [
+    "INSTALL_HINT",
+    "Face",
+    "FaceBox",
+    "InferenceModel",
+    "LandmarkSession",
+    "RuntimeOptions",
+    "available_providers",
+    "bundled_model",
+    "require_onnxruntime",
+]

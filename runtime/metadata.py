@@ -11,7 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from lmk.errors import LmkError
+from lmk.layouts import Layout, get_layout
 
 FORMAT_VERSION = 1
 
@@ -100,4 +103,19 @@ def parse_metadata(props: Mapping[str, str], source: str = "model") -> ModelInfo
         precision=values.get("lmk.precision", "fp32"),
         version=values["lmk.version"],
         extra={k: v for k, v in values.items() if k not in known},
+    )
+
+
+def layout_of(info: ModelInfo) -> Layout:
+    """The layout a file describes (flip, mean face, NME pair), falling back to the public
+    layout of that name for files without ``lmk.nme_norm``."""
+    nme = info.extra.get("lmk.nme_norm")
+    if nme is None:
+        return get_layout(info.layout)
+    return Layout(
+        name=info.layout,
+        flip=tuple(int(i) for i in info.flip),
+        nme_norm=nme if isinstance(nme, str) else (int(nme[0]), int(nme[1])),
+        meanface=np.asarray(info.meanface, dtype=np.float64).reshape(-1, 2),
+        num_nb=int(info.num_nb) if int(info.num_nb) > 0 else 10,
     )

@@ -19,7 +19,7 @@ from lmk.cli_util import exit_with
 from lmk.crop import CropPolicy
 from lmk.errors import LmkError
 from lmk.fileio import atomic_output
-from lmk.layouts import Layout, get_layout
+from lmk.layouts import Layout
 from lmk.metrics import format_results
 from lmk.normalise import Normalisation
 from lmk.train.data import (
@@ -79,26 +79,11 @@ def open_torch_model(path: Path, device: str | None) -> ModelUnderTest:
     )
 
 
-def layout_from_metadata(info: Any) -> Layout:
-    """The layout an ONNX file describes (flip, mean face, NME pair), falling back to the
-    public layout of that name for files without ``lmk.nme_norm``."""
-    nme = info.extra.get("lmk.nme_norm")
-    if nme is None:
-        return get_layout(info.layout)
-    return Layout(
-        name=info.layout,
-        flip=tuple(int(i) for i in info.flip),
-        nme_norm=nme if isinstance(nme, str) else (int(nme[0]), int(nme[1])),
-        meanface=np.asarray(info.meanface, dtype=np.float64).reshape(-1, 2),
-        num_nb=int(info.num_nb) if int(info.num_nb) > 0 else 10,
-    )
-
-
 def open_onnx_model(path: Path) -> ModelUnderTest:
     """An exported file run by ONNX Runtime on the CPU; its metadata says how to feed it."""
     import onnxruntime as ort
 
-    from lmk.runtime.metadata import parse_metadata
+    from lmk.runtime.metadata import layout_of, parse_metadata
 
     if not path.is_file():
         raise LmkError(f"model not found: {path}")
@@ -110,7 +95,7 @@ def open_onnx_model(path: Path) -> ModelUnderTest:
         lines = str(exc).strip().splitlines()
         raise LmkError(f"cannot load {path}: {lines[0] if lines else type(exc).__name__}") from None
     info = parse_metadata(session.get_modelmeta().custom_metadata_map, str(path))
-    layout = layout_from_metadata(info)
+    layout = layout_of(info)
     normalisation = Normalisation(
         tuple(info.mean),  # type: ignore[arg-type]
         tuple(info.std),  # type: ignore[arg-type]

@@ -1,0 +1,108 @@
+"""The Python API: ``LandmarkSession(path, ep=...)``, ``predict(frame, boxes)``, ``track(video)``.
+
+from lmk.runtime import LandmarkSession
+session = LandmarkSession("model.onnx", ep="cuda")      # or LandmarkSession() for the bundled model
+faces = session.predict(frame, [(x, y, w, h)])           # one batched inference for all boxes
+for frame, faces in session.track("clip.mp4"):           # detect once, then follow
+    ...
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lmk.crop import CropPolicy
+from lmk.runtime.bundled import bundled_model
+from lmk.runtime.detectors import Detector, make_detector
+from lmk.runtime.faces import Face, FaceBox, crop_faces, landmarks_to_frame
+from lmk.runtime.metadata import layout_of
+from lmk.runtime.session import InferenceModel, RuntimeOptions
+from lmk.runtime.sources import Frame, open_source
+from lmk.runtime.tracking import Tracker, TrackerConfig
+
+
+class StageTimes:
+    """Seconds spent per named stage, and how often, for the per-stage summary."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
+
+    @contextmanager
+    def time(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(stage, time.perf_counter() - start)
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.seconds[stage] += seconds
+        self.calls[stage] += 1
+
+
+BoxLike = FaceBox | tuple[float, float, float, float] | list[float] | np.ndarray
+
+
+class LandmarkSession:
+    """An exported lmk model ready to run on frames. ``model`` defaults to the bundled one;
+    ``options`` are :class:`RuntimeOptions` fields (``threads``, ``trt_fp16``, ...)."""
+
+    def __init__(self, model: str | Path | None = None, ep: str = "auto", **options: Any):
+        self.model = InferenceModel(model or bundled_model(), RuntimeOptions(ep=ep, **options))
+        self.info = self.model.info
+        self.layout = layout_of(self.info)
+        self.crop = CropPolicy.from_dict(self.info.crop)
+        self.stages = StageTimes()
+
+    @property
+    def ep(self) -> str:
+        return self.model.ep
+
+    def predict(self, frame: np.ndarray, boxes: Iterable[BoxLike]) -> list[Face]:
+        """Landmarks for each face box ``(x, y, w, h)`` of ``frame`` (BGR), in frame pixels,
+        all faces in one batched inference."""
+        regions = [
+            b if isinstance(b, FaceBox) else FaceBox(np.asarray(b, np.float64)) for b in boxes
+        ]
+        if not regions:
+            return []
+        size = self.info.input_size
+        with self.stages.time("preprocess"):
+            crops, matrices = crop_faces(frame, regions, self.crop, size)
+        with self.stages.time("infer"):
+            landmarks, scores = self.model.infer(crops)
+        with self.stages.time("preprocess"):
+            points = landmarks_to_frame(landmarks, matrices, size)
+        return [
+            Face(points[i], scores[i].astype(np.float64), regions[i]) for i in range(len(regions))
+        ]
+
+    def tracker(
+        self,
+        detector: str | Detector = "frame",
+        detector_model: str | Path | None = None,
+        box: tuple[float, float, float, float] | None = None,
+        **config: Any,
+    ) -> Tracker:
+        """A :class:`Tracker` over this session; ``config`` are :class:`TrackerConfig` fields."""
+        if isinstance(detector, str):
+            detector = make_detector(detector, detector_model, box)
+        return Tracker(self, detector, TrackerConfig(**config))
+
+    def track(
+        self, source: str | Path | int, detector: str | Detector = "frame", **kwargs: Any
+    ) -> Iterator[tuple[Frame, list[Face]]]:
+        """Frames of a video, camera or image set with the faces found in each."""
+        tracker = self.tracker(detector, **kwargs)
+        with open_source(source) as frames:
+            dt = 1.0 / (frames.fps or 30.0)
+            for frame in frames:
+                yield frame, tracker.step(frame.image, dt)

@@ -1,0 +1,215 @@
+"""``lmk-run SOURCE``: landmarks for every face of a video, camera or image set.
+
+lmk-run clip.mp4 --out annotated.mp4 --json landmarks.jsonl
+lmk-run 0 --detector yunet --detector-model face_detection_yunet_2023mar.onnx --show
+lmk-run "shots/*.jpg" --box 40,40,200,200 --csv points.csv
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from lmk.cli_util import exit_with
+from lmk.errors import LmkError
+from lmk.runtime.api import LandmarkSession
+from lmk.runtime.detectors import DETECTORS
+from lmk.runtime.outputs import CsvSink, JsonlSink, check_output, image_or_video_sink
+from lmk.runtime.pipeline import STAGES, RunSummary, Sinks, run_pipeline
+from lmk.runtime.session import EP_CHOICES
+from lmk.runtime.sources import open_source
+from lmk.runtime.tracking import TrackerConfig
+
+
+def _parse_box(_ctx: click.Context, _param: click.Parameter, value: str | None):
+    if value is None:
+        return None
+    try:
+        box = tuple(float(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected x,y,w,h numbers, got {value!r}") from None
+    if len(box) != 4 or box[2] <= 0 or box[3] <= 0:
+        raise click.BadParameter(f"expected x,y,w,h with w, h > 0, got {value!r}")
+    return box
+
+
+def _check_display(show: bool) -> None:
+    if not show:
+        return
+    import cv2
+
+    if sys.platform.startswith("linux") and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    ):
+        raise LmkError("--show needs a display (no DISPLAY or WAYLAND_DISPLAY is set)")
+    try:
+        cv2.namedWindow("lmk-run")
+    except cv2.error:
+        raise LmkError(
+            "--show: this OpenCV has no GUI (opencv-python-headless); install opencv-python"
+        ) from None
+
+
+def format_summary(summary: RunSummary, session: LandmarkSession, skipped: int) -> str:
+    stages = summary.per_frame_ms()
+    parts = ", ".join(f"{k} {stages[k]:.1f}" for k in STAGES if stages[k] > 0)
+    lines = [
+        f"{'interrupted after' if summary.interrupted else 'done:'} {summary.frames} frames, "
+        f"{summary.faces} faces, {summary.detections} detector runs, "
+        f"{summary.fps:.1f} frames/s on EP {session.ep}"
+        + (f", {skipped} unreadable images skipped" if skipped else ""),
+        f"mean ms per frame: {parts}",
+    ]
+    return "\n".join(lines)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("source")
+@click.option(
+    "--model",
+    type=click.Path(path_type=Path),
+    help="exported lmk .onnx (default: the bundled PIPNet-MobileNetV2 SynthFace model)",
+)
+@click.option("--ep", type=click.Choice(EP_CHOICES), default="auto", show_default=True)
+@click.option(
+    "--detector",
+    type=click.Choice(DETECTORS),
+    default="auto",
+    show_default=True,
+    help="auto: yunet when its model file is known, else frame",
+)
+@click.option(
+    "--detector-model",
+    type=click.Path(path_type=Path),
+    help="YuNet .onnx (or set LMK_YUNET_MODEL)",
+)
+@click.option("--box", callback=_parse_box, help="frame detector: the face region x,y,w,h")
+@click.option(
+    "--detect-every",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="re-detect every N frames while tracking (0: only when a face is lost)",
+)
+@click.option(
+    "--min-score",
+    type=click.FloatRange(min=0),
+    default=TrackerConfig.min_score,
+    show_default=True,
+    help="a face whose mean landmark score falls below this is lost",
+)
+@click.option("--max-faces", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--smooth", is_flag=True, help="One Euro smoothing of the landmarks")
+@click.option("--out", type=click.Path(path_type=Path), help="annotated video (.mp4/.avi) or image")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), help="landmarks, JSONL")
+@click.option("--csv", "csv_path", type=click.Path(path_type=Path), help="landmarks, CSV")
+@click.option("--indices", is_flag=True, help="draw landmark numbers")
+@click.option("--show", is_flag=True, help="show frames in a window")
+@click.option("--limit", type=click.IntRange(min=1), help="stop after N frames")
+@click.option("--threads", type=click.IntRange(min=1), help="CPU EP threads")
+@click.option("--trt-fp16", is_flag=True, help="TensorRT: build an FP16 engine")
+@click.option("--trt-int8", is_flag=True, help="TensorRT: INT8 (for files exported with --int8)")
+@click.option("--trt-cache", type=click.Path(path_type=Path), help="TensorRT engine cache root")
+@click.option("--trt-workspace", type=click.FloatRange(min=0.1), default=2.0, help="GiB")
+@click.option("--max-batch", type=click.IntRange(min=1), default=16, help="TensorRT profile")
+@click.option("--overwrite", is_flag=True, help="replace existing output files")
+@click.option("--quiet", is_flag=True, help="no progress bar")
+def run_command(
+    source: str,
+    model: Path | None,
+    ep: str,
+    detector: str,
+    detector_model: Path | None,
+    box: tuple[float, float, float, float] | None,
+    detect_every: int,
+    min_score: float,
+    max_faces: int,
+    smooth: bool,
+    out: Path | None,
+    json_path: Path | None,
+    csv_path: Path | None,
+    indices: bool,
+    show: bool,
+    limit: int | None,
+    threads: int | None,
+    trt_fp16: bool,
+    trt_int8: bool,
+    trt_cache: Path | None,
+    trt_workspace: float,
+    max_batch: int,
+    overwrite: bool,
+    quiet: bool,
+) -> None:
+    """Track faces in SOURCE (video file, camera index, image, folder or glob of images) and
+    write their landmarks."""
+    from tqdm import tqdm
+
+    inputs = [Path(source)] if Path(source).exists() else []
+    outputs = [p for p in (out, json_path, csv_path) if p is not None]
+    if len(set(outputs)) != len(outputs):
+        raise LmkError("--out, --json and --csv must be different files")
+    for path in outputs:
+        check_output(path, overwrite, inputs)
+    _check_display(show)
+    session = LandmarkSession(
+        model,
+        ep=ep,
+        threads=threads,
+        trt_fp16=trt_fp16,
+        trt_int8=trt_int8,
+        trt_cache_dir=trt_cache,
+        trt_workspace_gb=trt_workspace,
+        max_batch=max_batch,
+    )
+    tracker = session.tracker(
+        detector,
+        detector_model,
+        box,
+        detect_every=detect_every,
+        min_score=min_score,
+        max_faces=max_faces,
+        smooth=smooth,
+    )
+    with open_source(source) as frames:
+        click.echo(
+            f"{session.model.describe()}; detector {tracker.detector.name}; {frames.description}",
+            err=True,
+        )
+        sinks = Sinks(show=show, indices=indices)
+        keep = False
+        try:
+            if out is not None:
+                sinks.video = image_or_video_sink(out, frames.fps or 25.0)
+            if json_path is not None:
+                sinks.jsonl = JsonlSink(json_path)
+            if csv_path is not None:
+                sinks.csv = CsvSink(csv_path, session.info.num_landmarks)
+            total = min(limit, frames.count) if limit and frames.count else limit or frames.count
+            with tqdm(total=total, unit="frame", disable=quiet, dynamic_ncols=True) as bar:
+
+                def tick(_frame, faces) -> None:
+                    bar.update(1)
+                    bar.set_postfix(faces=len(faces), refresh=False)
+
+                summary = run_pipeline(session, tracker, frames, sinks, limit, tick)
+            keep = summary.frames > 0
+        finally:
+            for sink in sinks.all():
+                sink.finish(keep)
+        if summary.frames == 0:
+            raise LmkError(
+                f"no readable frame in {frames.description}"
+                + (f" ({len(frames.skipped)} unreadable images skipped)" if frames.skipped else "")
+            )
+        for name in frames.skipped:
+            click.echo(f"skipped unreadable image: {name}", err=True)
+        click.echo(format_summary(summary, session, len(frames.skipped)), err=True)
+        if summary.interrupted:
+            raise click.exceptions.Abort()
+
+
+def main() -> None:
+    exit_with(run_command)

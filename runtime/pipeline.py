@@ -1,0 +1,192 @@
+"""lmk-run's engine: read, track + infer, draw + write as three threads with bounded queues.
+
+Tracking is sequential (a frame's crops come from the previous frame's landmarks), so the
+model runs in one thread; reading (decode) and drawing/writing overlap with it. Each stage's
+time is recorded for the summary.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from lmk.runtime.api import LandmarkSession, StageTimes
+from lmk.runtime.faces import Face
+from lmk.runtime.outputs import CsvSink, ImageSink, JsonlSink, VideoSink, draw_faces
+from lmk.runtime.sources import Frame, Source
+from lmk.runtime.tracking import Tracker
+
+_END = object()
+STAGES = ("read", "detect", "track", "preprocess", "infer", "draw", "write")
+
+
+@dataclass
+class Sinks:
+    video: VideoSink | ImageSink | None = None
+    jsonl: JsonlSink | None = None
+    csv: CsvSink | None = None
+    show: bool = False
+    indices: bool = False
+
+    def all(self) -> list[Any]:
+        return [s for s in (self.video, self.jsonl, self.csv) if s is not None]
+
+
+@dataclass
+class RunSummary:
+    frames: int = 0
+    faces: int = 0
+    detections: int = 0
+    seconds: float = 0.0
+    interrupted: bool = False
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def per_frame_ms(self) -> dict[str, float]:
+        n = max(1, self.frames)
+        return {k: 1000.0 * self.stage_seconds.get(k, 0.0) / n for k in STAGES}
+
+
+class _Failure:
+    def __init__(self, exc: BaseException):
+        self.exc = exc
+
+
+def _reader(
+    source: Source, out: queue.Queue, stop: threading.Event, times: StageTimes, limit: int | None
+) -> None:
+    try:
+        frames = iter(source)
+        count = 0
+        while not stop.is_set() and (limit is None or count < limit):
+            start = time.perf_counter()
+            frame = next(frames, None)
+            if frame is None:
+                break
+            times.add("read", time.perf_counter() - start)
+            out.put(frame)
+            count += 1
+    except BaseException as exc:  # handed to the main thread, which reports it
+        out.put(_Failure(exc))
+    finally:
+        out.put(_END)
+
+
+def _writer(
+    sinks: Sinks, inbox: queue.Queue, times: StageTimes, failures: list[BaseException]
+) -> None:
+    import cv2
+
+    while True:
+        item = inbox.get()
+        if item is _END:
+            return
+        if failures:
+            continue  # keep draining so the producer never blocks
+        frame, faces = item
+        try:
+            if sinks.video is not None or sinks.show:
+                with times.time("draw"):
+                    canvas = draw_faces(frame.image, faces, sinks.indices)
+            with times.time("write"):
+                if sinks.video is not None:
+                    sinks.video.write(canvas)
+                if sinks.jsonl is not None:
+                    sinks.jsonl.write(frame, faces)
+                if sinks.csv is not None:
+                    sinks.csv.write(frame, faces)
+                if sinks.show:
+                    cv2.imshow("lmk-run", canvas)
+                    cv2.waitKey(1)
+        except BaseException as exc:
+            failures.append(exc)
+
+
+def run_pipeline(
+    session: LandmarkSession,
+    tracker: Tracker,
+    source: Source,
+    sinks: Sinks,
+    limit: int | None = None,
+    on_frame: Callable[[Frame, list[Face]], None] | None = None,
+    queue_size: int = 8,
+) -> RunSummary:
+    """Run every frame of ``source``; returns counts and per-stage times. Ctrl-C stops the run
+    cleanly (``interrupted``); the sinks are left for the caller to finish."""
+    summary = RunSummary()
+    read_times, write_times = StageTimes(), StageTimes()
+    frames_in: queue.Queue = queue.Queue(maxsize=queue_size)
+    results: queue.Queue = queue.Queue(maxsize=queue_size)
+    stop = threading.Event()
+    failures: list[BaseException] = []
+    reader = threading.Thread(
+        target=_reader, args=(source, frames_in, stop, read_times, limit), daemon=True
+    )
+    writer = threading.Thread(
+        target=_writer, args=(sinks, results, write_times, failures), daemon=True
+    )
+    dt = 1.0 / (source.fps or 30.0)
+    before = dict(session.stages.seconds)
+    started = time.perf_counter()
+    reader.start()
+    writer.start()
+    error: BaseException | None = None
+    try:
+        while True:
+            item = frames_in.get()
+            if item is _END:
+                break
+            if isinstance(item, _Failure):
+                error = item.exc
+                continue
+            if failures:
+                break
+            inner = sum(
+                session.stages.seconds.get(k, 0.0) for k in ("detect", "preprocess", "infer")
+            )
+            step_start = time.perf_counter()
+            faces = tracker.step(item.image, dt)
+            step = time.perf_counter() - step_start
+            inner_after = sum(
+                session.stages.seconds.get(k, 0.0) for k in ("detect", "preprocess", "infer")
+            )
+            summary.stage_seconds["track"] = summary.stage_seconds.get("track", 0.0) + max(
+                0.0, step - (inner_after - inner)
+            )
+            summary.frames += 1
+            summary.faces += len(faces)
+            results.put((item, faces))
+            if on_frame is not None:
+                on_frame(item, faces)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+    finally:
+        stop.set()
+        while reader.is_alive():  # unblock a reader waiting on a full queue
+            try:
+                frames_in.get_nowait()
+            except queue.Empty:
+                reader.join(timeout=0.05)
+        results.put(_END)
+        writer.join()
+    summary.seconds = time.perf_counter() - started
+    for key, value in session.stages.seconds.items():
+        summary.stage_seconds[key] = (
+            summary.stage_seconds.get(key, 0.0) + value - before.get(key, 0.0)
+        )
+    for times in (read_times, write_times):
+        for key, value in times.seconds.items():
+            summary.stage_seconds[key] = summary.stage_seconds.get(key, 0.0) + value
+    summary.detections = tracker.detections
+    if failures:
+        raise failures[0]
+    if error is not None:
+        raise error
+    return summary

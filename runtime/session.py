@@ -1,0 +1,304 @@
+"""An exported lmk file under ONNX Runtime on the CPU, CUDA or TensorRT execution provider.
+
+Everything needed to feed the file (input format, size, normalisation, decode) comes from its
+metadata; :class:`InferenceModel` turns a batch of uint8 BGR crops into crop-normalised
+landmarks and per-landmark scores whatever the file's input format, batch or decode.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lmk.errors import LmkError
+from lmk.layouts import NeighbourTable
+from lmk.normalise import Normalisation
+from lmk.runtime import require_onnxruntime
+from lmk.runtime.host_decode import numpy_heatmap_decode, numpy_pipnet_decode
+from lmk.runtime.metadata import ModelInfo, parse_metadata
+
+PROVIDERS = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+}
+EP_CHOICES = ("auto", *PROVIDERS)
+AUTO_ORDER = ("tensorrt", "cuda", "cpu")
+
+
+@dataclass
+class RuntimeOptions:
+    """How to run a file. The TensorRT fields matter only for ``ep="tensorrt"``."""
+
+    ep: str = "auto"
+    threads: int | None = None
+    """CPU intra-op threads (default: ONNX Runtime's choice, one per core)."""
+    device_id: int = 0
+    trt_fp16: bool = False
+    trt_int8: bool = False
+    trt_cache_dir: Path | None = None
+    """Engine cache root; a sub-folder per model digest and precision (default: user cache)."""
+    trt_workspace_gb: float = 2.0
+    max_batch: int = 16
+    """Largest batch of the TensorRT optimisation profile (the dynamic batch's upper bound)."""
+    opt_batch: int = 1
+    io_binding: bool = True
+    """CUDA/TensorRT: feed through IO binding (one explicit upload, outputs copied back once)."""
+    extra_provider_options: dict[str, Any] = field(default_factory=dict)
+
+
+def user_cache_dir() -> Path:
+    """``$LMK_CACHE_DIR``, else ``$XDG_CACHE_HOME/lmk``, else ``~/.cache/lmk``."""
+    if os.environ.get("LMK_CACHE_DIR"):
+        return Path(os.environ["LMK_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "lmk"
+
+
+def file_digest(path: Path) -> str:
+    """First 16 hex digits of the file's sha256: what keys its TensorRT engines."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def resolve_ep(requested: str, available: list[str]) -> str:
+    """The EP to use: ``requested`` if available here, or the best available for ``auto``."""
+    if requested not in EP_CHOICES:
+        raise LmkError(f"unknown --ep {requested!r}; choose from {', '.join(EP_CHOICES)}")
+    have = [name for name, provider in PROVIDERS.items() if provider in available]
+    if requested == "auto":
+        return next(name for name in AUTO_ORDER if name in have)
+    if requested not in have:
+        hint = (
+            ' (install "lmk[gpu]": onnxruntime-gpu, plus CUDA/TensorRT)'
+            if requested != "cpu"
+            else ""
+        )
+        raise LmkError(
+            f"--ep {requested} is not available here{hint}; available: {', '.join(have)}"
+        )
+    return requested
+
+
+class InferenceModel:
+    """One ONNX Runtime session over an exported lmk file.
+
+    ``infer(crops)`` takes uint8 BGR crops [N, S, S, 3] (S = ``info.input_size``) and returns
+    landmarks [N, L, 2] normalised to the crop and scores [N, L], float32.
+    """
+
+    def __init__(self, path: str | Path, options: RuntimeOptions | None = None):
+        self.path = Path(path)
+        self.options = options or RuntimeOptions()
+        if not self.path.is_file():
+            raise LmkError(f"model not found: {self.path}")
+        ort = require_onnxruntime()
+        self._ort = ort
+        self.requested_ep = self.options.ep
+        candidates = (
+            [n for n in AUTO_ORDER if PROVIDERS[n] in ort.get_available_providers()]
+            if self.options.ep == "auto"
+            else [resolve_ep(self.options.ep, ort.get_available_providers())]
+        )
+        last_error = ""
+        for ep in candidates:
+            try:
+                self.session = self._create(ep)
+            except LmkError as exc:
+                if self.options.ep != "auto":
+                    raise
+                last_error = str(exc)
+                continue
+            self.ep = ep
+            break
+        else:
+            raise LmkError(last_error or "no execution provider could load the model")
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.info: ModelInfo = parse_metadata(meta, str(self.path))
+        self._setup_io()
+
+    # ---- session ---------------------------------------------------------------------------
+
+    def _provider_list(self, ep: str) -> list[Any]:
+        o = self.options
+        cuda = ("CUDAExecutionProvider", {"device_id": o.device_id})
+        if ep == "cpu":
+            return ["CPUExecutionProvider"]
+        if ep == "cuda":
+            return [cuda, "CPUExecutionProvider"]
+        return [
+            ("TensorrtExecutionProvider", self.tensorrt_options()),
+            cuda,
+            "CPUExecutionProvider",
+        ]
+
+    def tensorrt_options(self) -> dict[str, Any]:
+        """TensorRT EP options: precision, workspace, a cache keyed by model digest and
+        precision (a changed file never meets a stale engine), a profile for the batch."""
+        o = self.options
+        precision = "int8" if o.trt_int8 else "fp16" if o.trt_fp16 else "fp32"
+        cache = (o.trt_cache_dir or user_cache_dir() / "tensorrt") / (
+            f"{file_digest(self.path)}-{precision}-b{o.max_batch}"
+        )
+        cache.mkdir(parents=True, exist_ok=True)
+        options: dict[str, Any] = {
+            "device_id": o.device_id,
+            "trt_fp16_enable": o.trt_fp16,
+            "trt_int8_enable": o.trt_int8,
+            "trt_max_workspace_size": int(o.trt_workspace_gb * (1 << 30)),
+            "trt_engine_cache_enable": True,
+            "trt_engine_cache_path": str(cache),
+            "trt_timing_cache_enable": True,
+            "trt_timing_cache_path": str(cache),
+        }
+        shape = self._profile_shape()
+        if shape is not None:
+            name, dims = shape
+            rest = "x".join(str(d) for d in dims)
+            options["trt_profile_min_shapes"] = f"{name}:1x{rest}"
+            options["trt_profile_opt_shapes"] = f"{name}:{max(1, o.opt_batch)}x{rest}"
+            options["trt_profile_max_shapes"] = f"{name}:{max(1, o.max_batch)}x{rest}"
+        options.update(o.extra_provider_options)
+        return options
+
+    def _profile_shape(self) -> tuple[str, list[int]] | None:
+        """The input's name and non-batch dims when the batch is dynamic (read with onnx-free
+        means: a CPU session of the same file tells us)."""
+        probe = self._ort.InferenceSession(
+            str(self.path), self._session_options(), providers=["CPUExecutionProvider"]
+        )
+        meta = probe.get_inputs()[0]
+        if isinstance(meta.shape[0], int):
+            return None
+        return meta.name, [int(d) for d in meta.shape[1:]]
+
+    def _session_options(self) -> Any:
+        options = self._ort.SessionOptions()
+        options.graph_optimization_level = self._ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        if self.options.threads:
+            options.intra_op_num_threads = int(self.options.threads)
+            options.inter_op_num_threads = 1
+        return options
+
+    def _create(self, ep: str) -> Any:
+        try:
+            session = self._ort.InferenceSession(
+                str(self.path), self._session_options(), providers=self._provider_list(ep)
+            )
+        except Exception as exc:  # ORT raises its own exception types for unreadable files
+            lines = str(exc).strip().splitlines()
+            raise LmkError(
+                f"cannot load {self.path} with --ep {ep}: {lines[0] if lines else type(exc).__name__}"
+            ) from None
+        if PROVIDERS[ep] not in session.get_providers():
+            # ORT falls back to the CPU silently when the CUDA/TensorRT libraries do not load.
+            raise LmkError(
+                f"--ep {ep}: ONNX Runtime could not start {PROVIDERS[ep]} "
+                "(CUDA, cuDNN or TensorRT libraries missing or mismatched?); "
+                f"it offered {', '.join(session.get_providers())}"
+            )
+        return session
+
+    # ---- IO ------------------------------------------------------------------------------------
+
+    def _setup_io(self) -> None:
+        info = self.info
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        self.fixed_batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        if info.input_format not in ("uint8_nhwc_bgr", "float_nchw_rgb"):
+            raise LmkError(f"{self.path}: unknown input format {info.input_format!r}")
+        self.uint8_input = info.input_format == "uint8_nhwc_bgr"
+        self.normalisation = Normalisation(
+            tuple(info.mean),  # type: ignore[arg-type]
+            tuple(info.std),  # type: ignore[arg-type]
+            str(info.extra.get("lmk.channel_order", "rgb")),
+        )
+        self._gather: np.ndarray | None = None
+        if info.decode == "none":
+            if info.raw_decode == "pipnet_nrm":
+                meanface = np.asarray(info.meanface, dtype=np.float64).reshape(-1, 2)
+                self._gather = NeighbourTable.from_meanface(meanface, info.num_nb).gather
+            elif info.raw_decode != "heatmap_quarter":
+                raise LmkError(f"{self.path}: unknown decode {info.raw_decode!r}")
+        elif "landmarks" not in self.output_names:
+            raise LmkError(f"{self.path}: a decoded file must have a 'landmarks' output")
+        self._bind = self.ep in ("cuda", "tensorrt") and self.options.io_binding
+
+    @property
+    def input_size(self) -> int:
+        return self.info.input_size
+
+    @property
+    def num_landmarks(self) -> int:
+        return self.info.num_landmarks
+
+    def infer(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 BGR crops [N, S, S, 3] -> (landmarks [N, L, 2] in [0, 1], scores [N, L])."""
+        crops = np.asarray(crops)
+        size = self.info.input_size
+        if crops.ndim != 4 or crops.shape[1:] != (size, size, 3) or crops.dtype != np.uint8:
+            raise LmkError(
+                f"crops must be uint8 [N, {size}, {size}, 3], got {crops.dtype} {list(crops.shape)}"
+            )
+        if len(crops) == 0:
+            lms = np.zeros((0, self.num_landmarks, 2), np.float32)
+            return lms, np.zeros((0, self.num_landmarks), np.float32)
+        feed = crops if self.uint8_input else self.normalisation.apply_bgr_nhwc(crops)
+        outputs = self._run_batched(np.ascontiguousarray(feed))
+        if self.info.decode != "none":
+            landmarks = outputs[self.output_names.index("landmarks")]
+            scores = (
+                outputs[self.output_names.index("scores")]
+                if "scores" in self.output_names
+                else np.ones(landmarks.shape[:2], np.float32)
+            )
+            return landmarks.astype(np.float32), scores.astype(np.float32)
+        if self._gather is not None:
+            heads = [outputs[self.output_names.index(n)] for n in ("cls", "x", "y", "nb_x", "nb_y")]
+            landmarks, scores = numpy_pipnet_decode(*heads, self._gather)
+        else:
+            landmarks, scores = numpy_heatmap_decode(outputs[0])
+        return landmarks.astype(np.float32), scores.astype(np.float32)
+
+    def _run(self, feed: np.ndarray) -> list[np.ndarray]:
+        if not self._bind:
+            return self.session.run(None, {self.input_name: feed})
+        binding = self.session.io_binding()
+        value = self._ort.OrtValue.ortvalue_from_numpy(feed, "cuda", self.options.device_id)
+        binding.bind_ortvalue_input(self.input_name, value)
+        for name in self.output_names:
+            binding.bind_output(name, "cpu")
+        self.session.run_with_iobinding(binding)
+        return binding.copy_outputs_to_cpu()
+
+    def _run_batched(self, feed: np.ndarray) -> list[np.ndarray]:
+        """Run, splitting into the file's fixed batch (padding the last chunk) when it has one."""
+        step = self.fixed_batch
+        if step is None:
+            return self._run(feed)
+        parts: list[list[np.ndarray]] = []
+        for start in range(0, len(feed), step):
+            chunk = feed[start : start + step]
+            pad = step - len(chunk)
+            if pad:
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
+            parts.append([out[: step - pad] for out in self._run(chunk)])
+        return [np.concatenate(outs) for outs in zip(*parts, strict=True)]
+
+    def describe(self) -> str:
+        auto = " (chosen by --ep auto)" if self.requested_ep == "auto" else ""
+        return (
+            f"{self.path.name}: {self.info.model} {self.info.layout} {self.info.input_size}px "
+            f"{self.info.precision}, EP {self.ep}{auto}"
+        )

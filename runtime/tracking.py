@@ -1,0 +1,151 @@
+"""Detect-then-track, as MediaPipe's face mesh does it.
+
+The detector runs only when needed: no face tracked, a face lost (its landmark score under
+``min_score`` or most of it off-frame) on the previous frame, or every ``detect_every``
+frames. Otherwise each face's next crop is the box (and roll) of its current landmarks.
+A fresh detection is refined: landmarks on the detector's box give a landmark box, and the
+face is run again on that, so a detector whose boxes differ from the training boxes (YuNet,
+a whole frame) still lands on the crop the model was trained for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from lmk.runtime.detectors import Detector
+from lmk.runtime.faces import Face, FaceBox, box_iou, fraction_inside, region_from_landmarks
+from lmk.runtime.smoothing import OneEuroFilter
+
+if TYPE_CHECKING:
+    from lmk.runtime.api import LandmarkSession
+
+
+@dataclass
+class TrackerConfig:
+    detect_every: int = 0
+    """Re-run the detector every N frames even while tracking (0: only when needed)."""
+    min_score: float = 0.7
+    """A face whose mean landmark score falls below this is lost."""
+    max_faces: int = 8
+    refine: int = 2
+    """Landmark-box passes after a detection (0: trust the detector's box)."""
+    min_inside: float = 0.5
+    """A face with fewer of its landmarks inside the frame is lost."""
+    smooth: bool = False
+    min_cutoff: float = 1.0
+    beta: float = 0.05
+
+
+@dataclass
+class _Track:
+    track_id: int
+    region: FaceBox
+    smoother: OneEuroFilter | None = None
+    age: int = 0
+
+
+@dataclass
+class Tracker:
+    """Feeds frames one by one (``step``); keeps face identities across frames."""
+
+    session: LandmarkSession
+    detector: Detector
+    config: TrackerConfig = field(default_factory=TrackerConfig)
+
+    def __post_init__(self) -> None:
+        self._tracks: list[_Track] = []
+        self._next_id = 0
+        self._frame_count = 0
+        self._lost = False
+        self.detections = 0
+        pair = self.session.layout.nme_norm
+        self._eyes = pair if isinstance(pair, tuple) else None
+
+    def reset(self) -> None:
+        self._tracks, self._lost = [], False
+
+    def _region(self, face: Face) -> FaceBox:
+        return region_from_landmarks(face.landmarks, self._eyes)
+
+    def step(self, frame: np.ndarray, dt: float = 1.0 / 30.0) -> list[Face]:
+        """Landmarks of every tracked face in ``frame`` (frame pixels)."""
+        cfg = self.config
+        height, width = frame.shape[:2]
+        due = cfg.detect_every > 0 and self._frame_count % cfg.detect_every == 0
+        self._frame_count += 1
+        fresh: list[FaceBox] = []
+        if not self._tracks or self._lost or due:
+            fresh = self._detect(frame)
+        regions = [t.region for t in self._tracks] + fresh
+        faces = self.session.predict(frame, regions)
+        for region in fresh:
+            self._tracks.append(_Track(self._next_id, region))
+            self._next_id += 1
+        kept: list[tuple[_Track, Face]] = []
+        self._lost = False
+        for track, face in zip(self._tracks, faces, strict=True):
+            if (
+                face.score < cfg.min_score
+                or fraction_inside(face.landmarks, width, height) < cfg.min_inside
+            ):
+                self._lost = True
+                continue
+            kept.append((track, face))
+        kept = self._deduplicate(kept)
+        self._tracks = []
+        out = []
+        for track, face in kept:
+            track.region = self._region(face)
+            track.age += 1
+            face.track_id = track.track_id
+            if cfg.smooth:
+                track.smoother = track.smoother or OneEuroFilter(cfg.min_cutoff, cfg.beta)
+                scale = float(np.sqrt(track.region.box[2] * track.region.box[3])) / 100.0
+                face.landmarks = track.smoother(face.landmarks, dt, scale)
+            self._tracks.append(track)
+            out.append(face)
+        return out
+
+    def _detect(self, frame: np.ndarray) -> list[FaceBox]:
+        """New faces: candidates from the detector that overlap no tracked face, ranked by the
+        landmark model's score in one batch, the best refined on their landmark boxes, then
+        kept if still confident and not a duplicate."""
+        cfg = self.config
+        with self.session.stages.time("detect"):
+            found = self.detector.detect(frame)
+        self.detections += 1
+        room = cfg.max_faces - len(self._tracks)
+        candidates = [
+            r for r in found if all(box_iou(r.box, t.region.box) < 0.3 for t in self._tracks)
+        ]
+        if room <= 0 or not candidates:
+            return []
+        faces = self.session.predict(frame, candidates)
+        best = sorted(faces, key=lambda f: -f.score)[: max(2 * room, 4)]
+        for _ in range(cfg.refine):
+            best = self.session.predict(frame, [self._region(f) for f in best])
+        fresh: list[FaceBox] = []
+        for face in sorted(best, key=lambda f: -f.score):
+            region = self._region(face)
+            if face.score < cfg.min_score:
+                continue
+            if any(box_iou(region.box, r.box) > 0.3 for r in fresh):
+                continue
+            if any(box_iou(region.box, t.region.box) > 0.3 for t in self._tracks):
+                continue
+            fresh.append(region)
+        return fresh[:room]
+
+    @staticmethod
+    def _deduplicate(pairs: list[tuple[_Track, Face]]) -> list[tuple[_Track, Face]]:
+        """Two tracks that converged on one face: keep the older (then the surer) one."""
+        order = sorted(pairs, key=lambda p: (-p[0].age, -p[1].score))
+        kept: list[tuple[_Track, Face]] = []
+        for track, face in order:
+            box = region_from_landmarks(face.landmarks).box
+            if all(box_iou(box, region_from_landmarks(f.landmarks).box) < 0.5 for _, f in kept):
+                kept.append((track, face))
+        return sorted(kept, key=lambda p: p[0].track_id)

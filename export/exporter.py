@@ -78,9 +78,17 @@ class RawHeads(nn.Module):
 
 
 def export_network(
-    model: nn.Module, spec: ModelSpec, opset: int, batch: int | None, fp16: bool = False
+    model: nn.Module,
+    spec: ModelSpec,
+    opset: int,
+    batch: int | None,
+    fp16: bool = False,
+    tracer: str = "dynamo",
 ) -> onnx.ModelProto:
-    """Trace the network (float NCHW ``input`` -> raw heads); dynamo, TorchScript for old opsets."""
+    """Trace the network (float NCHW ``input`` -> raw heads); dynamo, TorchScript for old opsets.
+
+    ``tracer="torchscript"`` uses the TorchScript exporter throughout: several times quicker,
+    for tests whose subject is not the trace."""
     wrapper = RawHeads(copy.deepcopy(model).eval(), spec)
     dtype = torch.float16 if fp16 else torch.float32
     if fp16:
@@ -90,7 +98,9 @@ def export_network(
     example = torch.zeros(batch or 2, 3, size, size, dtype=dtype)
     dynamic = None if batch else ({0: torch.export.Dim("batch", min=1, max=4096)},)
     names = head_names(spec)
-    network = _trace(wrapper, example, opset, names, dynamic, dynamo=True)
+    if tracer not in ("dynamo", "torchscript"):
+        raise ValueError(f"tracer must be dynamo or torchscript, got {tracer!r}")
+    network = _trace(wrapper, example, opset, names, dynamic, dynamo=tracer == "dynamo")
     if _opset(network) != opset:
         # The dynamo exporter implements opset 18 and converts down; where onnx's version
         # converter lacks an adapter (opsets 13-16) it leaves 18. The TorchScript exporter

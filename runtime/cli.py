@@ -103,6 +103,7 @@ def format_summary(summary: RunSummary, session: LandmarkSession, skipped: int) 
 )
 @click.option("--max-faces", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--smooth", is_flag=True, help="One Euro smoothing of the landmarks")
+@click.option("--rotate", is_flag=True, help="turn tracked crops upright by the face's roll")
 @click.option("--out", type=click.Path(path_type=Path), help="annotated video (.mp4/.avi) or image")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="landmarks, JSONL")
 @click.option("--csv", "csv_path", type=click.Path(path_type=Path), help="landmarks, CSV")
@@ -128,6 +129,7 @@ def run_command(
     min_score: float,
     max_faces: int,
     smooth: bool,
+    rotate: bool,
     out: Path | None,
     json_path: Path | None,
     csv_path: Path | None,
@@ -172,6 +174,7 @@ def run_command(
         min_score=min_score,
         max_faces=max_faces,
         smooth=smooth,
+        rotate=rotate,
     )
     with open_source(source) as frames:
         click.echo(

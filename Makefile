@@ -6,7 +6,7 @@ VENV   ?= .venv
 TORCH  ?= torch==2.13.0
 BIN    := $(VENV)/bin
 
-.PHONY: venv test lint format clean
+.PHONY: venv demo test lint format clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,11 @@ $(BIN)/python:
 venv: $(BIN)/python
 	$(BIN)/python -m pip install -q "$(TORCH)"
 	$(BIN)/python -m pip install -q -e ".[dev]"
+
+# The whole chain on built-in data: render a SynthFace clip, track it with the bundled
+# models, print NME, PyTorch-vs-ONNX parity and latency; outputs in demo_out/.
+demo: venv
+	$(BIN)/lmk demo
 
 test: venv
 	$(BIN)/ruff check .
@@ -30,4 +35,4 @@ format: venv
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache demo_out

@@ -1,0 +1,42 @@
+"""lmk demo, reduced in size: it tracks, checks parity and times every bundled model, and
+fails (exit 2) when its own NME or parity bounds are not met."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lmk import demo
+from lmk.cli_util import run_cli
+
+ARGS = ["demo", "--frames", "16", "--size", "320x240", "--runs", "3"]
+
+
+@pytest.mark.slow
+def test_demo_reports_nme_parity_and_latency_of_each_bundled_model(tmp_path, capsys):
+    code = run_cli(demo.lmk_group, [*ARGS, "--out", str(tmp_path)])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert set(summary["models"]) == {"pipnet", "hourglass"}
+    for name, result in summary["models"].items():
+        assert result["frames"] == result["frames_with_face"] == 16, name
+        assert result["mean_nme"] <= demo.NME_BOUND, name
+        assert result["parity"] <= demo.PARITY_BOUND, name
+        assert result["pytorch_ms"] > 0 and result["onnx_ms"] > 0
+        assert (tmp_path / f"{name}_annotated.mp4").stat().st_size > 0
+        lines = (tmp_path / f"{name}_landmarks.jsonl").read_text().splitlines()
+        assert len(lines) == 16
+    assert out.out.count("parity PyTorch vs ONNX: max |diff|") == 2
+    assert out.out.count("NME vs ground truth: mean") == 2
+
+
+def test_demo_fails_when_its_nme_bound_is_not_met(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(demo, "NME_BOUND", 0.0)
+    code = run_cli(
+        demo.lmk_group,
+        ["demo", "--frames", "4", *ARGS[3:], "--models", "pipnet", "--out", str(tmp_path)],
+    )
+    assert code == 2
+    assert "error: demo check failed: pipnet: NME" in capsys.readouterr().err

@@ -180,7 +180,10 @@ def main() -> None:
     nme = held_out_nme(checkpoint, sessions, args.nme_samples) if args.checkpoint else None
     report = {
         "benchmark": "export_latency",
-        "model": "PIPNet-ResNet18, WFLW-98, 256x256",
+        "model": (
+            f"PIPNet-{checkpoint.spec.full_args()['backbone']}, {checkpoint.layout.name}, "
+            f"{checkpoint.input_size}x{checkpoint.input_size}"
+        ),
         "weights": weights,
         "threads": args.threads,
         "machine": info,
@@ -189,10 +192,13 @@ def main() -> None:
     }
     out = Path(args.out or Path(__file__).parent / "results" / machine_slug(info))
     out.mkdir(parents=True, exist_ok=True)
-    (out / "export_latency.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "export_latency.md").write_text(markdown(report))
-    plot(report, out / "export_latency.png")
-    print(f"wrote {out}/export_latency.{{json,md,png}}")
+    # A trained checkpoint's run (its own input size, plus NME) never overwrites the
+    # random-weight 256 run.
+    stem = "export_latency_trained" if args.checkpoint else "export_latency"
+    (out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / f"{stem}.md").write_text(markdown(report))
+    plot(report, out / f"{stem}.png")
+    print(f"wrote {out}/{stem}.{{json,md,png}}")
 
 
 def markdown(report: dict) -> str:

@@ -94,22 +94,28 @@ def test_runtime_predicts_with_torch_blocked():
 
 @pytest.fixture(scope="module")
 def variants(tmp_path_factory) -> dict[str, Path]:
-    """The bundled hourglass checkpoint exported fused/dynamic, raw heads, and fixed batch 2."""
+    """The bundled hourglass checkpoint as fused/dynamic, raw heads with float input, and
+    fused with a fixed batch of 2 (TorchScript traces: the runtime is under test, not the
+    tracer)."""
     pytest.importorskip("torch")
+    import onnx
+
     from lmk.checkpoint import load_checkpoint
-    from lmk.export.cli import export_to_file
-    from lmk.export.exporter import ExportOptions
+    from lmk.export.exporter import ExportOptions, build_onnx, export_network
 
     ckpt = load_checkpoint(bundled_model("hourglass", "pt"))
+    model = ckpt.build_model()
+    dynamic = export_network(model, ckpt.spec, 17, None, tracer="torchscript")
+    fixed = export_network(model, ckpt.spec, 17, 2, tracer="torchscript")
     folder = tmp_path_factory.mktemp("variants")
     out = {}
-    for name, options in {
-        "fused": ExportOptions(),
-        "raw_float": ExportOptions(decode="none", input_format="float-rgb"),
-        "batch2": ExportOptions(batch=2),
-    }.items():
+    for name, options, network in (
+        ("fused", ExportOptions(), dynamic),
+        ("raw_float", ExportOptions(decode="none", input_format="float-rgb"), dynamic),
+        ("batch2", ExportOptions(batch=2), fixed),
+    ):
         out[name] = folder / f"{name}.onnx"
-        export_to_file(ckpt, options, out[name])
+        onnx.save(build_onnx(ckpt, options, network), str(out[name]))
     return out
 
 

@@ -25,10 +25,19 @@ def test_one_euro_damps_jitter_on_a_still_point_and_follows_a_fast_move():
     assert lag < 0.5 * slow_lag  # speed raises the cutoff: much less lag than a fixed low-pass
 
 
-def test_frame_detector_gives_the_whole_frame_or_the_fixed_box():
+def test_frame_detector_gives_the_fixed_box_or_windows_over_the_whole_frame():
     frame = np.zeros((240, 320, 3), np.uint8)
-    (whole,) = FrameDetector().detect(frame)
+    whole, *windows = FrameDetector().detect(frame)
     np.testing.assert_array_equal(whole.box, [0, 0, 320, 240])
+    boxes = np.array([w.box for w in windows])
+    assert np.all(boxes[:, 0] >= 0) and np.all(boxes[:, 1] >= 0)
+    assert np.all(boxes[:, 0] + boxes[:, 2] <= 320 + 1e-6)
+    assert np.all(boxes[:, 1] + boxes[:, 3] <= 240 + 1e-6)
+    sides = sorted({round(b, 6) for b in boxes[:, 2]})
+    assert sides == sorted(round(s * 240, 6) for s in FrameDetector.SCALES)
+    # Half-window steps: every point of the frame lies in a window of the smallest scale.
+    small = boxes[np.isclose(boxes[:, 2], min(sides))]
+    assert small[:, 0].max() + small[0, 2] >= 320 - small[0, 2] / 2
     (fixed,) = FrameDetector((10, 20, 30, 40)).detect(frame)
     np.testing.assert_array_equal(fixed.box, [10, 20, 30, 40])
 

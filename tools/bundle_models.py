@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 from lmk.checkpoint import load_checkpoint
 from lmk.export.cli import export_to_file
 from lmk.export.exporter import ExportOptions
 from lmk.runtime.bundled import BUNDLED, models_dir
+from lmk.train.eval_cli import score_file
 
 RUNS = {"pipnet": "mbv2", "hourglass": "hourglass"}
 # PIPNet-MobileNetV2 is 3.6 M parameters (14 MB in FP32): stored FP16. The hourglass (1.8 M)
@@ -31,25 +29,7 @@ STORE_FP16 = {"pipnet": True, "hourglass": False}
 
 
 def held_out_nme(model: Path, size: int) -> float:
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "eval.json"
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "lmk.train.eval_cli",
-                str(model),
-                "--data",
-                "synth",
-                "--size",
-                str(size),
-                "--json",
-                str(out),
-            ],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
-        return json.loads(out.read_text())["overall"]["nme"]
+    return score_file(model, "synth", size)["overall"]["nme"]
 
 
 def main() -> None:

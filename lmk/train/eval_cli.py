@@ -80,75 +80,46 @@ def open_torch_model(path: Path, device: str | None) -> ModelUnderTest:
 
 
 def open_onnx_model(path: Path) -> ModelUnderTest:
-    """An exported file run by ONNX Runtime on the CPU; its metadata says how to feed it."""
-    import onnxruntime as ort
+    """An exported file run by ONNX Runtime on the CPU through lmk.runtime's session: the
+    same feeding, fixed-batch chunking and host decode (``--decode none``) as lmk-run."""
+    from lmk.runtime.metadata import layout_of
+    from lmk.runtime.session import InferenceModel, RuntimeOptions
 
-    from lmk.runtime.metadata import layout_of, parse_metadata
-
-    if not path.is_file():
-        raise LmkError(f"model not found: {path}")
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    try:
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        lines = str(exc).strip().splitlines()
-        raise LmkError(f"cannot load {path}: {lines[0] if lines else type(exc).__name__}") from None
-    info = parse_metadata(session.get_modelmeta().custom_metadata_map, str(path))
-    layout = layout_of(info)
-    normalisation = Normalisation(
-        tuple(info.mean),  # type: ignore[arg-type]
-        tuple(info.std),  # type: ignore[arg-type]
-        str(info.extra.get("lmk.channel_order", "rgb")),
-    )
-    if info.input_format not in ("uint8_nhwc_bgr", "float_nchw_rgb"):
-        raise LmkError(f"{path}: unknown input format {info.input_format!r}")
-    uint8 = info.input_format == "uint8_nhwc_bgr"
-    input_meta = session.get_inputs()[0]
-    fixed = input_meta.shape[0] if isinstance(input_meta.shape[0], int) else None
-    names = [o.name for o in session.get_outputs()]
-
-    def run(feed: np.ndarray) -> list[np.ndarray]:
-        if fixed is None:
-            return session.run(None, {input_meta.name: feed})
-        outs: list[list[np.ndarray]] = []
-        for start in range(0, len(feed), fixed):
-            chunk = feed[start : start + fixed]
-            pad = fixed - len(chunk)
-            if pad:
-                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
-            result = session.run(None, {input_meta.name: chunk})
-            outs.append([r[: fixed - pad] for r in result])
-        return [np.concatenate(parts) for parts in zip(*outs, strict=True)]
+    model = InferenceModel(path, RuntimeOptions(ep="cpu"))
 
     def predict(batch: dict[str, Any]) -> np.ndarray:
-        feed = batch["crop"].numpy() if uint8 else batch["image"].numpy()
-        outputs = run(np.ascontiguousarray(feed))
-        if info.decode != "none":
-            return outputs[names.index("landmarks")] if "landmarks" in names else outputs[0]
-        return _decode_raw(outputs, info, layout)
+        return model.infer(np.ascontiguousarray(batch["crop"].numpy()))[0]
 
     return ModelUnderTest(
         "onnx",
-        layout,
-        info.input_size,
-        CropPolicy.from_dict(info.crop),
-        normalisation,
+        layout_of(model.info),
+        model.input_size,
+        CropPolicy.from_dict(model.info.crop),
+        model.normalisation,
         predict,
-        needs_crop=uint8,
+        needs_crop=True,
     )
 
 
-def _decode_raw(outputs: list[np.ndarray], info: Any, layout: Layout) -> np.ndarray:
-    """A ``--decode none`` file's raw heads through the torch reference decoder."""
-    import torch
+def open_model(path: Path, device: str | None = None) -> ModelUnderTest:
+    """An lmk checkpoint (.pt) or an exported file (.onnx), by its suffix."""
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        return open_onnx_model(path)
+    if suffix in (".pt", ".pth"):
+        return open_torch_model(path, device)
+    raise LmkError(f"MODEL must be an lmk checkpoint (.pt) or an ONNX file, got {path}")
 
-    from lmk.decode import decode_outputs
 
-    tensors = [torch.from_numpy(o) for o in outputs]
-    table = layout.neighbours(info.num_nb) if info.raw_decode == "pipnet_nrm" else None
-    landmarks, _ = decode_outputs(tensors, info.raw_decode, table)
-    return landmarks.numpy()
+def score_file(path: Path, data: str = "synth", size: int | None = None) -> dict[str, Any]:
+    """``lmk-eval PATH --data DATA --size SIZE`` as a function (for scripts): the metrics."""
+    model = open_model(Path(path))
+    dataset = eval_dataset(
+        model, parse_data_spec(data), size=size, split="val", seed=0, images=None
+    )
+    results = evaluate_model(model, dataset, 32, 0, 0.1)
+    results.pop("per_face")
+    return results
 
 
 def eval_dataset(
@@ -252,13 +223,7 @@ def eval_command(
     spec = parse_data_spec(data)
     if json_out is not None and json_out.exists() and not overwrite:
         raise LmkError(f"{json_out} exists; pass --overwrite to replace it")
-    suffix = model_path.suffix.lower()
-    if suffix == ".onnx":
-        model = open_onnx_model(model_path)
-    elif suffix in (".pt", ".pth"):
-        model = open_torch_model(model_path, device)
-    else:
-        raise LmkError(f"MODEL must be an lmk checkpoint (.pt) or an ONNX file, got {model_path}")
+    model = open_model(model_path, device)
     dataset = eval_dataset(model, spec, size=size, split=split, seed=seed, images=images)
     results = evaluate_model(model, dataset, batch_size, workers, threshold)
     click.echo(f"{model_path} ({model.kind}) on {spec}, {len(dataset)} faces")

@@ -3,14 +3,12 @@ skipped where they cannot run, and its one-line errors; the round-robin timer.""
 
 from __future__ import annotations
 
-import copy
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from lmk.bench import runner
 from lmk.bench.cli import bench_command
@@ -24,15 +22,13 @@ CPU = ("pytorch", "usual", "fused_fp32", "fused_int8")
 FP32 = ("usual", "fused_fp32")
 MODELS = ("pipnet_small", "hourglass")  # both decodes: PIPNet NRM and heatmap
 GPU = ("cuda_fp32", "trt_fp16")
+_EXPORT_NETWORK = exporter.export_network
 
 
 def _torchscript_network(model, spec, opset, batch, fp16=False):
     """The TorchScript exporter: a few seconds where dynamo takes ~20 on 2 cores. The bench is
     under test here, not the tracer (tests/parity covers the dynamo trace)."""
-    wrapper = exporter.RawHeads(copy.deepcopy(model).eval(), spec)
-    example = torch.zeros(2, 3, spec.input_size, spec.input_size)
-    names = exporter.head_names(spec)
-    return exporter._trace(wrapper, example, opset, names, {0: "batch"}, dynamo=False)
+    return _EXPORT_NETWORK(model, spec, opset, batch, fp16, tracer="torchscript")
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,19 @@ from pathlib import Path
 from lmk.errors import LmkError
 
 
+def check_output_path(path: Path, overwrite: bool) -> Path:
+    """Refuse an output before any work: an existing file without ``overwrite``, a directory
+    in its place, a missing folder. Returns the folder it goes in."""
+    if path.exists() and not overwrite:
+        raise LmkError(f"{path} exists; pass --overwrite to replace it")
+    if path.is_dir():
+        raise LmkError(f"{path} is a directory, not a file")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise LmkError(f"output folder does not exist: {folder}")
+    return folder
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; move it into place only if the block succeeds.
@@ -19,13 +32,7 @@ def atomic_output(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     error before any work is done.
     """
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise LmkError(f"{path} exists; pass --overwrite to replace it")
-    if path.is_dir():
-        raise LmkError(f"{path} is a directory, not a file")
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise LmkError(f"output folder does not exist: {folder}")
+    folder = check_output_path(path, overwrite)
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
     except OSError as exc:

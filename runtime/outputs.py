@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from lmk.errors import LmkError
+from lmk.fileio import check_output_path
 from lmk.runtime.faces import Face
 from lmk.runtime.sources import IMAGE_EXTENSIONS, Frame
 
@@ -25,16 +26,10 @@ _COLOURS = [(0, 255, 0), (255, 128, 0), (0, 200, 255), (255, 0, 255), (0, 0, 255
 
 
 def check_output(path: Path, overwrite: bool, inputs: list[Path]) -> None:
-    """Refuse to clobber: an existing file needs ``--overwrite``, an input is never an output."""
-    if path.exists() and not overwrite:
-        raise LmkError(f"{path} exists; pass --overwrite to replace it")
-    if path.is_dir():
-        raise LmkError(f"{path} is a directory, not a file")
+    """Refuse to clobber: lmk's usual output checks, and an input is never an output."""
+    folder = check_output_path(path, overwrite)
     if any(p.exists() and path.exists() and path.samefile(p) for p in inputs):
         raise LmkError(f"{path} is the input; choose another output name")
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise LmkError(f"output folder does not exist: {folder}")
     if not os.access(folder, os.W_OK):
         raise LmkError(f"cannot write to {folder}")
 

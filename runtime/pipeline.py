@@ -138,6 +138,7 @@ def run_pipeline(
     reader.start()
     writer.start()
     error: BaseException | None = None
+    stepping = 0.0  # seconds in tracker.step: the session's stages plus the tracking itself
     try:
         while True:
             item = frames_in.get()
@@ -148,18 +149,9 @@ def run_pipeline(
                 continue
             if failures:
                 break
-            inner = sum(
-                session.stages.seconds.get(k, 0.0) for k in ("detect", "preprocess", "infer")
-            )
             step_start = time.perf_counter()
             faces = tracker.step(item.image, dt)
-            step = time.perf_counter() - step_start
-            inner_after = sum(
-                session.stages.seconds.get(k, 0.0) for k in ("detect", "preprocess", "infer")
-            )
-            summary.stage_seconds["track"] = summary.stage_seconds.get("track", 0.0) + max(
-                0.0, step - (inner_after - inner)
-            )
+            stepping += time.perf_counter() - step_start
             summary.frames += 1
             summary.faces += len(faces)
             results.put((item, faces))
@@ -178,9 +170,8 @@ def run_pipeline(
         writer.join()
     summary.seconds = time.perf_counter() - started
     for key, value in session.stages.seconds.items():
-        summary.stage_seconds[key] = (
-            summary.stage_seconds.get(key, 0.0) + value - before.get(key, 0.0)
-        )
+        summary.stage_seconds[key] = value - before.get(key, 0.0)
+    summary.stage_seconds["track"] = max(0.0, stepping - sum(summary.stage_seconds.values()))
     for times in (read_times, write_times):
         for key, value in times.seconds.items():
             summary.stage_seconds[key] = summary.stage_seconds.get(key, 0.0) + value

@@ -69,13 +69,14 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def resolve_ep(requested: str, available: list[str]) -> str:
-    """The EP to use: ``requested`` if available here, or the best available for ``auto``."""
+def candidate_eps(requested: str, available: list[str]) -> list[str]:
+    """The EPs to try, in order: ``requested`` if available here (else an error listing what
+    is), or for ``auto`` every available one, best first (a GPU EP may still fail to load)."""
     if requested not in EP_CHOICES:
         raise LmkError(f"unknown --ep {requested!r}; choose from {', '.join(EP_CHOICES)}")
     have = [name for name, provider in PROVIDERS.items() if provider in available]
     if requested == "auto":
-        return next(name for name in AUTO_ORDER if name in have)
+        return [name for name in AUTO_ORDER if name in have]
     if requested not in have:
         hint = (
             ' (install "lmk[gpu]": onnxruntime-gpu, plus CUDA/TensorRT)'
@@ -85,7 +86,12 @@ def resolve_ep(requested: str, available: list[str]) -> str:
         raise LmkError(
             f"--ep {requested} is not available here{hint}; available: {', '.join(have)}"
         )
-    return requested
+    return [requested]
+
+
+def resolve_ep(requested: str, available: list[str]) -> str:
+    """The EP to use: ``requested`` if available here, or the best available for ``auto``."""
+    return candidate_eps(requested, available)[0]
 
 
 class InferenceModel:
@@ -103,13 +109,8 @@ class InferenceModel:
         ort = require_onnxruntime()
         self._ort = ort
         self.requested_ep = self.options.ep
-        candidates = (
-            [n for n in AUTO_ORDER if PROVIDERS[n] in ort.get_available_providers()]
-            if self.options.ep == "auto"
-            else [resolve_ep(self.options.ep, ort.get_available_providers())]
-        )
         last_error = ""
-        for ep in candidates:
+        for ep in candidate_eps(self.options.ep, ort.get_available_providers()):
             try:
                 self.session = self._create(ep)
             except LmkError as exc:

@@ -97,12 +97,12 @@ class Tracker:
             ):
                 self._lost = True
                 continue
+            track.region = self._region(face)  # where this face is cropped next frame
             kept.append((track, face))
         kept = self._deduplicate(kept)
         self._tracks = []
         out = []
         for track, face in kept:
-            track.region = self._region(face)
             track.age += 1
             face.track_id = track.track_id
             if cfg.smooth:
@@ -149,7 +149,6 @@ class Tracker:
         order = sorted(pairs, key=lambda p: (-p[0].age, -p[1].score))
         kept: list[tuple[_Track, Face]] = []
         for track, face in order:
-            box = region_from_landmarks(face.landmarks).box
-            if all(box_iou(box, region_from_landmarks(f.landmarks).box) < 0.5 for _, f in kept):
+            if all(box_iou(track.region.box, t.region.box) < 0.5 for t, _ in kept):
                 kept.append((track, face))
         return sorted(kept, key=lambda p: p[0].track_id)

@@ -16,31 +16,15 @@ import json
 import tempfile
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from lmk.bench.machine import describe, machine_slug
-from lmk.layouts import get_layout
-from lmk.metrics import nme
-from lmk.runtime.api import LandmarkSession
+from lmk.demo import track_clip
 from lmk.runtime.bundled import bundled_model
-from lmk.runtime.outputs import JsonlSink, VideoSink
-from lmk.runtime.pipeline import STAGES, Sinks, run_pipeline
-from lmk.runtime.sources import open_source
-from lmk.synth.video import render_clip
+from lmk.runtime.pipeline import STAGES
+from lmk.synth.video import write_clip
 
 SIZES = ((640, 480), (1280, 720))
-
-
-def write_clip(path: Path, size: tuple[int, int], frames: int, seed: int) -> list[np.ndarray]:
-    """The clip as mp4v, and its ground-truth landmarks per frame (one face)."""
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), 25.0, size)
-    truth = []
-    for frame in render_clip(seed, frames, size):
-        writer.write(frame.image)
-        truth.append(frame.faces[0].landmarks)
-    writer.release()
-    return truth
 
 
 def int8_model(folder: Path) -> Path:
@@ -56,33 +40,17 @@ def int8_model(folder: Path) -> Path:
     return path
 
 
-def run_once(model: Path, clip: Path, truth: list[np.ndarray], threads: int, folder: Path) -> dict:
-    session = LandmarkSession(model, ep="cpu", threads=threads)
-    tracker = session.tracker("frame")
-    layout = get_layout(session.info.layout)
-    with open_source(clip) as frames:
-        sinks = Sinks(
-            video=VideoSink(folder / "annotated.mp4", 25.0), jsonl=JsonlSink(folder / "lm.jsonl")
-        )
-        try:
-            summary = run_pipeline(session, tracker, frames, sinks)
-        finally:
-            for sink in sinks.all():
-                sink.finish()
-    records = [json.loads(line) for line in (folder / "lm.jsonl").read_text().splitlines()]
-    errors = [
-        nme(np.array(r["faces"][0]["landmarks"]), gt, layout)[0] if r["faces"] else np.nan
-        for r, gt in zip(records, truth, strict=True)
-    ]
+def run_once(model: Path, clip: Path, truth: list, threads: int, folder: Path) -> dict:
+    result = track_clip(model, clip, truth, folder / "annotated.mp4", folder / "lm.jsonl", threads)
     (folder / "annotated.mp4").unlink()
     (folder / "lm.jsonl").unlink()
     return {
-        "frames": summary.frames,
-        "fps": summary.fps,
-        "stage_ms": summary.per_frame_ms(),
-        "detections": summary.detections,
-        "frames_with_face": int(np.sum(np.isfinite(errors))),
-        "mean_nme": float(np.nanmean(errors)),
+        "frames": result["frames"],
+        "fps": result["fps"],
+        "stage_ms": result["stage_ms"],
+        "detections": result["detections"],
+        "frames_with_face": result["frames_with_face"],
+        "mean_nme": result["mean_nme_found"],
     }
 
 
@@ -159,7 +127,7 @@ def main() -> None:
             models["pipnet int8"] = int8_model(folder)
         for w, h in SIZES:
             clip = folder / f"clip_{w}x{h}.mp4"
-            truth = write_clip(clip, (w, h), args.frames, seed=7)
+            truth = write_clip(clip, 7, args.frames, (w, h))
             for name, model in models.items():
                 result = run_once(model, clip, truth, args.threads, folder)
                 result.update(clip=f"{w}x{h}", model=name)

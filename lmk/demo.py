@@ -14,69 +14,64 @@ from pathlib import Path
 from typing import Any
 
 import click
-import cv2
 import numpy as np
 
 from lmk.errors import LmkError
 from lmk.layouts import get_layout
 from lmk.metrics import nme
+from lmk.runtime.bundled import bundled_model
+from lmk.synth.video import write_clip
 
 # What the demo asserts of itself (CI runs it): the bundled models track the clip within
 # these NME bounds and the ONNX files match PyTorch within the export's stated tolerance
-# (1e-3 of the crop: the files store FP16-rounded weights; see lmk/data/models/README.md).
+# (1e-3 of the crop: the PIPNet stores FP16-rounded weights; see lmk/data/models/README.md).
 NME_BOUND = 0.08
 PARITY_BOUND = 1e-3
 
 
-def _render(out: Path, frames: int, size: tuple[int, int], seed: int) -> list[np.ndarray]:
-    from lmk.synth.video import render_clip
-
-    truth = []
-    writer = cv2.VideoWriter(str(out / "clip.mp4"), cv2.VideoWriter.fourcc(*"mp4v"), 25.0, size)
-    with (out / "clip_truth.jsonl").open("w", encoding="utf-8") as fh:
-        for frame in render_clip(seed, frames, size):
-            writer.write(frame.image)
-            face = frame.faces[0]
-            truth.append(face.landmarks)
-            record = {"frame": frame.index, "landmarks": np.round(face.landmarks, 3).tolist()}
-            fh.write(json.dumps(record) + "\n")
-    writer.release()
-    return truth
-
-
-def _track(name: str, out: Path, truth: list[np.ndarray]) -> dict[str, Any]:
+def track_clip(
+    model: Path,
+    clip: Path,
+    truth: list[list[Any]],
+    video: Path,
+    jsonl: Path,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """lmk-run's pipeline on a SynthFace clip (ORT CPU, frame detector + tracking, annotated
+    ``video`` and ``jsonl`` written), each frame's first face scored against ``truth`` (the
+    faces :func:`lmk.synth.video.write_clip` returned). A frame without a face scores inf."""
     from lmk.runtime.api import LandmarkSession
-    from lmk.runtime.bundled import bundled_model
     from lmk.runtime.outputs import JsonlSink, VideoSink
     from lmk.runtime.pipeline import Sinks, run_pipeline
     from lmk.runtime.sources import open_source
 
-    session = LandmarkSession(bundled_model(name), ep="cpu")
+    session = LandmarkSession(model, ep="cpu", threads=threads)
     tracker = session.tracker("frame")
-    video, jsonl = out / f"{name}_annotated.mp4", out / f"{name}_landmarks.jsonl"
-    for path in (video, jsonl):
-        path.unlink(missing_ok=True)
-    with open_source(out / "clip.mp4") as frames:
-        sinks = Sinks(video=VideoSink(video, 25.0), jsonl=JsonlSink(jsonl))
+    layout = get_layout(session.info.layout)
+    errors: list[float] = []
+
+    def score(frame, faces) -> None:
+        gt = truth[frame.index][0].landmarks
+        errors.append(float(nme(faces[0].landmarks, gt, layout)[0]) if faces else np.inf)
+
+    with open_source(clip) as frames:
+        sinks = Sinks(video=VideoSink(video, frames.fps or 25.0), jsonl=JsonlSink(jsonl))
         try:
-            summary = run_pipeline(session, tracker, frames, sinks)
+            summary = run_pipeline(session, tracker, frames, sinks, on_frame=score)
         finally:
             for sink in sinks.all():
                 sink.finish()
-    layout = get_layout(session.info.layout)
-    records = [json.loads(line) for line in jsonl.read_text().splitlines()]
-    errors = [
-        nme(np.array(r["faces"][0]["landmarks"]), gt, layout)[0] if r["faces"] else np.inf
-        for r, gt in zip(records, truth, strict=True)
-    ]
+    found = np.isfinite(errors)
     return {
         "model": session.model.describe(),
         "frames": summary.frames,
-        "frames_with_face": int(np.isfinite(errors).sum()),
+        "frames_with_face": int(found.sum()),
         "mean_nme": float(np.mean(errors)),
+        "mean_nme_found": float(np.mean(np.asarray(errors)[found])) if found.any() else np.nan,
         "max_nme": float(np.max(errors)),
         "fps": summary.fps,
         "stage_ms": summary.per_frame_ms(),
+        "detections": summary.detections,
     }
 
 
@@ -93,7 +88,6 @@ def _median_ms(fn, runs: int) -> float:
 def _parity_and_latency(name: str, crops_count: int, runs: int) -> dict[str, Any]:
     """PyTorch (the bundled checkpoint) against its ONNX file on the same still crops, and
     batch-1 latency of each backend."""
-    from lmk.runtime.bundled import bundled_model
     from lmk.runtime.session import InferenceModel, RuntimeOptions
 
     onnx_model = InferenceModel(bundled_model(name), RuntimeOptions(ep="cpu"))
@@ -148,14 +142,20 @@ def demo_command(out: Path, frames: int, size: str, seed: int, models: str, runs
     names = [m.strip() for m in models.split(",") if m.strip()]
     out.mkdir(parents=True, exist_ok=True)
     click.echo(f"rendering a {frames}-frame {w}x{h} SynthFace clip -> {out / 'clip.mp4'}")
-    truth = _render(out, frames, (w, h), seed)
+    truth = write_clip(out / "clip.mp4", seed, frames, (w, h), jsonl=out / "clip.jsonl")
     summary: dict[str, Any] = {
         "clip": {"frames": frames, "size": [w, h], "seed": seed},
         "models": {},
     }
     for name in names:
         click.echo(f"tracking with the bundled {name} model ...")
-        tracked = _track(name, out, truth)
+        tracked = track_clip(
+            bundled_model(name),
+            out / "clip.mp4",
+            truth,
+            out / f"{name}_annotated.mp4",
+            out / f"{name}_landmarks.jsonl",
+        )
         checked = _parity_and_latency(name, 8, runs)
         summary["models"][name] = {**tracked, **checked}
         line = (
@@ -176,7 +176,9 @@ def demo_command(out: Path, frames: int, size: str, seed: int, models: str, runs
             line += f"  {checked['note']}; ONNX Runtime CPU {checked['onnx_ms']:.2f} ms"
         click.echo(line)
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
-    click.echo(f"wrote {out}/: clip.mp4, *_annotated.mp4, *_landmarks.jsonl, summary.json")
+    click.echo(
+        f"wrote {out}/: clip.mp4 (+ clip.jsonl truth), *_annotated.mp4, *_landmarks.jsonl, summary.json"
+    )
     failed = [
         f"{n}: NME {100 * r['mean_nme']:.2f}% > {100 * NME_BOUND:.0f}%"
         for n, r in summary["models"].items()

@@ -21,7 +21,7 @@ from lmk.errors import LmkError
 from lmk.fileio import atomic_output
 from lmk.synth.formats import Annotation, write_pts, write_wflw
 from lmk.synth.render import render_face, sample_seed, wflw98_to_300w68
-from lmk.synth.video import render_clip
+from lmk.synth.video import write_clip
 
 WFLW_LIST = "list_98pt_rect_attr.txt"
 
@@ -167,35 +167,17 @@ def video(
         # VideoWriter picks the container from the name, so render to a .mp4 temp first.
         part = tmp_video.with_name(tmp_video.name + ".mp4")
         try:
-            writer = cv2.VideoWriter(
-                str(part), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height)
+            write_clip(
+                part,
+                seed,
+                frames,
+                (width, height),
+                fps,
+                jsonl=tmp_jsonl,
+                progress=True,
+                num_faces=num_faces,
+                leave_frame=leave_frame,
             )
-            if not writer.isOpened():
-                raise LmkError("OpenCV cannot write mp4v video here (was it built without FFmpeg?)")
-            try:
-                with tmp_jsonl.open("w", encoding="utf-8") as fh:
-                    clip = render_clip(seed, frames, (width, height), num_faces, fps, leave_frame)
-                    for frame in tqdm(
-                        clip, total=frames, desc="lmk-synth video", unit="frame", disable=None
-                    ):
-                        writer.write(frame.image)
-                        record = {
-                            "frame": frame.index,
-                            "faces": [
-                                {
-                                    "landmarks": [
-                                        [round(float(x), 4), round(float(y), 4)]
-                                        for x, y in f.landmarks
-                                    ],
-                                    "box": [round(float(v), 4) for v in f.box],
-                                    "visible": f.visible,
-                                }
-                                for f in frame.faces
-                            ],
-                        }
-                        fh.write(json.dumps(record) + "\n")
-            finally:
-                writer.release()
             os.replace(part, tmp_video)
         finally:
             part.unlink(missing_ok=True)

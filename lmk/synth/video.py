@@ -7,10 +7,14 @@ landmarks move by small amounts. The background is drawn once and panned slowly.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -207,3 +211,56 @@ def render_clip(
         noise_rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, 0x5F1C, index])
         img = apply_effects(img, effects, frame_centre, 0.5 * min(width, height), noise_rng)
         yield ClipFrame(index, img, faces)
+
+
+def clip_record(frame: ClipFrame) -> dict:
+    """A frame's ground truth as one JSONL line: landmarks, box (pixels) and visibility."""
+    return {
+        "frame": frame.index,
+        "faces": [
+            {
+                "landmarks": [[round(float(x), 4), round(float(y), 4)] for x, y in f.landmarks],
+                "box": [round(float(v), 4) for v in f.box],
+                "visible": f.visible,
+            }
+            for f in frame.faces
+        ],
+    }
+
+
+def write_clip(
+    path: str | Path,
+    seed: int,
+    frames: int,
+    size: tuple[int, int] = (640, 480),
+    fps: float = 25.0,
+    jsonl: str | Path | None = None,
+    progress: bool = False,
+    **clip_args: Any,
+) -> list[list[ClipFace]]:
+    """Render a clip into ``path`` (mp4v; the name must end in .mp4) and, with ``jsonl``, its
+    ground truth one line per frame; returns every frame's faces (without the images)."""
+    import cv2
+    from tqdm import tqdm
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, size)
+    if not writer.isOpened():
+        raise LmkError("OpenCV cannot write mp4v video here (was it built without FFmpeg?)")
+    truth = []
+    with contextlib.ExitStack() as stack:
+        stack.callback(writer.release)
+        fh = stack.enter_context(Path(jsonl).open("w", encoding="utf-8")) if jsonl else None
+        clip = render_clip(seed, frames, size, fps=fps, **clip_args)
+        bar = tqdm(
+            clip,
+            total=frames,
+            desc="lmk-synth video",
+            unit="frame",
+            disable=None if progress else True,
+        )
+        for frame in bar:
+            writer.write(frame.image)
+            truth.append(frame.faces)
+            if fh is not None:
+                fh.write(json.dumps(clip_record(frame)) + "\n")
+    return truth

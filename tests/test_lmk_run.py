@@ -14,7 +14,7 @@ from lmk.layouts import get_layout
 from lmk.metrics import nme
 from lmk.runtime.api import LandmarkSession
 from lmk.runtime.cli import run_command
-from lmk.synth.video import render_clip
+from lmk.synth.video import write_clip
 
 WFLW = get_layout("wflw98")
 # Tracking feeds the model crops made from the previous frame's landmarks instead of the
@@ -27,17 +27,13 @@ TRACKING_BOUND = 0.03
 def _write_clip(path: Path, seed: int, frames: int, size=(320, 240), **kwargs) -> list:
     """Render a clip to ``path`` (mp4v) and return its frames read back (what lmk-run sees)
     with the ground truth of each."""
-    rendered = list(render_clip(seed, frames, size, **kwargs))
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), 25.0, size)
-    for frame in rendered:
-        writer.write(frame.image)
-    writer.release()
+    truth = write_clip(path, seed, frames, size, **kwargs)
     capture = cv2.VideoCapture(str(path))
     decoded = []
-    for frame in rendered:
+    for faces in truth:
         ok, image = capture.read()
         assert ok
-        decoded.append((image, frame.faces))
+        decoded.append((image, faces))
     capture.release()
     return decoded
 

@@ -2,29 +2,63 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from typing import Any
 
 import click
 
 from lmk.errors import LmkError
+from lmk.fileio import disk_full
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so every command cleans up the same way on both."""
+
+
+def _raise_terminated(_signum: int, _frame: object) -> None:
+    raise Terminated()
+
+
+def install_signal_handlers() -> None:
+    """SIGTERM unwinds like Ctrl-C (temporary files removed, finished outputs kept)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def interrupted_exit(exc: BaseException) -> int:
+    """The one line and exit status for Ctrl-C (130) or SIGTERM (143)."""
+    if isinstance(exc, Terminated):
+        click.echo("error: terminated", err=True)
+        return 143
+    click.echo("error: interrupted", err=True)
+    return 130
 
 
 def run_cli(command: click.Command, args: Sequence[str] | None = None) -> int:
-    """Run a click command; user errors (flags, files, models) print one line and return 2."""
+    """Run a click command the way every lmk command runs: user errors (flags, files,
+    models, a full disk) print one ``error:`` line and return 2; Ctrl-C returns 130 and
+    SIGTERM 143, each with one line; ``ctx.exit(N)`` returns N."""
+    install_signal_handlers()
     try:
-        command.main(args=list(args) if args is not None else None, standalone_mode=False)
+        result = command.main(args=list(args) if args is not None else None, standalone_mode=False)
     except LmkError as exc:
         click.echo(f"error: {exc}", err=True)
         return 2
-    except click.exceptions.Abort:
-        click.echo("error: interrupted", err=True)
-        return 130
+    except (click.exceptions.Abort, KeyboardInterrupt) as exc:
+        return interrupted_exit(exc)
     except click.ClickException as exc:  # usage errors: bad flag values, missing arguments
         click.echo(f"error: {exc.format_message()}", err=True)
         return 2
-    return 0
+    except OSError as exc:
+        if not disk_full(exc):
+            raise
+        click.echo(f"error: disk full ({exc.strerror})", err=True)
+        return 2
+    # Without standalone mode click returns ctx.exit(N)'s N instead of exiting.
+    return result if isinstance(result, int) else 0
 
 
 def exit_with(command: click.Command) -> None:

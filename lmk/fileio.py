@@ -1,51 +1,269 @@
-"""Writing outputs without ever leaving a partial file or clobbering one the user had."""
+"""Every file lmk writes goes through here, so that no command can cost a user a file.
+
+The rules, checked before any work and kept while writing:
+
+- An existing regular file is replaced only with ``--overwrite``; a folder in its place, a
+  broken symbolic link or a socket is refused.
+- A file that is one of the command's inputs (same device and inode, after following symbolic
+  links) is never an output.
+- A symbolic link is followed: its target is replaced, the link stays a link.
+- A device or FIFO (``/dev/null``, ``/dev/stdout``, a pipe) is written *through*: the finished
+  bytes are copied into it; it is never unlinked or renamed onto.
+- Everything else is written to an ASCII temporary name beside the target, flushed to disk
+  (fsync), then renamed into place; a failure, Ctrl-C or a full disk leaves the old file as it
+  was and no temporary file behind.
+- A full disk or a file-size limit is one line: ``disk full writing X``.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import shutil
+import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from lmk.errors import LmkError
 
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
+TEMP_SUFFIX = ".lmk-part"
+"""Every temporary output ends so; nothing else lmk writes does."""
 
-def check_output_path(path: Path, overwrite: bool) -> Path:
-    """Refuse an output before any work: an existing file without ``overwrite``, a directory
-    in its place, a missing folder. Returns the folder it goes in."""
-    if path.exists() and not overwrite:
-        raise LmkError(f"{path} exists; pass --overwrite to replace it")
-    if path.is_dir():
-        raise LmkError(f"{path} is a directory, not a file")
-    folder = path.parent if str(path.parent) else Path(".")
+
+def _stat(path: Path, follow: bool = True) -> os.stat_result | None:
+    try:
+        return os.stat(path) if follow else os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        raise LmkError(f"cannot inspect {path}: {exc.strerror}") from None
+
+
+def same_file(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def is_special(st: os.stat_result) -> bool:
+    """A character or block device or a FIFO: written through, never replaced."""
+    return stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) or stat.S_ISFIFO(st.st_mode)
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Did this exception come from a full disk or a file-size limit? OSError carries the
+    errno; PyTorch's zip writer and onnx turn it into a RuntimeError about a failed write."""
+    if isinstance(exc, OSError):
+        return exc.errno in DISK_FULL_ERRNOS
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("write failed" in text or "file too large" in text)
+
+
+def disk_full_error(path: Path | str, exc: BaseException | None = None) -> LmkError:
+    cause = f" ({exc.strerror})" if isinstance(exc, OSError) and exc.strerror else ""
+    return LmkError(f"disk full writing {path}{cause}")
+
+
+@dataclass(frozen=True)
+class OutputTarget:
+    """Where an output really goes, decided once by :func:`plan_output`."""
+
+    requested: Path
+    """What the user named (printed in messages)."""
+    real: Path
+    """The file that changes: ``requested`` with symbolic links followed."""
+    special: bool
+    """A device or FIFO, written through."""
+
+
+def _ascii_stem(name: str) -> str:
+    """A temporary name OpenCV can always open: file names that are not UTF-8 crash it."""
+    kept = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "-_") else "_" for ch in name)
+    return kept[:40] or "out"
+
+
+def plan_output(
+    path: str | Path, overwrite: bool = False, inputs: Iterable[str | Path] = ()
+) -> OutputTarget:
+    """Check an output before any work and say where it goes; raises :class:`LmkError`."""
+    path = Path(path)
+    link = _stat(path, follow=False)
+    st = _stat(path)
+    if link is not None and st is None:
+        raise LmkError(f"{path} is a broken symbolic link; remove it or name another output")
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise LmkError(f"{path} is a folder; name a file inside it")
+    if st is not None and is_special(st):
+        if not os.access(path, os.W_OK):
+            raise LmkError(f"cannot write to {path}: permission denied")
+        return OutputTarget(path, path, special=True)
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        raise LmkError(f"{path} is not a regular file (a socket or other special file)")
+    if st is not None:
+        for item in inputs:
+            other = _stat(Path(item))
+            if other is not None and same_file(st, other):
+                shown = "" if Path(item) == path else f" ({item})"
+                raise LmkError(f"{path} is an input of this command{shown}; name another output")
+        if not overwrite:
+            raise LmkError(f"{path} exists; pass --overwrite to replace it")
+    real = Path(os.path.realpath(path))
+    folder = real.parent
     if not folder.is_dir():
-        raise LmkError(f"output folder does not exist: {folder}")
-    return folder
+        raise LmkError(f"output folder does not exist: {path.parent}")
+    # Create and remove a probe: os.access says yes to root for /proc and read-only mounts.
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".lmk-probe-", suffix=TEMP_SUFFIX, dir=folder)
+    except OSError as exc:
+        if exc.errno in DISK_FULL_ERRNOS:
+            raise disk_full_error(path, exc) from None
+        raise LmkError(f"cannot write to {path.parent}: {exc.strerror}") from None
+    os.close(fd)
+    os.unlink(probe)
+    return OutputTarget(path, real, special=False)
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_folder(folder: Path) -> None:
+    with contextlib.suppress(OSError):  # some file systems cannot fsync a folder
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+class PendingOutput:
+    """A temporary file that becomes ``target`` on :meth:`commit`, or vanishes on
+    :meth:`discard`. Write to :attr:`tmp` (it exists, empty; its suffix is the target's so
+    that writers picking a format by name pick the right one)."""
+
+    def __init__(self, target: OutputTarget):
+        self.target = target
+        folder = None if target.special else target.real.parent
+        suffix = "".join(s for s in target.requested.suffixes[-1:] if s.isascii())
+        try:
+            fd, name = tempfile.mkstemp(
+                prefix=f".{_ascii_stem(target.requested.stem)}.",
+                suffix=f"{TEMP_SUFFIX}{suffix}",
+                dir=folder,
+            )
+        except OSError as exc:
+            if exc.errno in DISK_FULL_ERRNOS:
+                raise disk_full_error(target.requested, exc) from None
+            raise LmkError(f"cannot write to {target.requested.parent}: {exc.strerror}") from None
+        os.close(fd)
+        self.tmp = Path(name)
+        self.done = False
+
+    def commit(self) -> None:
+        """Flush the temporary file to disk and put it in place (or copy it through)."""
+        target = self.target
+        try:
+            if target.special:
+                with self.tmp.open("rb") as src, open(target.requested, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+            else:
+                _fsync_file(self.tmp)
+                old = _stat(target.real)
+                # Keep a replaced file's permissions; a new file gets what the umask gives.
+                if old is not None:
+                    mode = stat.S_IMODE(old.st_mode)
+                else:
+                    umask = os.umask(0)
+                    os.umask(umask)
+                    mode = 0o666 & ~umask
+                os.chmod(self.tmp, mode)
+                os.replace(self.tmp, target.real)
+                _fsync_folder(target.real.parent)
+        except OSError as exc:
+            self.discard()
+            if exc.errno in DISK_FULL_ERRNOS:
+                raise disk_full_error(target.requested, exc) from None
+            raise LmkError(f"cannot write {target.requested}: {exc.strerror}") from None
+        self.done = True
+        self.tmp.unlink(missing_ok=True)
+
+    def discard(self) -> None:
+        self.tmp.unlink(missing_ok=True)
+        self.done = True
+
+
+def open_output(
+    path: str | Path, overwrite: bool = False, inputs: Iterable[str | Path] = ()
+) -> PendingOutput:
+    """:func:`plan_output`, then a :class:`PendingOutput` for it (for outputs written over a
+    whole run and finished by the caller, such as lmk-run's JSONL)."""
+    return PendingOutput(plan_output(path, overwrite, inputs))
 
 
 @contextlib.contextmanager
-def atomic_output(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; move it into place only if the block succeeds.
+def atomic_output(
+    path: str | Path | OutputTarget, overwrite: bool = False, inputs: Iterable[str | Path] = ()
+) -> Iterator[Path]:
+    """Yield a temporary path; it becomes ``path`` only if the block finishes.
 
-    An existing ``path`` is an error unless ``overwrite``; a missing or unwritable folder is an
-    error before any work is done.
+    All the checks of :func:`plan_output` come first (pass an :class:`OutputTarget` to reuse
+    checks made before a long job). A full disk inside the block, at flush or at rename is
+    ``LmkError("disk full writing PATH")``; the old file stays and no temporary file is left.
     """
-    path = Path(path)
-    folder = check_output_path(path, overwrite)
+    target = path if isinstance(path, OutputTarget) else plan_output(path, overwrite, inputs)
+    pending = PendingOutput(target)
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
+        yield pending.tmp
+    except (OSError, RuntimeError) as exc:
+        pending.discard()
+        if disk_full(exc):
+            raise disk_full_error(target.requested, exc) from None
+        raise
+    except BaseException:
+        pending.discard()
+        raise
+    pending.commit()
+
+
+@contextlib.contextmanager
+def output_folder(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
+    """A folder of outputs: refused if a file stands there, or (without ``overwrite``) if it
+    holds files already; created if missing, and removed again if the block fails before
+    anything was written into it."""
+    folder = Path(path)
+    st = _stat(folder)
+    if st is not None and not stat.S_ISDIR(st.st_mode):
+        raise LmkError(f"{folder} exists and is not a folder")
+    created = st is None
+    if not created and not overwrite and any(folder.iterdir()):
+        raise LmkError(f"{folder} is not empty; pass --overwrite to write into it")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".lmk-probe-", suffix=TEMP_SUFFIX, dir=folder)
+        os.close(fd)
+        os.unlink(probe)
     except OSError as exc:
+        if created:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        if exc.errno in DISK_FULL_ERRNOS:
+            raise disk_full_error(folder, exc) from None
         raise LmkError(f"cannot write to {folder}: {exc.strerror}") from None
-    os.close(fd)
-    tmp = Path(tmp_name)
     try:
-        yield tmp
-        # mkstemp creates 0600; a finished output gets the permissions any new file would.
-        umask = os.umask(0)
-        os.umask(umask)
-        if tmp.exists():
-            os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+        yield folder
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only succeeds when nothing was written
+        raise
+
+
+def check_output_path(path: Path, overwrite: bool, inputs: Iterable[str | Path] = ()) -> Path:
+    """:func:`plan_output` for callers that only need the checks; returns the real folder."""
+    return plan_output(path, overwrite, inputs).real.parent

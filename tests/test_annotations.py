@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
+from lmk.cli_util import run_cli
 from lmk.errors import LmkError
 from lmk.synth import (
     Annotation,
@@ -28,6 +31,14 @@ from lmk.synth import (
     write_wflw,
 )
 from lmk.synth.cli import WFLW_LIST, cli
+
+
+def _synth(args: list[str]) -> SimpleNamespace:
+    """lmk-synth through the error path every console script takes (lmk.cli_util.run_cli)."""
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(err):
+        code = run_cli(cli, args)
+    return SimpleNamespace(exit_code=code, stderr=err.getvalue(), output=err.getvalue())
 
 
 @pytest.fixture(scope="module")
@@ -259,7 +270,7 @@ def test_missing_file_is_a_clear_error(tmp_path):
 
 def test_cli_faces_writes_wflw_set(tmp_path):
     out = tmp_path / "set"
-    result = CliRunner().invoke(cli, ["faces", "--out", str(out), "--n", "3", "--size", "96"])
+    result = _synth(["faces", "--out", str(out), "--n", "3", "--size", "96"])
     assert result.exit_code == 0, result.output
     images = sorted((out / "images").iterdir())
     assert [p.name for p in images] == ["000000.png", "000001.png", "000002.png"]
@@ -279,7 +290,7 @@ def test_cli_faces_writes_wflw_set(tmp_path):
 def test_cli_faces_writes_300w_set(tmp_path):
     out = tmp_path / "set"
     args = ["faces", "--out", str(out), "--n", "2", "--layout", "300w68", "--size", "80x64"]
-    result = CliRunner().invoke(cli, [*args, "--format", "jpg"])
+    result = _synth([*args, "--format", "jpg"])
     assert result.exit_code == 0, result.output
     records = read_300w(out)
     assert [r.image for r in records] == ["images/000000.jpg", "images/000001.jpg"]
@@ -291,21 +302,19 @@ def test_cli_faces_refuses_a_non_empty_folder(tmp_path):
     out = tmp_path / "set"
     out.mkdir()
     (out / "notes.txt").write_text("keep me")
-    result = CliRunner().invoke(cli, ["faces", "--out", str(out), "--n", "1", "--size", "64"])
+    result = _synth(["faces", "--out", str(out), "--n", "1", "--size", "64"])
     assert result.exit_code == 2
     assert result.stderr.strip().startswith("error: ") and "--overwrite" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
     assert (out / "notes.txt").read_text() == "keep me"
     args = ["faces", "--out", str(out), "--n", "1", "--size", "64", "--overwrite"]
-    assert CliRunner().invoke(cli, args).exit_code == 0
+    assert _synth(args).exit_code == 0
     assert (out / "notes.txt").read_text() == "keep me"
 
 
 def test_cli_bad_size_is_a_one_line_error(tmp_path):
-    result = CliRunner().invoke(
-        cli, ["faces", "--out", str(tmp_path / "o"), "--n", "1", "--size", "big"]
-    )
+    result = _synth(["faces", "--out", str(tmp_path / "o"), "--n", "1", "--size", "big"])
     assert result.exit_code == 2
     assert result.stderr.startswith("error: --size")
 
@@ -313,7 +322,7 @@ def test_cli_bad_size_is_a_one_line_error(tmp_path):
 def test_cli_video_writes_clip_and_jsonl(tmp_path):
     out = tmp_path / "clip.mp4"
     args = ["video", str(out), "--frames", "8", "--size", "96x64", "--faces", "2", "--seed", "3"]
-    result = CliRunner().invoke(cli, args)
+    result = _synth(args)
     assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in (tmp_path / "clip.jsonl").read_text().splitlines()]
     cap = cv2.VideoCapture(str(out))
@@ -336,18 +345,16 @@ def test_cli_video_writes_clip_and_jsonl(tmp_path):
 def test_cli_video_keeps_existing_output(tmp_path):
     out = tmp_path / "clip.mp4"
     out.write_bytes(b"precious")
-    result = CliRunner().invoke(cli, ["video", str(out), "--frames", "2", "--size", "64x48"])
+    result = _synth(["video", str(out), "--frames", "2", "--size", "64x48"])
     assert result.exit_code == 2
     assert result.stderr.startswith("error: ") and "--overwrite" in result.stderr
     assert out.read_bytes() == b"precious"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
     (tmp_path / "clip.jsonl").write_text("mine")
     out.unlink()
-    result = CliRunner().invoke(cli, ["video", str(out), "--frames", "2", "--size", "64x48"])
+    result = _synth(["video", str(out), "--frames", "2", "--size", "64x48"])
     assert result.exit_code == 2 and "clip.jsonl" in result.stderr
     assert not out.exists() and (tmp_path / "clip.jsonl").read_text() == "mine"
-    result = CliRunner().invoke(
-        cli, ["video", str(out), "--frames", "2", "--size", "64x48", "--overwrite"]
-    )
+    result = _synth(["video", str(out), "--frames", "2", "--size", "64x48", "--overwrite"])
     assert result.exit_code == 0, result.output
     assert len((tmp_path / "clip.jsonl").read_text().splitlines()) == 2

@@ -26,17 +26,6 @@ from lmk.synth.video import write_clip
 WFLW_LIST = "list_98pt_rect_attr.txt"
 
 
-class _Group(click.Group):
-    """Turns LmkError into ``error: <message>`` on stderr and exit status 2."""
-
-    def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except LmkError as exc:
-            click.echo(f"error: {exc}", err=True)
-            ctx.exit(2)
-
-
 def parse_size(text: str) -> tuple[int, int]:
     """``"256"`` -> (256, 256); ``"640x480"`` -> (640, 480)."""
     match = re.fullmatch(r"\s*(\d+)\s*(?:[xX]\s*(\d+)\s*)?", text)
@@ -69,7 +58,7 @@ def _imwrite(path: Path, image, params: list[int]) -> None:
         raise LmkError(f"cannot write image {path}")
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="lmk-synth")
 def cli() -> None:
     """SynthFace: procedural faces with exact landmarks, written as data sets or clips."""

@@ -6,19 +6,28 @@ must still be one line, not a traceback), then runs it through :func:`lmk.cli_ut
 from __future__ import annotations
 
 import importlib
+import os
+import signal
 import sys
 from typing import NoReturn
 
-from lmk.cli_util import install_signal_handlers, interrupted_exit, run_cli
-
 
 def _launch(module: str, command: str) -> NoReturn:
-    install_signal_handlers()
+    # Nothing but the standard library is imported before this try: the window in which
+    # Ctrl-C can still print a traceback is the interpreter's own start-up.
     try:
+        from lmk import cli_util
+
+        cli_util.install_signal_handlers()
         cmd = getattr(importlib.import_module(module), command)
-    except KeyboardInterrupt as exc:
-        sys.exit(interrupted_exit(exc))
-    sys.exit(run_cli(cmd))
+    except KeyboardInterrupt:
+        sys.stderr.write("error: interrupted\n")
+        sys.exit(130)
+    code = cli_util.run_cli(cmd)
+    # The work is done and reported; a signal during the interpreter's shutdown only ends it.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: os._exit(code))
+    sys.exit(code)
 
 
 def lmk_run() -> NoReturn:

@@ -23,7 +23,9 @@ import hashlib
 import io
 import os
 import re
+import resource
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -76,6 +78,11 @@ class Case:
     outputs: list[str] = field(default_factory=list)
     subprocess: bool = False
     env: dict[str, str] = field(default_factory=dict)
+    fsize: int | None = None
+    """Run as a subprocess whose files may not grow past this many bytes (RLIMIT_FSIZE with
+    SIGXFSZ ignored, so a write fails with EFBIG): a full disk without root."""
+    signal_after: tuple[int, float] | None = None
+    """Run as a subprocess and send it this signal after this many seconds (Ctrl-C, SIGTERM)."""
     warn: str | None = None
     """Regex a stderr line must match when the command succeeds with a warning."""
 
@@ -95,22 +102,36 @@ def run_entry(
     in_subprocess: bool = False,
     env: dict[str, str] | None = None,
     timeout: float = 300,
+    fsize: int | None = None,
+    signal_after: tuple[int, float] | None = None,
 ) -> Outcome:
-    """Run a console script with ``args`` in ``cwd``; in-process unless ``in_subprocess``."""
-    if in_subprocess:
-        full_env = {**os.environ, **(env or {})}
-        proc = subprocess.run(
+    """Run a console script with ``args`` in ``cwd``: in-process unless ``in_subprocess``,
+    ``fsize`` or ``signal_after`` ask for a real process (see :class:`Case`)."""
+    if in_subprocess or fsize is not None or signal_after is not None:
+
+        def limit_file_size() -> None:
+            if fsize is not None:
+                signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+                resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+
+        proc = subprocess.Popen(
             [str(BIN / command), *args],
             cwd=cwd,
-            env=full_env,
-            capture_output=True,
-            timeout=timeout,
+            env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", **(env or {})},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
+            preexec_fn=limit_file_size,
         )
+        if signal_after is not None:
+            signum, delay = signal_after
+            try:
+                proc.wait(timeout=delay)
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signum)
+        out, err = proc.communicate(timeout=timeout)
         return Outcome(
-            proc.returncode,
-            proc.stdout.decode("utf-8", "replace"),
-            proc.stderr.decode("utf-8", "replace"),
+            proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
         )
     out, err = io.StringIO(), io.StringIO()
     old_argv, old_cwd = sys.argv, os.getcwd()
@@ -176,7 +197,15 @@ def check_case(case: Case, work: Path, assets: Path) -> Outcome:
     before_work, before_assets = snapshot(work), snapshot(assets)
     args = [_fill(a, work, assets) for a in case.args]
     env = {k: _fill(v, work, assets) for k, v in case.env.items()}
-    outcome = run_entry(case.command, args, work, in_subprocess=case.subprocess, env=env)
+    outcome = run_entry(
+        case.command,
+        args,
+        work,
+        in_subprocess=case.subprocess,
+        env=env,
+        fsize=case.fsize,
+        signal_after=case.signal_after,
+    )
     shown = f"exit {outcome.code}\n--- stderr:\n{outcome.stderr[-3000:]}"
     assert "Traceback" not in outcome.stderr, shown
     assert outcome.code == case.code, shown

@@ -26,6 +26,7 @@ from lmk.runtime.metadata import layout_of
 from lmk.runtime.session import InferenceModel, RuntimeOptions
 from lmk.runtime.sources import Frame, open_source
 from lmk.runtime.tracking import Tracker, TrackerConfig
+from lmk.runtime.validate import InputError, bgr_image, face_boxes, overlaps_frame
 
 
 class StageTimes:
@@ -66,17 +67,36 @@ class LandmarkSession:
     def ep(self) -> str:
         return self.model.ep
 
-    def predict(self, frame: np.ndarray, boxes: Iterable[BoxLike]) -> list[Face]:
-        """Landmarks for each face box ``(x, y, w, h)`` of ``frame`` (BGR), in frame pixels,
-        all faces in one batched inference."""
-        regions = [
-            b if isinstance(b, FaceBox) else FaceBox(np.asarray(b, np.float64)) for b in boxes
-        ]
+    def predict(self, frame: np.ndarray, boxes: BoxLike | Iterable[BoxLike]) -> list[Face]:
+        """Landmarks for each face box ``(x, y, w, h)`` of ``frame``, in frame pixels, all faces
+        in one batched inference.
+
+        ``frame``: uint8 BGR HxWx3, or gray HxW / HxWx1, or BGRA HxWx4 (converted to BGR).
+        ``boxes``: one box or a list of them (tuples, [N, 4] array, :class:`FaceBox`).
+        Anything else raises ``ValueError`` saying what is expected: float or uint16 images,
+        channels-first arrays, empty images, boxes with NaN/inf or a width or height <= 0,
+        and boxes lying entirely outside the frame (there is no face to find there; a
+        tracker's fixed ``--box`` warns instead, see :class:`FrameDetector`).
+        """
+        image = bgr_image(frame)
+        regions = face_boxes(boxes)
+        height, width = image.shape[:2]
+        for i, region in enumerate(regions):
+            if not overlaps_frame(region.box, width, height):
+                x, y, w, h = (f"{float(v):g}" for v in region.box)
+                raise InputError(
+                    f"box {i} ({x},{y},{w},{h}) lies entirely outside the {width}x{height} frame"
+                )
+        return self.predict_regions(image, regions)
+
+    def predict_regions(self, image: np.ndarray, regions: list[FaceBox]) -> list[Face]:
+        """:meth:`predict` without the checks, for callers whose image and regions already
+        passed them (the tracker checks a frame once, then crops it several times)."""
         if not regions:
             return []
         size = self.info.input_size
         with self.stages.time("preprocess"):
-            crops, matrices = crop_faces(frame, regions, self.crop, size)
+            crops, matrices = crop_faces(image, regions, self.crop, size)
         with self.stages.time("infer"):
             landmarks, scores = self.model.infer(crops)
         with self.stages.time("preprocess"):

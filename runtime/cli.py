@@ -22,18 +22,18 @@ from lmk.runtime.pipeline import STAGES, RunSummary, Sinks, run_pipeline
 from lmk.runtime.session import EP_CHOICES
 from lmk.runtime.sources import open_source
 from lmk.runtime.tracking import TrackerConfig
+from lmk.runtime.validate import box_values
 
 
 def _parse_box(_ctx: click.Context, _param: click.Parameter, value: str | None):
+    """``--box x,y,w,h``, checked as the API checks a box (finite, w and h > 0)."""
     if value is None:
         return None
     try:
-        box = tuple(float(v) for v in value.split(","))
+        parts: list[float] | str = [float(v) for v in value.split(",")]
     except ValueError:
-        raise click.BadParameter(f"expected x,y,w,h numbers, got {value!r}") from None
-    if len(box) != 4 or box[2] <= 0 or box[3] <= 0:
-        raise click.BadParameter(f"expected x,y,w,h with w, h > 0, got {value!r}")
-    return box
+        parts = value  # not numbers: box_values refuses it, quoting the user's text
+    return tuple(box_values(parts, "--box", shown=value).tolist())
 
 
 def _check_display(show: bool) -> None:

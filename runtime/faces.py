@@ -51,9 +51,8 @@ class Face:
 def crop_faces(
     frame: np.ndarray, regions: list[FaceBox], policy: CropPolicy, size: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 crops [N, size, size, 3] and their frame->crop matrices [N, 2, 3]."""
-    if frame.ndim == 2:
-        frame = np.repeat(frame[..., None], 3, axis=2)
+    """uint8 crops [N, size, size, 3] of a uint8 BGR ``frame`` (what
+    :func:`lmk.runtime.validate.bgr_image` gives) and their frame->crop matrices [N, 2, 3]."""
     crops = np.empty((len(regions), size, size, 3), np.uint8)
     matrices = np.empty((len(regions), 2, 3), np.float64)
     for i, region in enumerate(regions):

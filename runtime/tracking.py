@@ -18,6 +18,7 @@ import numpy as np
 from lmk.runtime.detectors import Detector
 from lmk.runtime.faces import Face, FaceBox, box_iou, fraction_inside, region_from_landmarks
 from lmk.runtime.smoothing import OneEuroFilter
+from lmk.runtime.validate import bgr_image, face_boxes
 
 if TYPE_CHECKING:
     from lmk.runtime.api import LandmarkSession
@@ -75,7 +76,9 @@ class Tracker:
         return region_from_landmarks(face.landmarks, self._eyes)
 
     def step(self, frame: np.ndarray, dt: float = 1.0 / 30.0) -> list[Face]:
-        """Landmarks of every tracked face in ``frame`` (frame pixels)."""
+        """Landmarks of every tracked face in ``frame`` (frame pixels). ``frame`` is checked
+        and converted as :meth:`LandmarkSession.predict` does (uint8 BGR, gray or BGRA)."""
+        frame = bgr_image(frame)
         cfg = self.config
         height, width = frame.shape[:2]
         due = cfg.detect_every > 0 and self._frame_count % cfg.detect_every == 0
@@ -84,7 +87,7 @@ class Tracker:
         if not self._tracks or self._lost or due:
             fresh = self._detect(frame)
         regions = [t.region for t in self._tracks] + fresh
-        faces = self.session.predict(frame, regions)
+        faces = self.session.predict_regions(frame, regions)
         for region in fresh:
             self._tracks.append(_Track(self._next_id, region))
             self._next_id += 1
@@ -119,7 +122,7 @@ class Tracker:
         kept if still confident and not a duplicate."""
         cfg = self.config
         with self.session.stages.time("detect"):
-            found = self.detector.detect(frame)
+            found = face_boxes(self.detector.detect(frame), "detector box")
         self.detections += 1
         room = cfg.max_faces - len(self._tracks)
         candidates = [
@@ -127,10 +130,10 @@ class Tracker:
         ]
         if room <= 0 or not candidates:
             return []
-        faces = self.session.predict(frame, candidates)
+        faces = self.session.predict_regions(frame, candidates)
         best = sorted(faces, key=lambda f: -f.score)[: max(2 * room, 4)]
         for _ in range(cfg.refine):
-            best = self.session.predict(frame, [self._region(f) for f in best])
+            best = self.session.predict_regions(frame, [self._region(f) for f in best])
         fresh: list[FaceBox] = []
         for face in sorted(best, key=lambda f: -f.score):
             region = self._region(face)

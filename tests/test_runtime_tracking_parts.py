@@ -49,7 +49,9 @@ def test_yunet_without_its_model_file_says_where_to_get_it(monkeypatch, tmp_path
     with pytest.raises(LmkError, match=f"YuNet model not found: .*download it from {YUNET_URL}"):
         make_detector("yunet", tmp_path / "nope.onnx")
     (tmp_path / "junk.onnx").write_bytes(b"junk")
-    with pytest.raises(LmkError, match="OpenCV cannot load the YuNet model"):
+    with pytest.raises(
+        LmkError, match=r"junk\.onnx is not a YuNet face-detection model \(OpenCV could not load"
+    ):
         make_detector("yunet", tmp_path / "junk.onnx")
     assert make_detector("auto").name == "frame"  # no model file known: the frame detector
 

@@ -7,14 +7,15 @@ Lives on the runtime side (no torch, no onnx package needed: ONNX Runtime's
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from lmk.errors import LmkError
-from lmk.layouts import Layout, get_layout
+from lmk.layouts import PUBLIC_LAYOUTS, Layout, get_layout
 
 FORMAT_VERSION = 1
 
@@ -64,46 +65,321 @@ class ModelInfo:
     extra: dict[str, Any]
 
 
+INPUT_FORMATS = ("uint8_nhwc_bgr", "float_nchw_rgb")
+RAW_DECODES = ("pipnet_nrm", "heatmap_quarter")
+DECODES = (*RAW_DECODES, "none")
+PIPNET_HEADS = ("cls", "x", "y", "nb_x", "nb_y")
+# The crop side as a multiple of the box (lmk 1.2, face-alignment 2.05); far outside this a
+# crop is degenerate or a box's worth of pixels.
+ENLARGE_RANGE = (0.01, 100.0)
+
+
+class TensorSpec(NamedTuple):
+    """A graph input or output as ONNX Runtime describes it (``NodeArg``): a ``None`` or
+    string dimension is dynamic."""
+
+    name: str
+    shape: tuple[Any, ...] | None
+    type: str
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    """The real inputs and outputs of a file, to check its metadata against."""
+
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+    @classmethod
+    def of(cls, session: Any) -> GraphSpec:
+        """From an ``onnxruntime.InferenceSession``."""
+
+        def specs(args: Any) -> tuple[TensorSpec, ...]:
+            return tuple(
+                TensorSpec(a.name, None if a.shape is None else tuple(a.shape), a.type)
+                for a in args
+            )
+
+        return cls(specs(session.get_inputs()), specs(session.get_outputs()))
+
+    def output(self, name: str) -> TensorSpec | None:
+        return next((o for o in self.outputs if o.name == name), None)
+
+
 def encode(values: Mapping[str, Any]) -> dict[str, str]:
     """JSON-encode every value (what goes into ``metadata_props``)."""
     return {key: json.dumps(value, separators=(",", ":")) for key, value in values.items()}
 
 
-def parse_metadata(props: Mapping[str, str], source: str = "model") -> ModelInfo:
-    """Decode ``metadata_props``; a file without lmk metadata gets an error saying how to export one."""
+class _Reader:
+    """Typed access to decoded metadata: a value of the wrong type or range is an error
+    naming its key (never a ``TypeError`` from deep inside the runtime)."""
+
+    def __init__(self, values: dict[str, Any], source: str):
+        self.values, self.source = values, source
+
+    def fail(self, key: str, expected: str) -> LmkError:
+        shown = json.dumps(self.values.get(key))
+        if len(shown) > 60:
+            shown = shown[:57] + "..."
+        return LmkError(f"{self.source}: lmk metadata {key} must be {expected}, got {shown}")
+
+    def integer(self, key: str, minimum: int) -> int:
+        value = self.values[key]
+        if not _is_int(value) or value < minimum:
+            raise self.fail(key, f"an integer >= {minimum}")
+        return int(value)
+
+    def name(self, key: str, choices: tuple[str, ...] | None = None) -> str:
+        value = self.values[key]
+        if not isinstance(value, str) or not value or (choices and value not in choices):
+            raise self.fail(key, f"one of {', '.join(choices)}" if choices else "a name")
+        return value
+
+    def floats(self, key: str, length: int | None = None, positive: bool = False) -> tuple:
+        value = self.values[key]
+        ok = isinstance(value, list) and all(_is_number(v) and math.isfinite(v) for v in value)
+        if ok and positive:
+            ok = all(v > 0 for v in value)
+        if not ok or (length is not None and len(value) != length):
+            count = f"{length} " if length is not None else ""
+            kind = "positive " if positive else ""
+            raise self.fail(key, f"a list of {count}finite {kind}numbers")
+        return tuple(float(v) for v in value)
+
+    def integers(self, key: str) -> tuple[int, ...]:
+        value = self.values[key]
+        if not isinstance(value, list) or not all(_is_int(v) for v in value):
+            raise self.fail(key, "a list of integers")
+        return tuple(int(v) for v in value)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _crop(reader: _Reader) -> dict[str, Any]:
+    """``lmk.crop``: the crop policy; a non-positive ``enlarge`` would give empty crops (and
+    no face found, silently)."""
+    key = "lmk.crop"
+    crop = reader.values[key]
+    if not isinstance(crop, dict):
+        raise reader.fail(key, 'an object {"enlarge": ..., "shift_y": ..., "square": ...}')
+    enlarge = crop.get("enlarge")
+    low, high = ENLARGE_RANGE
+    if not _is_number(enlarge) or not low <= enlarge <= high:
+        raise LmkError(
+            f"{reader.source}: lmk metadata lmk.crop.enlarge must be a number > 0 "
+            f"(between {low:g} and {high:g}), got {json.dumps(enlarge)}"
+        )
+    shift = crop.get("shift_y", 0.0)
+    if not _is_number(shift) or not math.isfinite(shift):
+        raise LmkError(
+            f"{reader.source}: lmk metadata lmk.crop.shift_y must be a finite number, "
+            f"got {json.dumps(shift)}"
+        )
+    if not isinstance(crop.get("square", True), bool):
+        raise LmkError(f"{reader.source}: lmk metadata lmk.crop.square must be true or false")
+    return dict(crop)
+
+
+def parse_metadata(
+    props: Mapping[str, str], source: str = "model", graph: GraphSpec | None = None
+) -> ModelInfo:
+    """Decode and check ``metadata_props``; a file without lmk metadata gets an error saying
+    how to export one. Every value is checked for type and range, then (with ``graph``)
+    against the file's real input and output shapes, then against each other (mean face,
+    flip table and layout against the number of points): a mismatch is one error naming
+    the key, never a malformed output or a traceback later."""
     if "lmk.format" not in props:
         raise LmkError(f"{source} has no lmk metadata; {EXPORT_HINT}")
     try:
         values = {key: json.loads(text) for key, text in props.items() if key.startswith("lmk.")}
     except json.JSONDecodeError as exc:
         raise LmkError(f"{source}: corrupt lmk metadata ({exc})") from None
-    if values["lmk.format"] > FORMAT_VERSION:
+    reader = _Reader(values, source)
+    if reader.integer("lmk.format", 1) > FORMAT_VERSION:
         raise LmkError(
             f"{source}: lmk metadata format {values['lmk.format']} is newer than this lmk"
         )
     missing = [key for key in REQUIRED_KEYS if key not in values]
     if missing:
         raise LmkError(f"{source}: lmk metadata lacks {', '.join(missing)}; {EXPORT_HINT}")
+    decode = reader.name("lmk.decode", DECODES)
+    raw_decode = (
+        reader.name("lmk.raw_decode", RAW_DECODES) if "lmk.raw_decode" in values else decode
+    )
+    if decode == "none" and raw_decode == "none":
+        raise reader.fail(
+            "lmk.raw_decode", f"one of {', '.join(RAW_DECODES)} when lmk.decode is none"
+        )
+    if decode != "none" and raw_decode != decode:
+        raise reader.fail("lmk.raw_decode", f"{json.dumps(decode)} (what lmk.decode says)")
+    if "lmk.channel_order" in values:
+        reader.name("lmk.channel_order", ("rgb", "bgr"))
+    nme = values.get("lmk.nme_norm")
+    pair = isinstance(nme, list) and len(nme) == 2 and all(_is_int(v) for v in nme)
+    if nme is not None and nme != "box" and not pair:
+        raise reader.fail("lmk.nme_norm", '"box" or a list of two point indices')
     known = set(REQUIRED_KEYS) | {"lmk.precision", "lmk.raw_decode"}
-    return ModelInfo(
-        model=values["lmk.model"],
-        layout=values["lmk.layout"],
-        num_landmarks=int(values["lmk.num_landmarks"]),
-        input_size=int(values["lmk.input_size"]),
-        input_format=values["lmk.input_format"],
-        mean=tuple(values["lmk.mean"]),
-        std=tuple(values["lmk.std"]),
-        decode=values["lmk.decode"],
-        raw_decode=values.get("lmk.raw_decode", values["lmk.decode"]),
-        num_nb=int(values["lmk.num_nb"]),
-        net_stride=int(values["lmk.net_stride"]),
-        meanface=tuple(values["lmk.meanface"]),
-        flip=tuple(values["lmk.flip"]),
-        crop=dict(values["lmk.crop"]),
-        precision=values.get("lmk.precision", "fp32"),
-        version=values["lmk.version"],
+    info = ModelInfo(
+        model=reader.name("lmk.model"),
+        layout=reader.name("lmk.layout"),
+        num_landmarks=reader.integer("lmk.num_landmarks", 1),
+        input_size=reader.integer("lmk.input_size", 1),
+        input_format=reader.name("lmk.input_format", INPUT_FORMATS),
+        mean=reader.floats("lmk.mean", 3),
+        std=reader.floats("lmk.std", 3, positive=True),
+        decode=decode,
+        raw_decode=raw_decode,
+        num_nb=reader.integer("lmk.num_nb", 0),
+        net_stride=reader.integer("lmk.net_stride", 1),
+        meanface=reader.floats("lmk.meanface"),
+        flip=reader.integers("lmk.flip"),
+        crop=_crop(reader),
+        precision=str(values.get("lmk.precision", "fp32")),
+        version=str(values["lmk.version"]),
         extra={k: v for k, v in values.items() if k not in known},
     )
+    if graph is not None:
+        check_graph(info, graph, source)
+    _check_consistent(info, source)
+    return info
+
+
+def _dims(spec: TensorSpec) -> str:
+    shape = "?" if spec.shape is None else ", ".join(str(d) for d in spec.shape)
+    return f"{spec.name!r} [{shape}]"
+
+
+def _differs(spec: TensorSpec, axis: int, want: int) -> bool:
+    """A fixed dimension of ``spec`` that is not ``want`` (dynamic ones never differ)."""
+    if spec.shape is None or axis >= len(spec.shape):
+        return False
+    dim = spec.shape[axis]
+    return isinstance(dim, int) and dim != want
+
+
+def _rank_differs(spec: TensorSpec, rank: int) -> bool:
+    return spec.shape is not None and len(spec.shape) != rank
+
+
+def check_graph(info: ModelInfo, graph: GraphSpec, source: str = "model") -> None:
+    """The metadata against the graph: the image input's type and size, the landmark count
+    of the outputs (or raw heads) and PIPNet's neighbour count. Fixed dimensions must match;
+    dynamic ones are skipped."""
+
+    def fail(key: str, value: Any, what: str) -> LmkError:
+        return LmkError(f"{source}: lmk metadata {key} is {json.dumps(value)} but {what}")
+
+    if len(graph.inputs) != 1:
+        raise LmkError(
+            f"{source}: the graph has {len(graph.inputs)} inputs; an lmk file has one image input"
+        )
+    image = graph.inputs[0]
+    size, num = info.input_size, info.num_landmarks
+    if info.input_format == "uint8_nhwc_bgr":
+        want_type, size_axes, channel_axis = "tensor(uint8)", (1, 2), 3
+    else:
+        want_type, size_axes, channel_axis = "tensor(float)", (2, 3), 1
+    if image.type != want_type or _rank_differs(image, 4) or _differs(image, channel_axis, 3):
+        raise fail(
+            "lmk.input_format",
+            info.input_format,
+            f"the graph's input {_dims(image)} is {image.type}",
+        )
+    if any(_differs(image, axis, size) for axis in size_axes):
+        raise fail("lmk.input_size", size, f"the graph's input is {_dims(image)}")
+    if info.decode != "none":
+        landmarks = graph.output("landmarks")
+        if landmarks is None:
+            raise LmkError(f"{source}: a decoded file must have a 'landmarks' output")
+        if _rank_differs(landmarks, 3) or _differs(landmarks, 2, 2):
+            raise LmkError(f"{source}: the 'landmarks' output {_dims(landmarks)} is not [N, L, 2]")
+        if _differs(landmarks, 1, num):
+            raise fail("lmk.num_landmarks", num, f"the graph's output is {_dims(landmarks)}")
+        scores = graph.output("scores")
+        if scores is not None and (_rank_differs(scores, 2) or _differs(scores, 1, num)):
+            raise fail("lmk.num_landmarks", num, f"the graph's output is {_dims(scores)}")
+        return
+    if info.raw_decode == "heatmap_quarter":
+        heatmaps = graph.outputs[0]
+        if _rank_differs(heatmaps, 4) or _differs(heatmaps, 1, num):
+            raise fail("lmk.num_landmarks", num, f"the graph's heatmaps are {_dims(heatmaps)}")
+        return
+    missing = [name for name in PIPNET_HEADS if graph.output(name) is None]
+    if missing:
+        raise LmkError(
+            f'{source}: lmk metadata lmk.raw_decode is "pipnet_nrm" but the graph lacks the '
+            f"head{'s' if len(missing) > 1 else ''} {', '.join(missing)}"
+        )
+    heads = {name: graph.output(name) for name in PIPNET_HEADS}
+    for name in ("cls", "x", "y"):
+        head = heads[name]
+        if _rank_differs(head, 4) or _differs(head, 1, num):
+            raise fail("lmk.num_landmarks", num, f"the graph's {name} head is {_dims(head)}")
+    for name in ("nb_x", "nb_y"):
+        head = heads[name]
+        if _rank_differs(head, 4) or _differs(head, 1, num * info.num_nb):
+            raise fail(
+                "lmk.num_nb",
+                info.num_nb,
+                f"the graph's {name} head is {_dims(head)} ({num} points x neighbours)",
+            )
+
+
+def _check_consistent(info: ModelInfo, source: str) -> None:
+    """The metadata against itself: mean face and flip table against the number of points,
+    the layout against the layout table, PIPNet's neighbour count against the points."""
+    num = info.num_landmarks
+    if len(info.meanface) != 2 * num:
+        raise LmkError(
+            f"{source}: lmk metadata lmk.meanface has {len(info.meanface)} values; "
+            f"{num} points (lmk.num_landmarks) need {2 * num}"
+        )
+    if len(info.flip) != num:
+        raise LmkError(
+            f"{source}: lmk metadata lmk.flip has {len(info.flip)} entries; "
+            f"lmk.num_landmarks is {num}"
+        )
+    if info.raw_decode == "pipnet_nrm" and not 1 <= info.num_nb <= num - 1:
+        raise LmkError(
+            f"{source}: lmk metadata lmk.num_nb is {info.num_nb}; PIPNet's neighbour count "
+            f"must be between 1 and {num - 1} for {num} points"
+        )
+    if info.layout in PUBLIC_LAYOUTS:
+        points = get_layout(info.layout).num_points
+        if points != num:
+            raise LmkError(
+                f"{source}: lmk metadata lmk.layout is {info.layout!r}, a {points}-point layout, "
+                f"but lmk.num_landmarks is {num}"
+            )
+    else:
+        # A custom layout (lmk-train on the user's own data) is described by the file itself;
+        # an unknown name over a public layout's description is a typo or an edit.
+        unknown = f"{source}: lmk metadata lmk.layout {info.layout!r} is not a known layout"
+        if "lmk.nme_norm" not in info.extra:
+            raise LmkError(
+                f"{unknown} ({', '.join(PUBLIC_LAYOUTS)}) and the file does not describe a "
+                "custom one (no lmk.nme_norm)"
+            )
+        meanface = np.asarray(info.meanface, dtype=np.float64).reshape(-1, 2)
+        for name in PUBLIC_LAYOUTS:
+            public = get_layout(name)
+            if (
+                public.num_points == num
+                and public.flip == info.flip
+                and np.allclose(public.meanface, meanface, atol=1e-6)
+            ):
+                raise LmkError(f"{unknown}; its flip table and mean face are {name}'s")
+    try:
+        layout_of(info)
+    except LmkError as exc:
+        raise LmkError(f"{source}: lmk metadata: {exc}") from None
 
 
 def layout_of(info: ModelInfo) -> Layout:

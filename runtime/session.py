@@ -20,7 +20,7 @@ from lmk.layouts import NeighbourTable
 from lmk.normalise import Normalisation
 from lmk.runtime import require_onnxruntime
 from lmk.runtime.host_decode import numpy_heatmap_decode, numpy_pipnet_decode
-from lmk.runtime.metadata import ModelInfo, parse_metadata
+from lmk.runtime.metadata import GraphSpec, ModelInfo, parse_metadata
 
 PROVIDERS = {
     "cpu": "CPUExecutionProvider",
@@ -123,7 +123,7 @@ class InferenceModel:
         else:
             raise LmkError(last_error or "no execution provider could load the model")
         meta = self.session.get_modelmeta().custom_metadata_map
-        self.info: ModelInfo = parse_metadata(meta, str(self.path))
+        self.info: ModelInfo = parse_metadata(meta, str(self.path), GraphSpec.of(self.session))
         self._setup_io()
 
     # ---- session ---------------------------------------------------------------------------
@@ -217,8 +217,6 @@ class InferenceModel:
         self.input_name = inp.name
         self.fixed_batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
         self.output_names = [o.name for o in self.session.get_outputs()]
-        if info.input_format not in ("uint8_nhwc_bgr", "float_nchw_rgb"):
-            raise LmkError(f"{self.path}: unknown input format {info.input_format!r}")
         self.uint8_input = info.input_format == "uint8_nhwc_bgr"
         self.normalisation = Normalisation(
             tuple(info.mean),  # type: ignore[arg-type]
@@ -226,14 +224,10 @@ class InferenceModel:
             str(info.extra.get("lmk.channel_order", "rgb")),
         )
         self._gather: np.ndarray | None = None
-        if info.decode == "none":
-            if info.raw_decode == "pipnet_nrm":
-                meanface = np.asarray(info.meanface, dtype=np.float64).reshape(-1, 2)
-                self._gather = NeighbourTable.from_meanface(meanface, info.num_nb).gather
-            elif info.raw_decode != "heatmap_quarter":
-                raise LmkError(f"{self.path}: unknown decode {info.raw_decode!r}")
-        elif "landmarks" not in self.output_names:
-            raise LmkError(f"{self.path}: a decoded file must have a 'landmarks' output")
+        # parse_metadata checked the decode, the heads and the layout against the graph.
+        if info.decode == "none" and info.raw_decode == "pipnet_nrm":
+            meanface = np.asarray(info.meanface, dtype=np.float64).reshape(-1, 2)
+            self._gather = NeighbourTable.from_meanface(meanface, info.num_nb).gather
         self._bind = self.ep in ("cuda", "tensorrt") and self.options.io_binding
 
     @property

@@ -8,8 +8,9 @@ landmarks and per-landmark scores whatever the file's input format, batch or dec
 from __future__ import annotations
 
 import hashlib
+import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from lmk.normalise import Normalisation
 from lmk.runtime import require_onnxruntime
 from lmk.runtime.host_decode import numpy_heatmap_decode, numpy_pipnet_decode
 from lmk.runtime.metadata import GraphSpec, ModelInfo, parse_metadata
+from lmk.runtime.validate import InputError
 
 PROVIDERS = {
     "cpu": "CPUExecutionProvider",
@@ -33,7 +35,10 @@ AUTO_ORDER = ("tensorrt", "cuda", "cpu")
 
 @dataclass
 class RuntimeOptions:
-    """How to run a file. The TensorRT fields matter only for ``ep="tensorrt"``."""
+    """How to run a file. The TensorRT fields (:data:`TENSORRT_ONLY`) apply only to
+    ``ep="tensorrt"``: set to anything but their defaults with another EP (or an ``auto``
+    that did not land on TensorRT) they are an error, not silently ignored. A value out of
+    range is a ``ValueError`` (:class:`~lmk.runtime.validate.InputError`)."""
 
     ep: str = "auto"
     threads: int | None = None
@@ -50,6 +55,55 @@ class RuntimeOptions:
     io_binding: bool = True
     """CUDA/TensorRT: feed through IO binding (one explicit upload, outputs copied back once)."""
     extra_provider_options: dict[str, Any] = field(default_factory=dict)
+    """More TensorRT EP options (they override the ones lmk sets)."""
+
+    def __post_init__(self) -> None:
+        bad = []
+        if self.threads is not None and (not _is_int(self.threads) or self.threads < 1):
+            bad.append(f"threads must be an integer >= 1, got {self.threads!r}")
+        if not _is_int(self.device_id) or self.device_id < 0:
+            bad.append(f"device_id must be an integer >= 0, got {self.device_id!r}")
+        workspace = self.trt_workspace_gb
+        if not isinstance(workspace, int | float) or not math.isfinite(workspace) or workspace <= 0:
+            bad.append(f"--trt-workspace must be a number of GiB > 0, got {workspace!r}")
+        if not _is_int(self.max_batch) or self.max_batch < 1:
+            bad.append(f"--max-batch must be an integer >= 1, got {self.max_batch!r}")
+        elif not _is_int(self.opt_batch) or not 1 <= self.opt_batch <= self.max_batch:
+            bad.append(f"opt_batch must be between 1 and --max-batch, got {self.opt_batch!r}")
+        if bad:
+            raise InputError("; ".join(bad))
+
+    def tensorrt_only(self) -> list[str]:
+        """The TensorRT settings given (not at their defaults): flags that another EP would
+        silently ignore."""
+        given = []
+        for option in fields(self):
+            if option.name not in TENSORRT_ONLY:
+                continue
+            default = (
+                option.default_factory()  # type: ignore[misc]
+                if option.default_factory is not MISSING
+                else option.default
+            )
+            if getattr(self, option.name) != default:
+                given.append(TENSORRT_ONLY[option.name])
+        return given
+
+
+# RuntimeOptions fields that only the TensorRT EP reads, with the flag that sets them.
+TENSORRT_ONLY = {
+    "trt_fp16": "--trt-fp16",
+    "trt_int8": "--trt-int8",
+    "trt_cache_dir": "--trt-cache",
+    "trt_workspace_gb": "--trt-workspace",
+    "max_batch": "--max-batch",
+    "opt_batch": "opt_batch",
+    "extra_provider_options": "extra_provider_options",
+}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def user_cache_dir() -> Path:
@@ -109,24 +163,38 @@ class InferenceModel:
         ort = require_onnxruntime()
         self._ort = ort
         self.requested_ep = self.options.ep
-        last_error = ""
+        failed: dict[str, str] = {}  # --ep auto: why each EP tried did not load
         for ep in candidate_eps(self.options.ep, ort.get_available_providers()):
+            self._check_options_apply(ep, failed.get("tensorrt", ""))
             try:
                 self.session = self._create(ep)
             except LmkError as exc:
                 if self.options.ep != "auto":
                     raise
-                last_error = str(exc)
+                failed[ep] = str(exc)
                 continue
             self.ep = ep
             break
         else:
-            raise LmkError(last_error or "no execution provider could load the model")
+            last = list(failed.values())[-1] if failed else ""
+            raise LmkError(last or "no execution provider could load the model")
         meta = self.session.get_modelmeta().custom_metadata_map
         self.info: ModelInfo = parse_metadata(meta, str(self.path), GraphSpec.of(self.session))
         self._setup_io()
 
     # ---- session ---------------------------------------------------------------------------
+
+    def _check_options_apply(self, ep: str, tensorrt_error: str) -> None:
+        """TensorRT flags with another EP are an error, not silently ignored (``--ep auto``:
+        when it did not land on TensorRT, saying why TensorRT did not load if it was tried)."""
+        flags = self.options.tensorrt_only() if ep != "tensorrt" else []
+        if not flags:
+            return
+        here = f"the EP here is {ep}"
+        if self.options.ep == "auto":
+            here += ", chosen by --ep auto" + (f"; {tensorrt_error}" if tensorrt_error else "")
+        verb = "applies" if len(flags) == 1 else "apply"
+        raise LmkError(f"{', '.join(flags)} {verb} only to --ep tensorrt ({here})")
 
     def _provider_list(self, ep: str) -> list[Any]:
         o = self.options

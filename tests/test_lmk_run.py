@@ -208,7 +208,7 @@ def test_existing_output_is_kept_without_overwrite(tmp_path, capsys):
     code, err = _lmk_run(
         capsys, tmp_path / "clip.mp4", "--out", tmp_path / "clip.mp4", "--overwrite"
     )
-    assert code == 2 and "is the input" in err
+    assert code == 2 and "is an input of this command" in err
     assert _video_frames(tmp_path / "clip.mp4") == 3
     code, err = _lmk_run(
         capsys, tmp_path / "clip.mp4", "--json", tmp_path / "lm.jsonl", "--overwrite"

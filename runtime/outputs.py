@@ -6,8 +6,8 @@ output may be any file the run reads), written to a temporary file beside its ta
 :func:`finish_outputs` when the run ends, also when it is interrupted, so a stopped run keeps
 what it did. A device or FIFO is written through. JSONL and CSV lines are flushed per frame;
 a full disk is one ``disk full writing X`` error and every output of the run is discarded.
-A video is reopened and its frames counted before it is moved into place: OpenCV's writer
-does not report failed writes.
+A video is reopened and its frames counted before it is moved into place
+(:func:`lmk.fileio.check_video_frames`): OpenCV's writer does not report failed writes.
 """
 
 from __future__ import annotations
@@ -26,14 +26,16 @@ import cv2
 import numpy as np
 
 from lmk.errors import LmkError
-from lmk.fileio import OutputTarget, PendingOutput, disk_full, disk_full_error, plan_output
+from lmk.fileio import (
+    OutputTarget,
+    PendingOutput,
+    check_video_frames,
+    disk_full,
+    disk_full_error,
+    plan_output,
+)
 from lmk.runtime.faces import Face
 from lmk.runtime.sources import IMAGE_EXTENSIONS, Frame, display_name
-
-try:
-    import resource
-except ImportError:  # Windows
-    resource = None  # type: ignore[assignment]
 
 VIDEO_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".avi": "MJPG", ".mkv": "mp4v"}
 _COLOURS = [(0, 255, 0), (255, 128, 0), (0, 200, 255), (255, 0, 255), (0, 0, 255), (255, 255, 0)]
@@ -96,27 +98,6 @@ def _not_a_video_name(path: Path) -> LmkError:
     return LmkError(
         f"--out {display_name(path)}: use .mp4, .avi or .mkv for video (or an image name)"
     )
-
-
-def _out_of_space(path: Path) -> bool:
-    """Did writing ``path`` stop at a full disk or at the process's file-size limit?"""
-    try:
-        size = path.stat().st_size
-        if resource is not None:
-            soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
-            if soft != resource.RLIM_INFINITY and size >= soft:
-                return True
-        st = os.statvfs(path.parent)
-    except OSError:
-        return False
-    return st.f_bavail * st.f_frsize < (1 << 20)
-
-
-def _write_failed(target: OutputTarget, tmp: Path, what: str) -> LmkError:
-    """OpenCV's writers say nothing on a failed write: tell a full disk from the rest."""
-    if _out_of_space(tmp):
-        return disk_full_error(display_name(target.requested))
-    return LmkError(f"OpenCV could not write {display_name(target.requested)}: {what}")
 
 
 class _Sink:
@@ -259,7 +240,9 @@ class VideoSink(_Sink):
             # The temporary name is ASCII: OpenCV crashes on names that are not UTF-8.
             self._writer = cv2.VideoWriter(str(self.tmp), fourcc, self.fps, self._size)
             if not self._writer.isOpened():
-                raise _write_failed(self.target, self.tmp, f"cannot open a {self.codec} video")
+                raise LmkError(
+                    f"OpenCV cannot write {self.codec} video to {display_name(self.path)}"
+                )
         if (image.shape[1], image.shape[0]) != self._size:
             image = cv2.resize(image, self._size, interpolation=cv2.INTER_AREA)
         self._writer.write(image)
@@ -270,38 +253,12 @@ class VideoSink(_Sink):
             return
         self._writer.release()
         self._writer = None
-        readable = _readable_frames(self.tmp, self.written)
-        if readable != self.written:
-            raise _write_failed(
-                self.target, self.tmp, f"{readable} of {self.written} frames can be read back"
-            )
+        check_video_frames(self.tmp, self.written, self.path)
 
     def abandon(self) -> None:
         if self._writer is not None:
             self._writer.release()
             self._writer = None
-
-
-def _readable_frames(path: Path, expected: int) -> int:
-    """Frames a video file really holds. The container's count can be patched into a header
-    that was written before the disk filled (AVI), so the last frame must also be readable;
-    when the count disagrees with ``expected`` (it can be an estimate), frames are counted
-    one by one."""
-    capture = cv2.VideoCapture(str(path))
-    try:
-        if not capture.isOpened():
-            return 0
-        if int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == expected:
-            capture.set(cv2.CAP_PROP_POS_FRAMES, expected - 1)
-            if capture.grab():
-                return expected
-            capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
-        count = 0
-        while capture.grab():
-            count += 1
-        return count
-    finally:
-        capture.release()
 
 
 class ImageSink(_Sink):

@@ -145,34 +145,39 @@ class _Sink:
 
 
 def finish_outputs(sinks: Iterable[_Sink], keep: bool) -> None:
-    """End a run's outputs together: with ``keep``, close and check every one, then move each
-    that holds anything into place; otherwise, or when any fails to close, discard them all
-    (a run that failed leaves no output and no temporary file). Ctrl-C while closing or
-    renaming waits for it; writing through to a device or FIFO (which may block until a
-    reader comes) can be interrupted, and then what is not yet written is discarded."""
-    sinks = list(sinks)
+    """End a run's outputs together. With ``keep``, close and check every one, then move each
+    that holds anything into place; otherwise, or when any fails its check (a full disk),
+    discard them all: a failed run leaves no output and no temporary file.
+
+    Ctrl-C or SIGTERM while a video is read back for its check (long for a long video) keeps
+    the outputs already checked, discards the rest and is then raised; while renaming it
+    waits. Writing through to a device or FIFO (which may block until a reader comes) can be
+    interrupted; what is not yet written is then discarded."""
+    # Quick outputs first, so that an interrupted video check still keeps them.
+    sinks = sorted(sinks, key=lambda sink: isinstance(sink, VideoSink))
+    ready: list[_Sink] = []
+    stopped: KeyboardInterrupt | None = None
     try:
-        with held_signals():
-            if not keep:
+        if keep:
+            try:
                 for sink in sinks:
-                    sink.abandon()
-                    sink.discard()
-                return
-            for sink in sinks:
-                sink.close()
-            for sink in sinks:
-                if not sink.written:
-                    sink.discard()
-                elif not sink.target.special:
+                    sink.close()
+                    ready.append(sink)
+            except KeyboardInterrupt as exc:
+                stopped = exc
+        with held_signals():
+            for sink in ready:
+                if sink.written and not sink.target.special:
                     sink.commit()
-        for sink in sinks:
+        for sink in ready:
             if sink.written and sink.target.special:
                 sink.commit()
-    except BaseException:
-        for sink in sinks:
+    finally:
+        for sink in sinks:  # whatever is not in place by now: closed and removed
             sink.abandon()
-            sink.discard()  # nothing happens to one already committed
-        raise
+            sink.discard()
+    if stopped is not None:
+        raise stopped
 
 
 def draw_faces(image: np.ndarray, faces: list[Face], indices: bool = False) -> np.ndarray:

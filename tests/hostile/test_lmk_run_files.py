@@ -486,6 +486,13 @@ CASES = [
         match=r"disk full writing .*a\.mp4",
         fsize=6000,  # the JSONL of 3 frames takes about 5 kB, their video about 7 kB
     ),
+    Case(
+        "a-jsonl-that-does-not-fit-discards-the-csv-that-did",
+        "lmk-run",
+        [CLIP, "--limit", "6", "--csv", "{work}/lm.csv", "--json", "{work}/lm.jsonl", Q],
+        match=r"disk full writing .*lm\.jsonl",
+        fsize=9200,  # 6 frames: the CSV takes about 8.2 kB, the JSONL 10.3 kB
+    ),
     # ---- 6. file names that are not UTF-8 (OpenCV segfaulted on them) -----------------------
     Case(
         "video-named-in-latin-1",

@@ -53,8 +53,6 @@ def run_files(assets: Path) -> Path:
     from lmk.synth.video import write_clip
 
     root = assets / EXTRA
-    if root.is_dir():
-        return root
     root.mkdir()
     write_clip(root / "long.mp4", 7, 200, (320, 240))
     clip = assets / "clip.mp4"
@@ -66,7 +64,9 @@ def run_files(assets: Path) -> Path:
     for start in range(mdat + 400, moov - 400, 100):
         if _damaged_copy(clip, root / "one_bad.mp4", start, start + 200) == (11, 12):
             capture = cv2.VideoCapture(str(root / "one_bad.mp4"))
-            if capture.read()[0]:
+            first_frame_whole = capture.read()[0]
+            capture.release()
+            if first_frame_whole:
                 break
     else:
         pytest.fail("no 200-byte damage of the clip breaks exactly one frame")
@@ -82,6 +82,7 @@ def run_files(assets: Path) -> Path:
             break
         writer.write(image)
     writer.release()
+    capture.release()
     avi = (root / "full.avi").read_bytes()
     (root / "half.avi").write_bytes(avi[: len(avi) // 2])
     (root / "full.avi").unlink()

@@ -20,7 +20,12 @@ def _launch(module: str, command: str) -> NoReturn:
 
         cli_util.install_signal_handlers()
         cmd = getattr(importlib.import_module(module), command)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        # SIGTERM arrives as cli_util.Terminated once its handler is installed.
+        util = sys.modules.get("lmk.cli_util")
+        if util is not None and isinstance(exc, getattr(util, "Terminated", ())):
+            sys.stderr.write("error: terminated\n")
+            sys.exit(143)
         sys.stderr.write("error: interrupted\n")
         sys.exit(130)
     code = cli_util.run_cli(cmd)

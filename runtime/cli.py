@@ -16,11 +16,21 @@ import click
 from lmk.cli_util import exit_with
 from lmk.errors import LmkError
 from lmk.runtime.api import LandmarkSession
-from lmk.runtime.detectors import DETECTORS
-from lmk.runtime.outputs import CsvSink, JsonlSink, check_output, image_or_video_sink
+from lmk.runtime.bundled import bundled_model
+from lmk.runtime.detectors import DETECTORS, YUNET_ENV
+from lmk.runtime.outputs import (
+    CsvSink,
+    JsonlSink,
+    finish_outputs,
+    held_signals,
+    image_or_video_sink,
+    is_image_name,
+    one_image_error,
+    plan_outputs,
+)
 from lmk.runtime.pipeline import STAGES, RunSummary, Sinks, run_pipeline
 from lmk.runtime.session import EP_CHOICES
-from lmk.runtime.sources import open_source
+from lmk.runtime.sources import Source, open_source
 from lmk.runtime.tracking import TrackerConfig
 from lmk.runtime.validate import box_values
 
@@ -149,47 +159,53 @@ def run_command(
     write their landmarks."""
     from tqdm import tqdm
 
-    inputs = [Path(source)] if Path(source).exists() else []
-    outputs = [p for p in (out, json_path, csv_path) if p is not None]
-    if len(set(outputs)) != len(outputs):
-        raise LmkError("--out, --json and --csv must be different files")
-    for path in outputs:
-        check_output(path, overwrite, inputs)
-    _check_display(show)
-    session = LandmarkSession(
-        model,
-        ep=ep,
-        threads=threads,
-        trt_fp16=trt_fp16,
-        trt_int8=trt_int8,
-        trt_cache_dir=trt_cache,
-        trt_workspace_gb=trt_workspace,
-        max_batch=max_batch,
-    )
-    tracker = session.tracker(
-        detector,
-        detector_model,
-        box,
-        detect_every=detect_every,
-        min_score=min_score,
-        max_faces=max_faces,
-        smooth=smooth,
-        rotate=rotate,
-    )
+    # FFmpeg's own complaints about a damaged video would flood the terminal; lmk-run says
+    # itself how many frames could not be decoded.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     with open_source(source) as frames:
+        # Every check before any work; no output may be a file the run reads.
+        files = [model or bundled_model(), detector_model or os.environ.get(YUNET_ENV)]
+        inputs = [*frames.files, *(f for f in files if f)]
+        targets = plan_outputs(
+            {"--out": out, "--json": json_path, "--csv": csv_path}, overwrite, inputs
+        )
+        if out is not None and is_image_name(out) and frames.count != 1:
+            raise one_image_error(out)
+        _check_display(show)
+        session = LandmarkSession(
+            model,
+            ep=ep,
+            threads=threads,
+            trt_fp16=trt_fp16,
+            trt_int8=trt_int8,
+            trt_cache_dir=trt_cache,
+            trt_workspace_gb=trt_workspace,
+            max_batch=max_batch,
+        )
+        tracker = session.tracker(
+            detector,
+            detector_model,
+            box,
+            detect_every=detect_every,
+            min_score=min_score,
+            max_faces=max_faces,
+            smooth=smooth,
+            rotate=rotate,
+        )
         click.echo(
             f"{session.model.describe()}; detector {tracker.detector.name}; {frames.description}",
             err=True,
         )
         sinks = Sinks(show=show, indices=indices)
-        keep = False
+        summary: RunSummary | None = None
         try:
-            if out is not None:
-                sinks.video = image_or_video_sink(out, frames.fps or 25.0)
-            if json_path is not None:
-                sinks.jsonl = JsonlSink(json_path)
-            if csv_path is not None:
-                sinks.csv = CsvSink(csv_path, session.info.num_landmarks)
+            with held_signals():
+                if "--out" in targets:
+                    sinks.video = image_or_video_sink(targets["--out"], frames.fps or 25.0)
+                if "--json" in targets:
+                    sinks.jsonl = JsonlSink(targets["--json"])
+                if "--csv" in targets:
+                    sinks.csv = CsvSink(targets["--csv"], session.info.num_landmarks)
             total = min(limit, frames.count) if limit and frames.count else limit or frames.count
             with tqdm(total=total, unit="frame", disable=quiet, dynamic_ncols=True) as bar:
 
@@ -198,20 +214,34 @@ def run_command(
                     bar.set_postfix(faces=len(faces), refresh=False)
 
                 summary = run_pipeline(session, tracker, frames, sinks, limit, tick)
-            keep = summary.frames > 0
         finally:
-            for sink in sinks.all():
-                sink.finish(keep)
-        if summary.frames == 0:
-            raise LmkError(
-                f"no readable frame in {frames.description}"
-                + (f" ({len(frames.skipped)} unreadable images skipped)" if frames.skipped else "")
-            )
-        for name in frames.skipped:
-            click.echo(f"skipped unreadable image: {name}", err=True)
-        click.echo(format_summary(summary, session, len(frames.skipped)), err=True)
-        if summary.interrupted:
-            raise click.exceptions.Abort()
+            # Kept when frames were done (also when interrupted); a failure discards all.
+            finish_outputs(sinks.all(), keep=summary is not None and summary.frames > 0)
+        _report(summary, session, frames)
+
+
+def _report(summary: RunSummary, session: LandmarkSession, frames: Source) -> None:
+    """The end of a run: the summary, then what went wrong, as warnings or the one error."""
+    if summary.interruption is not None:
+        if summary.frames:
+            click.echo(format_summary(summary, session, len(frames.skipped)), err=True)
+        raise summary.interruption  # run_cli: "interrupted" (130) or "terminated" (143)
+    if summary.frames == 0:
+        raise LmkError(
+            f"no readable frame in {frames.description}"
+            + (f" ({len(frames.skipped)} unreadable images skipped)" if frames.skipped else "")
+        )
+    for name in frames.skipped:
+        click.echo(f"skipped unreadable image: {name}", err=True)
+    click.echo(format_summary(summary, session, len(frames.skipped)), err=True)
+    if frames.lost:
+        expected = frames.decoded + frames.lost
+        lost = (
+            f"only {frames.decoded} of {expected} frames of {frames.description} could be decoded"
+        )
+        if 2 * frames.lost > expected:
+            raise LmkError(f"{lost}; the outputs hold those {frames.decoded}")
+        click.echo(f"warning: {lost}; the others are skipped in the outputs", err=True)
 
 
 def main() -> None:

@@ -1,15 +1,24 @@
 """What lmk-run writes: an annotated video (or image), JSONL and CSV of the landmarks.
 
-Every file is written under a temporary name beside its target and moved into place when the
-run ends, also when it is interrupted, so a stopped run keeps what it did, and a user's file
-is replaced only with ``--overwrite``. JSONL and CSV lines are flushed per frame.
+Every output is planned before any work (:func:`plan_outputs`: lmk.fileio's checks, and no
+output may be any file the run reads), written to a temporary file beside its target
+(lmk.fileio's :class:`~lmk.fileio.PendingOutput`), and moved into place by
+:func:`finish_outputs` when the run ends, also when it is interrupted, so a stopped run keeps
+what it did. A device or FIFO is written through. JSONL and CSV lines are flushed per frame;
+a full disk is one ``disk full writing X`` error and every output of the run is discarded.
+A video is reopened and its frames counted before it is moved into place
+(:func:`lmk.fileio.check_video_frames`): OpenCV's writer does not report failed writes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
+import signal
+import threading
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -17,38 +26,158 @@ import cv2
 import numpy as np
 
 from lmk.errors import LmkError
-from lmk.fileio import check_output_path
+from lmk.fileio import (
+    OutputTarget,
+    PendingOutput,
+    check_video_frames,
+    disk_full,
+    disk_full_error,
+    plan_output,
+)
 from lmk.runtime.faces import Face
-from lmk.runtime.sources import IMAGE_EXTENSIONS, Frame
+from lmk.runtime.sources import IMAGE_EXTENSIONS, Frame, display_name
 
 VIDEO_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".avi": "MJPG", ".mkv": "mp4v"}
 _COLOURS = [(0, 255, 0), (255, 128, 0), (0, 200, 255), (255, 0, 255), (0, 0, 255), (255, 255, 0)]
+_HELD = (signal.SIGINT, signal.SIGTERM)
 
 
-def check_output(path: Path, overwrite: bool, inputs: list[Path]) -> None:
-    """Refuse to clobber: lmk's usual output checks, and an input is never an output."""
-    folder = check_output_path(path, overwrite)
-    if any(p.exists() and path.exists() and path.samefile(p) for p in inputs):
-        raise LmkError(f"{path} is the input; choose another output name")
-    if not os.access(folder, os.W_OK):
-        raise LmkError(f"cannot write to {folder}")
+@contextlib.contextmanager
+def held_signals() -> Iterator[None]:
+    """Ctrl-C and SIGTERM wait until the block ends, then act as usual: for short steps that
+    must not be cut in two (create a temporary file and remember it; fsync and rename).
+    Outside the main thread signals cannot be handled and the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, _frame: caught.append(signum)) for s in _HELD}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        if caught:
+            signal.raise_signal(caught[0])  # its own handler runs now (KeyboardInterrupt, ...)
 
 
-class _Partial:
-    """A target file written as ``.NAME.partial.EXT`` and renamed on :meth:`finish`."""
+def plan_outputs(
+    named: dict[str, Path | None], overwrite: bool, inputs: Iterable[str | Path]
+) -> dict[str, OutputTarget]:
+    """Check every output of a run before any work: ``named`` maps a flag (``--out``,
+    ``--json``, ``--csv``) to its path or None. Each must pass :func:`lmk.fileio.plan_output`
+    against every input file, ``--out`` must name a video or image format, and no two may be
+    the same file."""
+    inputs = list(inputs)
+    given = {flag: Path(path) for flag, path in named.items() if path is not None}
+    out = given.get("--out")
+    if out is not None and not is_image_name(out) and out.suffix.lower() not in VIDEO_CODECS:
+        raise _not_a_video_name(out)
+    seen: dict[str, str] = {}
+    for flag, path in given.items():
+        real = os.path.realpath(path)
+        if real in seen:
+            raise LmkError(f"{seen[real]} and {flag} name the same file; use different files")
+        seen[real] = flag
+    with held_signals():  # plan_output creates and removes a probe file
+        return {flag: plan_output(path, overwrite, inputs) for flag, path in given.items()}
 
-    def __init__(self, path: Path):
-        self.path = path
-        self.tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
+
+def is_image_name(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def one_image_error(path: Path) -> LmkError:
+    return LmkError(
+        f"--out {display_name(path)} is one image but the input has several frames; "
+        "name a video (.mp4, .avi or .mkv)"
+    )
+
+
+def _not_a_video_name(path: Path) -> LmkError:
+    return LmkError(
+        f"--out {display_name(path)}: use .mp4, .avi or .mkv for video (or an image name)"
+    )
+
+
+class _Sink:
+    """An output written to a temporary file (:attr:`tmp`) and finished by
+    :func:`finish_outputs`. ``target`` comes from :func:`plan_outputs`; a plain path is
+    planned here and replaced if it exists (for callers that own their output folder)."""
+
+    def __init__(self, target: OutputTarget | str | Path):
+        if not isinstance(target, OutputTarget):
+            target = plan_output(target, overwrite=True)
+        self.target = target
+        self.path = target.requested
+        with held_signals():
+            self._pending = PendingOutput(target)
+        self.tmp = self._pending.tmp
         self.written = 0
 
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """An OSError while writing is one line naming the output."""
+        try:
+            yield
+        except OSError as exc:
+            if disk_full(exc):
+                raise disk_full_error(display_name(self.path), exc) from None
+            raise LmkError(f"cannot write {display_name(self.path)}: {exc.strerror}") from None
+
+    def close(self) -> None:
+        """Flush and close the temporary file, and check it (raises :class:`LmkError`)."""
+
+    def abandon(self) -> None:
+        """Close without checking: the output is being discarded."""
+        with contextlib.suppress(Exception):
+            self.close()
+
+    def commit(self) -> None:
+        self._pending.commit()
+
+    def discard(self) -> None:
+        self._pending.discard()
+
     def finish(self, keep: bool = True) -> None:
-        """Move the file into place if it holds anything (``keep``: the run did some work)."""
-        if self.tmp.exists():
-            if keep and self.written:
-                os.replace(self.tmp, self.path)
-            else:
-                self.tmp.unlink()
+        """:func:`finish_outputs` for this sink alone."""
+        finish_outputs([self], keep)
+
+
+def finish_outputs(sinks: Iterable[_Sink], keep: bool) -> None:
+    """End a run's outputs together. With ``keep``, close and check every one, then move each
+    that holds anything into place; otherwise, or when any fails its check (a full disk),
+    discard them all: a failed run leaves no output and no temporary file.
+
+    Ctrl-C or SIGTERM while a video is read back for its check (long for a long video) keeps
+    the outputs already checked, discards the rest and is then raised; while renaming it
+    waits. Writing through to a device or FIFO (which may block until a reader comes) can be
+    interrupted; what is not yet written is then discarded."""
+    # Quick outputs first, so that an interrupted video check still keeps them.
+    sinks = sorted(sinks, key=lambda sink: isinstance(sink, VideoSink))
+    ready: list[_Sink] = []
+    stopped: KeyboardInterrupt | None = None
+    try:
+        if keep:
+            try:
+                for sink in sinks:
+                    sink.close()
+                    ready.append(sink)
+            except KeyboardInterrupt as exc:
+                stopped = exc
+        with held_signals():
+            for sink in ready:
+                if sink.written and not sink.target.special:
+                    sink.commit()
+        for sink in ready:
+            if sink.written and sink.target.special:
+                sink.commit()
+    finally:
+        for sink in sinks:  # whatever is not in place by now: closed and removed
+            sink.abandon()
+            sink.discard()
+    if stopped is not None:
+        raise stopped
 
 
 def draw_faces(image: np.ndarray, faces: list[Face], indices: bool = False) -> np.ndarray:
@@ -95,14 +224,16 @@ def draw_faces(image: np.ndarray, faces: list[Face], indices: bool = False) -> n
     return out
 
 
-class VideoSink(_Partial):
-    """An annotated video; frames of another size than the first are resized to it."""
+class VideoSink(_Sink):
+    """An annotated video; frames of another size than the first are resized to it. On
+    :meth:`close` the file is reopened and must hold every frame written."""
 
-    def __init__(self, path: Path, fps: float):
-        super().__init__(path)
+    def __init__(self, target: OutputTarget | str | Path, fps: float):
+        path = target.requested if isinstance(target, OutputTarget) else Path(target)
         codec = VIDEO_CODECS.get(path.suffix.lower())
         if codec is None:
-            raise LmkError(f"--out {path}: use .mp4, .avi or .mkv for video (or an image name)")
+            raise _not_a_video_name(path)
+        super().__init__(target)
         self.fps, self.codec = fps, codec
         self._writer: cv2.VideoWriter | None = None
         self._size: tuple[int, int] | None = None
@@ -111,33 +242,48 @@ class VideoSink(_Partial):
         if self._writer is None:
             self._size = (image.shape[1], image.shape[0])
             fourcc = cv2.VideoWriter.fourcc(*self.codec)
+            # The temporary name is ASCII: OpenCV crashes on names that are not UTF-8.
             self._writer = cv2.VideoWriter(str(self.tmp), fourcc, self.fps, self._size)
             if not self._writer.isOpened():
-                raise LmkError(f"OpenCV cannot write {self.codec} video to {self.path}")
+                raise LmkError(
+                    f"OpenCV cannot write {self.codec} video to {display_name(self.path)}"
+                )
         if (image.shape[1], image.shape[0]) != self._size:
             image = cv2.resize(image, self._size, interpolation=cv2.INTER_AREA)
         self._writer.write(image)
         self.written += 1
 
-    def finish(self, keep: bool = True) -> None:
+    def close(self) -> None:
+        if self._writer is None:
+            return
+        self._writer.release()
+        self._writer = None
+        check_video_frames(self.tmp, self.written, self.path)
+
+    def abandon(self) -> None:
         if self._writer is not None:
             self._writer.release()
-        super().finish(keep)
+            self._writer = None
 
 
-class ImageSink(_Partial):
-    """One annotated image (a single-image input)."""
+class ImageSink(_Sink):
+    """One annotated image (a single-image input), encoded in memory and written by Python,
+    so that a failed write is reported (OpenCV's ``imwrite`` only returns False)."""
 
     def write(self, image: np.ndarray) -> None:
         if self.written:
-            raise LmkError(f"--out {self.path} is one image but the input has several frames")
-        if not cv2.imwrite(str(self.tmp), image):
-            raise LmkError(f"OpenCV cannot write {self.path}")
+            raise one_image_error(self.path)
+        ok, data = cv2.imencode(self.path.suffix.lower(), image)
+        if not ok:
+            raise LmkError(f"OpenCV cannot encode {display_name(self.path)}")
+        with self._writing(), self.tmp.open("wb") as fh:
+            fh.write(data.tobytes())
         self.written += 1
 
 
-def image_or_video_sink(path: Path, fps: float) -> VideoSink | ImageSink:
-    return ImageSink(path) if path.suffix.lower() in IMAGE_EXTENSIONS else VideoSink(path, fps)
+def image_or_video_sink(target: OutputTarget | str | Path, fps: float) -> VideoSink | ImageSink:
+    path = target.requested if isinstance(target, OutputTarget) else Path(target)
+    return ImageSink(target) if is_image_name(path) else VideoSink(target, fps)
 
 
 def face_record(face: Face, digits: int = 2) -> dict[str, Any]:
@@ -150,12 +296,25 @@ def face_record(face: Face, digits: int = 2) -> dict[str, Any]:
     }
 
 
-class JsonlSink(_Partial):
-    """One JSON object per frame: ``{"frame", "name", "time", "faces": [...]}``."""
+class _TextSink(_Sink):
+    """A text output written line by line and flushed after each frame."""
 
-    def __init__(self, path: Path):
-        super().__init__(path)
-        self._fh: IO[str] = self.tmp.open("w", encoding="utf-8")
+    def __init__(self, target: OutputTarget | str | Path):
+        super().__init__(target)
+        self._fh: IO[str] = self.tmp.open("w", encoding="utf-8", newline="")
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            with self._writing():
+                self._fh.close()
+
+    def abandon(self) -> None:
+        with contextlib.suppress(OSError):
+            self._fh.close()  # a failed flush still closes the file
+
+
+class JsonlSink(_TextSink):
+    """One JSON object per frame: ``{"frame", "name", "time", "faces": [...]}``."""
 
     def write(self, frame: Frame, faces: list[Face]) -> None:
         record = {
@@ -164,37 +323,31 @@ class JsonlSink(_Partial):
             "time": round(frame.time, 4),
             "faces": [face_record(f) for f in faces],
         }
-        self._fh.write(json.dumps(record) + "\n")
-        self._fh.flush()
+        with self._writing():
+            self._fh.write(json.dumps(record) + "\n")
+            self._fh.flush()
         self.written += 1
 
-    def finish(self, keep: bool = True) -> None:
-        self._fh.close()
-        super().finish(keep)
 
-
-class CsvSink(_Partial):
+class CsvSink(_TextSink):
     """One row per face: frame, name, face id, score, box, then x0, y0, x1, y1, ..."""
 
-    def __init__(self, path: Path, num_landmarks: int):
-        super().__init__(path)
-        self._fh: IO[str] = self.tmp.open("w", encoding="utf-8", newline="")
+    def __init__(self, target: OutputTarget | str | Path, num_landmarks: int):
+        super().__init__(target)
         self._csv = csv.writer(self._fh)
         coords = [f"{a}{i}" for i in range(num_landmarks) for a in ("x", "y")]
-        self._csv.writerow(
-            ["frame", "name", "face", "score", "box_x", "box_y", "box_w", "box_h", *coords]
-        )
+        with self._writing():
+            self._csv.writerow(
+                ["frame", "name", "face", "score", "box_x", "box_y", "box_w", "box_h", *coords]
+            )
         self.written += 1
 
     def write(self, frame: Frame, faces: list[Face]) -> None:
-        for face in faces:
-            box = [f"{v:.2f}" for v in face.region.box]
-            coords = [f"{v:.2f}" for v in face.landmarks.reshape(-1)]
-            self._csv.writerow(
-                [frame.index, frame.name, face.track_id, f"{face.score:.4f}", *box, *coords]
-            )
-        self._fh.flush()
-
-    def finish(self, keep: bool = True) -> None:
-        self._fh.close()
-        super().finish(keep)
+        with self._writing():
+            for face in faces:
+                box = [f"{v:.2f}" for v in face.region.box]
+                coords = [f"{v:.2f}" for v in face.landmarks.reshape(-1)]
+                self._csv.writerow(
+                    [frame.index, frame.name, face.track_id, f"{face.score:.4f}", *box, *coords]
+                )
+            self._fh.flush()

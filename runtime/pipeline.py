@@ -3,6 +3,11 @@
 Tracking is sequential (a frame's crops come from the previous frame's landmarks), so the
 model runs in one thread; reading (decode) and drawing/writing overlap with it. Each stage's
 time is recorded for the summary.
+
+Ctrl-C or SIGTERM (``KeyboardInterrupt`` in the main thread) ends a run cleanly: the reader
+stops, the frames already tracked are still written, and the summary says ``interrupted``
+(the caller keeps the outputs). A failure while writing (a full disk) ends the run at the
+next frame and is raised after the threads have stopped; the caller discards the outputs.
 """
 
 from __future__ import annotations
@@ -42,8 +47,14 @@ class RunSummary:
     faces: int = 0
     detections: int = 0
     seconds: float = 0.0
-    interrupted: bool = False
+    interruption: KeyboardInterrupt | None = None
+    """What stopped the run early (Ctrl-C, or :class:`lmk.cli_util.Terminated` for SIGTERM);
+    re-raise it once the outputs are finished."""
     stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def interrupted(self) -> bool:
+        return self.interruption is not None
 
     @property
     def fps(self) -> float:
@@ -80,7 +91,11 @@ def _reader(
 
 
 def _writer(
-    sinks: Sinks, inbox: queue.Queue, times: StageTimes, failures: list[BaseException]
+    sinks: Sinks,
+    inbox: queue.Queue,
+    times: StageTimes,
+    failures: list[BaseException],
+    hurry: threading.Event,
 ) -> None:
     import cv2
 
@@ -88,7 +103,7 @@ def _writer(
         item = inbox.get()
         if item is _END:
             return
-        if failures:
+        if failures or hurry.is_set():
             continue  # keep draining so the producer never blocks
         frame, faces = item
         try:
@@ -109,6 +124,29 @@ def _writer(
             failures.append(exc)
 
 
+def _stop_threads(
+    reader: threading.Thread,
+    frames_in: queue.Queue,
+    stop: threading.Event,
+    writer: threading.Thread,
+    results: queue.Queue,
+) -> None:
+    """Stop the reader (unblocking it if it waits on a full queue) and let the writer finish
+    what is queued. Safe to call again after an interruption."""
+    stop.set()
+    while reader.is_alive():
+        try:
+            frames_in.get_nowait()
+        except queue.Empty:
+            reader.join(timeout=0.05)
+    while writer.is_alive():
+        try:
+            results.put(_END, timeout=0.05)
+            writer.join()
+        except queue.Full:
+            pass
+
+
 def run_pipeline(
     session: LandmarkSession,
     tracker: Tracker,
@@ -118,19 +156,19 @@ def run_pipeline(
     on_frame: Callable[[Frame, list[Face]], None] | None = None,
     queue_size: int = 8,
 ) -> RunSummary:
-    """Run every frame of ``source``; returns counts and per-stage times. Ctrl-C stops the run
-    cleanly (``interrupted``); the sinks are left for the caller to finish."""
+    """Run every frame of ``source``; returns counts and per-stage times. Ctrl-C or SIGTERM
+    stops the run cleanly (``interrupted``); the sinks are left for the caller to finish."""
     summary = RunSummary()
     read_times, write_times = StageTimes(), StageTimes()
     frames_in: queue.Queue = queue.Queue(maxsize=queue_size)
     results: queue.Queue = queue.Queue(maxsize=queue_size)
-    stop = threading.Event()
+    stop, hurry = threading.Event(), threading.Event()
     failures: list[BaseException] = []
     reader = threading.Thread(
         target=_reader, args=(source, frames_in, stop, read_times, limit), daemon=True
     )
     writer = threading.Thread(
-        target=_writer, args=(sinks, results, write_times, failures), daemon=True
+        target=_writer, args=(sinks, results, write_times, failures, hurry), daemon=True
     )
     dt = 1.0 / (source.fps or 30.0)
     before = dict(session.stages.seconds)
@@ -152,22 +190,23 @@ def run_pipeline(
             step_start = time.perf_counter()
             faces = tracker.step(item.image, dt)
             stepping += time.perf_counter() - step_start
+            results.put((item, faces))
             summary.frames += 1
             summary.faces += len(faces)
-            results.put((item, faces))
             if on_frame is not None:
                 on_frame(item, faces)
-    except KeyboardInterrupt:
-        summary.interrupted = True
+    except KeyboardInterrupt as exc:
+        summary.interruption = exc
     finally:
-        stop.set()
-        while reader.is_alive():  # unblock a reader waiting on a full queue
+        # The threads must be done before the caller finishes the sinks. A second Ctrl-C
+        # while waiting only drops the frames not yet written.
+        while True:
             try:
-                frames_in.get_nowait()
-            except queue.Empty:
-                reader.join(timeout=0.05)
-        results.put(_END)
-        writer.join()
+                _stop_threads(reader, frames_in, stop, writer, results)
+                break
+            except KeyboardInterrupt as exc:
+                summary.interruption = summary.interruption or exc
+                hurry.set()
     summary.seconds = time.perf_counter() - started
     for key, value in session.stages.seconds.items():
         summary.stage_seconds[key] = value - before.get(key, 0.0)

@@ -208,9 +208,84 @@ def test_existing_output_is_kept_without_overwrite(tmp_path, capsys):
     code, err = _lmk_run(
         capsys, tmp_path / "clip.mp4", "--out", tmp_path / "clip.mp4", "--overwrite"
     )
-    assert code == 2 and "is the input" in err
+    assert code == 2 and "is an input of this command" in err
     assert _video_frames(tmp_path / "clip.mp4") == 3
     code, err = _lmk_run(
         capsys, tmp_path / "clip.mp4", "--json", tmp_path / "lm.jsonl", "--overwrite"
     )
     assert code == 0 and len(_records(tmp_path / "lm.jsonl")) == 3
+
+
+@pytest.fixture
+def ctrl_c():
+    """Ctrl-C as Python delivers it by default (an earlier in-process run may have left
+    another handler), restored afterwards."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield lambda: signal.raise_signal(signal.SIGINT)
+    signal.signal(signal.SIGINT, previous)
+
+
+def _one_frame_jsonl(path: Path):
+    from lmk.runtime.outputs import JsonlSink
+    from lmk.runtime.sources import Frame
+
+    sink = JsonlSink(path)
+    sink.write(Frame(0, np.zeros((2, 2, 3), np.uint8), "frame 0", 0.0), [])
+    return sink
+
+
+def test_ctrl_c_while_an_output_is_renamed_waits_until_it_is_in_place(tmp_path, ctrl_c):
+    from lmk.runtime.outputs import finish_outputs
+
+    sink = _one_frame_jsonl(tmp_path / "lm.jsonl")
+    real_commit = sink.commit
+
+    def commit_with_ctrl_c() -> None:
+        ctrl_c()
+        real_commit()
+
+    sink.commit = commit_with_ctrl_c
+    with pytest.raises(KeyboardInterrupt):
+        finish_outputs([sink], keep=True)
+    assert len(_records(tmp_path / "lm.jsonl")) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lm.jsonl"]
+
+
+def test_ctrl_c_while_the_video_is_checked_keeps_the_checked_outputs(tmp_path, ctrl_c):
+    from lmk.runtime.outputs import VideoSink, finish_outputs
+
+    jsonl = _one_frame_jsonl(tmp_path / "lm.jsonl")
+    video = VideoSink(tmp_path / "a.mp4", 25.0)
+    video.write(np.zeros((64, 64, 3), np.uint8))
+    video.close = ctrl_c  # Ctrl-C while the finished video is read back
+    with pytest.raises(KeyboardInterrupt):
+        finish_outputs([video, jsonl], keep=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lm.jsonl"]
+    assert len(_records(tmp_path / "lm.jsonl")) == 1
+
+
+def test_a_failed_write_discards_every_output_of_the_run(tmp_path, capsys, monkeypatch):
+    import errno
+
+    from lmk.runtime import outputs
+
+    clip = tmp_path / "clip.mp4"
+    _write_clip(clip, seed=2, frames=6)
+    real_write, calls = outputs.CsvSink.write, []
+
+    def write(self, frame, faces):
+        calls.append(1)
+        if len(calls) == 4:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(self, frame, faces)
+
+    monkeypatch.setattr(outputs.CsvSink, "write", write)
+    out = tmp_path / "out"
+    out.mkdir()
+    code, err = _lmk_run(
+        capsys, clip, "--csv", out / "lm.csv", "--json", out / "lm.jsonl", "--out", out / "a.mp4"
+    )
+    assert code == 2 and err.strip().splitlines()[-1].startswith("error: disk full")
+    assert list(out.iterdir()) == []  # neither the outputs nor their temporary files

@@ -135,6 +135,9 @@ def run_entry(
         )
     out, err = io.StringIO(), io.StringIO()
     old_argv, old_cwd = sys.argv, os.getcwd()
+    # lmk.entry sets process-wide handlers (SIGTERM, and os._exit at shutdown): put pytest's
+    # own back afterwards, or a later Ctrl-C would end the test run without a report.
+    old_handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     old_env = {k: os.environ.get(k) for k in (env or {})}
     code = 0
     try:
@@ -150,6 +153,8 @@ def run_entry(
                 err.write(traceback.format_exc())
                 code = 1
     finally:
+        for signum, handler in old_handlers.items():
+            signal.signal(signum, handler)
         sys.argv = old_argv
         os.chdir(old_cwd)
         for key, value in old_env.items():

@@ -267,3 +267,25 @@ def output_folder(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
 def check_output_path(path: Path, overwrite: bool, inputs: Iterable[str | Path] = ()) -> Path:
     """:func:`plan_output` for callers that only need the checks; returns the real folder."""
     return plan_output(path, overwrite, inputs).real.parent
+
+
+def check_video_frames(path: Path, expected: int, shown: Path) -> None:
+    """Reopen a finished video (still under its temporary name ``path``) and count its frames
+    before it moves into place: OpenCV's writer reports no error when the disk fills, it
+    leaves a file without its index (``moov atom not found``) or with frames missing.
+    Raises ``LmkError("disk full writing SHOWN (only N of M frames could be read back)")``;
+    the caller then discards the temporary file."""
+    import cv2  # here, not at the top: lmk.fileio is imported by every command
+
+    capture = cv2.VideoCapture(str(path))
+    readable = 0
+    try:
+        if capture.isOpened():
+            while readable < expected + 1 and capture.grab():
+                readable += 1
+    finally:
+        capture.release()
+    if readable != expected:
+        raise LmkError(
+            f"disk full writing {shown} (only {readable} of {expected} frames could be read back)"
+        )

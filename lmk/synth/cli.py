@@ -25,15 +25,15 @@ from lmk.synth.video import write_clip
 WFLW_LIST = "list_98pt_rect_attr.txt"
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """``"256"`` -> (256, 256); ``"640x480"`` -> (640, 480)."""
+def parse_size(text: str, smallest: int = 16) -> tuple[int, int]:
+    """``"256"`` -> (256, 256); ``"640x480"`` -> (640, 480); each side ``smallest``..8192."""
     match = re.fullmatch(r"\s*(\d+)\s*(?:[xX]\s*(\d+)\s*)?", text)
     if not match:
         raise LmkError(f"--size must be N or WxH (e.g. 256 or 640x480), got {text!r}")
     w = int(match.group(1))
     h = int(match.group(2) or w)
-    if not (16 <= w <= 8192 and 16 <= h <= 8192):
-        raise LmkError(f"--size must be between 16 and 8192 pixels per side, got {w}x{h}")
+    if not (smallest <= w <= 8192 and smallest <= h <= 8192):
+        raise LmkError(f"--size must be between {smallest} and 8192 pixels per side, got {w}x{h}")
     return w, h
 
 
@@ -140,7 +140,7 @@ def video(
     """
     if output.suffix.lower() != ".mp4":
         raise LmkError(f"video output must end in .mp4, got {output.name}")
-    width, height = parse_size(size)
+    width, height = parse_size(size, smallest=32)
     jsonl = output.with_suffix(".jsonl")
     video_target = plan_output(output, overwrite)
     jsonl_target = plan_output(jsonl, overwrite)

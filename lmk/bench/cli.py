@@ -161,7 +161,7 @@ def bench_command(
     # The results folder may hold other files; only the three results need --overwrite. A
     # folder this run creates is removed again if the run fails.
     with filled_folder(out, overwrite=True) as run:
-        targets = plan_outputs(run, overwrite)
+        targets = plan_outputs(run, overwrite, inputs=config.checkpoints.values())
         busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
         if busy > 0.5 * usable_cores():
             click.echo(

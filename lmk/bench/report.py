@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,15 @@ from lmk.fileio import (
 OUTPUTS = ("latency.json", "latency.md", "latency.png")
 
 
-def plan_outputs(run: FolderRun, overwrite: bool) -> list[OutputTarget]:
+def plan_outputs(
+    run: FolderRun, overwrite: bool, inputs: Iterable[Path] = ()
+) -> list[OutputTarget]:
     """Check the three results before any work, in the (now existing) results folder: one
-    that exists needs ``overwrite``, and a folder that cannot be written to (read-only,
-    /proc) is refused now rather than after the whole benchmark."""
-    return [plan_output(run.add(run.folder / name), overwrite) for name in OUTPUTS]
+    that exists needs ``overwrite`` and must not be one of ``inputs`` (the checkpoints), and
+    a folder that cannot be written to (read-only, /proc) is refused now rather than after
+    the whole benchmark."""
+    inputs = list(inputs)
+    return [plan_output(run.add(run.folder / name), overwrite, inputs) for name in OUTPUTS]
 
 
 def write_report(report: dict[str, Any], targets: list[OutputTarget]) -> list[Path]:

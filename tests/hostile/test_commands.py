@@ -134,6 +134,7 @@ def copy(source: str, name: str | None = None) -> Callable[[Path, Path], None]:
     def setup(work: Path, assets: Path) -> None:
         src = assets / source
         dst = work / (name or src.name)
+        dst.parent.mkdir(parents=True, exist_ok=True)
         if src.is_dir():
             shutil.copytree(src, dst)
         else:
@@ -399,6 +400,18 @@ BENCH = [
         [*BENCH_ARGS, "--out", "{work}/notes.txt/results"],
         setup=file("notes.txt"),
         match="cannot write to .*notes.txt/results: Not a directory",
+    ),
+    # The checkpoint became latency.json.
+    Case(
+        "bench-result-is-its-checkpoint",
+        "lmk-bench",
+        [
+            *BENCH_ARGS,
+            *argv("--checkpoint hourglass={work}/results/latency.json"),
+            *argv("--out {work}/results --overwrite"),
+        ],
+        setup=copy("commands/ck.pt", "results/latency.json"),
+        match="latency.json is an input of this command",
     ),
     # "cannot read checkpoint text.pt: 101".
     Case(

@@ -19,7 +19,7 @@ venv: $(BIN)/python
 # The whole chain on built-in data: render a SynthFace clip, track it with the bundled
 # models, print NME, PyTorch-vs-ONNX parity and latency; outputs in demo_out/.
 demo: venv
-	$(BIN)/lmk demo
+	$(BIN)/lmk demo --overwrite
 
 test: venv
 	$(BIN)/ruff check .

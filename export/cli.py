@@ -10,7 +10,7 @@ import numpy as np
 
 from lmk.cli_util import exit_with, model_args
 from lmk.errors import LmkError
-from lmk.fileio import atomic_output
+from lmk.fileio import atomic_output, plan_output
 
 MODEL_NAMES = ("pipnet", "hourglass", "fan")
 FP32_TOLERANCE = 1e-5
@@ -37,7 +37,10 @@ def _parse_batch(value: str) -> int | None:
 def _checkpoint_from_flags(
     model, checkpoint, layout, backbone, input_size, num_nb, net_stride, num_stacks, seed
 ):
-    """An lmk or official checkpoint, or seeded random weights for latency/parity work."""
+    """An lmk or official checkpoint, or seeded random weights for latency/parity work.
+
+    Every architecture flag is checked first (:func:`lmk.cli_util.model_args`), so a value
+    no model can be made of is one line naming the flag, not a failure inside the tracer."""
     import torch
 
     from lmk.checkpoint import Checkpoint, open_checkpoint
@@ -46,9 +49,10 @@ def _checkpoint_from_flags(
     from lmk.normalise import IMAGENET, UNIT_RANGE
 
     if checkpoint is not None:
+        args = model_args(model, backbone, input_size, num_nb, net_stride, num_stacks, None)
         if model == "pipnet":
             extra = {
-                "input_size": input_size or 256,
+                "input_size": args["input_size"],
                 "backbone": backbone,
                 "num_nb": num_nb,
                 "net_stride": net_stride,
@@ -59,10 +63,16 @@ def _checkpoint_from_flags(
             extra = {}
         return open_checkpoint(checkpoint, model=model, layout=layout, **extra)
     layout_obj = get_layout(layout or ("300w68" if model == "fan" else "wflw98"))
-    args = {
-        **model_args(model, backbone, input_size, num_nb, net_stride, num_stacks, None),
-        "num_lms": layout_obj.num_points,
-    }
+    args = model_args(
+        model,
+        backbone,
+        input_size,
+        num_nb,
+        net_stride,
+        num_stacks,
+        None,
+        num_lms=layout_obj.num_points,
+    )
     spec = ModelSpec(model, args)
     torch.manual_seed(seed)
     click.echo(
@@ -80,6 +90,14 @@ def _checkpoint_from_flags(
     )
 
 
+def _inputs(checkpoint: Path | None, calib: str) -> list[Path]:
+    """The files an export reads: none of them may be its output."""
+    found = [checkpoint] if checkpoint is not None else []
+    if calib != "synth" and Path(calib).is_dir():
+        found += [p for p in Path(calib).rglob("*") if p.is_file()]
+    return found
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--model", "model", required=True, help="pipnet, hourglass or fan")
 @click.option(
@@ -89,7 +107,9 @@ def _checkpoint_from_flags(
 )
 @click.option("--layout", help="wflw98, 300w68, cofw29, aflw19 (default: from the checkpoint)")
 @click.option("--backbone", help="PIPNet backbone: resnet18/34/50/101, mobilenetv2")
-@click.option("--input-size", type=int, help="crop size in pixels (default 256)")
+@click.option(
+    "--input-size", type=int, help="crop size in pixels, a multiple of the stride (default 256)"
+)
 @click.option("--num-nb", type=int, help="PIPNet neighbours (default: the layout's, 10)")
 @click.option("--net-stride", type=int, help="PIPNet stride 16/32/64/128 (default 32)")
 @click.option(
@@ -192,10 +212,13 @@ def export_command(
         precision=precision,
     )
     output = output or Path(f"{model}.onnx")
-    with atomic_output(output, overwrite=overwrite) as tmp:  # checks the path before any work
-        ckpt = _checkpoint_from_flags(
-            model, checkpoint, layout, backbone, input_size, num_nb, net_stride, num_stacks, seed
-        )
+    # The output is checked before any work (an input of the export is never its output);
+    # the flags are checked before any tracing.
+    target = plan_output(output, overwrite, inputs=_inputs(checkpoint, calib))
+    ckpt = _checkpoint_from_flags(
+        model, checkpoint, layout, backbone, input_size, num_nb, net_stride, num_stacks, seed
+    )
+    with atomic_output(target) as tmp:
         report = export_to_file(
             ckpt,
             options,

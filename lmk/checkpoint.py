@@ -8,9 +8,12 @@ only weights; the other fields come from their origin's conventions or from argu
 
 from __future__ import annotations
 
+import math
 import platform
+import re
+import warnings
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -107,6 +110,69 @@ class Checkpoint:
         )
 
 
+INPUT_SIZES = (32, 2048)
+"""Crop sizes lmk builds models for: below 32 a model sees nothing, above 2048 a trace or a
+training batch runs out of memory long before it is useful."""
+MAX_STACKS = 8
+FEATURES = (16, 1024)
+
+
+def _whole(value: Any, label: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise LmkError(f"{label} must be a whole number, got {value!r}")
+    return value
+
+
+def _in_range(value: Any, low: int, high: int, label: str) -> int:
+    value = _whole(value, label)
+    if not low <= value <= high:
+        raise LmkError(f"{label} must be {low} to {high}, got {value}")
+    return value
+
+
+def check_model_args(name: str, args: Mapping[str, Any], label: Callable[[str], str] = str) -> None:
+    """Refuse model arguments no model can be made of (a 0 or 100000 px crop, 0 neighbours,
+    0 stacks) before any work: a constructor would accept some of them and fail only when
+    traced or trained, or, worse, give numbers. ``label(key)`` names an argument in the
+    message (a command-line flag, or a checkpoint's field). ``num_nb``'s upper bound is
+    checked only when ``num_lms`` is among ``args``."""
+    from lmk.models.backbones import BACKBONES
+    from lmk.models.pipnet import NET_STRIDES
+
+    full = ModelSpec(name, dict(args)).full_args()
+    if "num_lms" in args:
+        _in_range(full["num_lms"], 1, 10000, label("num_lms"))
+    if name == "pipnet":
+        if full["backbone"] not in BACKBONES:
+            raise LmkError(
+                f"{label('backbone')} must be one of {', '.join(BACKBONES)}, got {full['backbone']!r}"
+            )
+        if _whole(full["net_stride"], label("net_stride")) not in NET_STRIDES:
+            raise LmkError(
+                f"{label('net_stride')} must be one of {', '.join(map(str, NET_STRIDES))}, "
+                f"got {full['net_stride']}"
+            )
+        most = full["num_lms"] - 1 if "num_lms" in args else 10000
+        _in_range(full["num_nb"], 1, max(most, 1), label("num_nb"))
+        multiple = full["net_stride"]
+    elif name == "hourglass":
+        _in_range(full["num_stacks"], 1, MAX_STACKS, label("num_stacks"))
+        if _in_range(full["num_features"], *FEATURES, label("num_features")) % 2:
+            raise LmkError(f"{label('num_features')} must be even, got {full['num_features']}")
+        _in_range(full["num_blocks"], 1, MAX_STACKS, label("num_blocks"))
+        multiple = 4 * 2 ** _in_range(full["depth"], 1, 6, label("depth"))
+    else:
+        _in_range(full["num_modules"], 1, MAX_STACKS, label("num_modules"))
+        multiple = 64
+    size = _whole(full["input_size"], label("input_size"))
+    low, high = max(INPUT_SIZES[0], multiple), INPUT_SIZES[1]
+    if not low <= size <= high or size % multiple:
+        raise LmkError(
+            f"{label('input_size')} must be a multiple of {multiple} from {low} to {high}, "
+            f"got {size}"
+        )
+
+
 def load_state_dict_strict(model: nn.Module, state: Mapping[str, torch.Tensor], what: str) -> None:
     """``load_state_dict(strict=True)`` with a one-line error naming the keys that differ."""
     own = model.state_dict()
@@ -134,19 +200,78 @@ def _is_torchscript(path: Path) -> bool:
         return any(name.endswith("/constants.pkl") for name in archive.namelist())
 
 
+def _looks_like(head: bytes, path: Path) -> str | None:
+    """What a file that cannot be a PyTorch checkpoint looks like, from its first bytes (None:
+    it may be one). torch.save writes a zip holding ``data.pkl``, older releases a pickle."""
+    if not head:
+        return "it is empty"
+    if head.startswith(b"PK"):
+        if not zipfile.is_zipfile(path):
+            return "it looks like a damaged or cut-off zip archive"
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+        if not any(name.endswith("data.pkl") for name in names):
+            return "it is a zip archive without data.pkl"
+        return None
+    if head.startswith(b"\x80"):  # a pickle: the format of torch.save before PyTorch 1.6
+        return None
+    # ONNX: a protobuf ModelProto starts with ir_version (field 1), then producer or graph.
+    if head[0] == 0x08 and len(head) > 2 and head[2] in (0x12, 0x1A, 0x22, 0x28, 0x3A, 0x42):
+        return "it looks like an ONNX file"
+    text = head[:4096]
+    if b"\x00" not in text:
+        try:
+            text.decode("utf-8")
+            return "it is a text file"
+        except UnicodeDecodeError as exc:
+            if exc.start >= len(text) - 3:  # a character cut at the end of the sample
+                return "it is a text file"
+    return "its content is not a zip archive or a pickle"
+
+
 def _read_weights(path: Path) -> Any:
-    """torch.load without running pickled code; TorchScript archives give their state_dict."""
+    """torch.load without running pickled code; TorchScript archives give their state_dict.
+    A file that is not a checkpoint is refused saying what it is, not with torch's advice."""
     if not path.is_file():
         raise LmkError(f"checkpoint not found: {path}")
     try:
-        if _is_torchscript(path):  # face-alignment >= 1.4 ships TorchScript archives
-            return dict(torch.jit.load(str(path), map_location="cpu").state_dict())
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with path.open("rb") as fh:
+            head = fh.read(4096)
+    except OSError as exc:
+        raise LmkError(f"cannot read checkpoint {path}: {exc.strerror}") from None
+    what = _looks_like(head, path)
+    if what is not None:
+        raise LmkError(f"{path} is not a PyTorch checkpoint ({what})")
+    try:
+        with warnings.catch_warnings():  # torch warns about pickle protocols on stderr
+            warnings.simplefilter("ignore")
+            if _is_torchscript(path):  # face-alignment >= 1.4 ships TorchScript archives
+                return dict(torch.jit.load(str(path), map_location="cpu").state_dict())
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        lines = str(exc).strip().splitlines()
-        raise LmkError(
-            f"cannot read checkpoint {path}: {lines[0] if lines else type(exc).__name__}"
-        ) from None
+        raise LmkError(_load_failure(path, str(exc))) from None
+
+
+def _load_failure(path: Path, text: str) -> str:
+    """torch.load's failure as one line that says what the file is (torch's own message
+    advises ``weights_only=False``, which would run the file's pickled code)."""
+    found = re.search(r"GLOBAL (\S+)|(\S+) was not an allowed global", text)
+    if found:
+        name = found.group(1) or found.group(2)
+        return (
+            f"{path} holds a pickled Python object ({name}) besides tensors and plain data; "
+            "lmk does not run pickled code: save the model's state_dict instead"
+        )
+    if "Invalid magic number" in text:
+        return (
+            f"{path} is not a PyTorch checkpoint (it is a Python pickle torch.save did not write)"
+        )
+    reason = re.search(r"WeightsUnpickler error:\s*(.+)", text)
+    if reason or "Weights only load failed" in text:
+        detail = reason.group(1).strip() if reason else "unreadable pickle"
+        return f"{path} is damaged or not a PyTorch checkpoint ({detail})"
+    lines = text.strip().splitlines()
+    return f"cannot read checkpoint {path}: {lines[0] if lines else 'unknown error'}"
 
 
 def _bare_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
@@ -163,10 +288,17 @@ def _bare_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Read an lmk checkpoint written by :meth:`Checkpoint.save`."""
     path = Path(path)
-    data = _read_weights(path)
-    if not isinstance(data, Mapping) or not str(data.get("format", "")).startswith(
-        "lmk.checkpoint"
-    ):
+    return _lmk_checkpoint(_read_weights(path), path)
+
+
+def _is_lmk(data: Any) -> bool:
+    return isinstance(data, Mapping) and str(data.get("format", "")).startswith("lmk.checkpoint")
+
+
+def _lmk_checkpoint(data: Any, path: Path) -> Checkpoint:
+    """An lmk checkpoint from what torch.load read, every field checked: a file edited by
+    hand or damaged is refused in one line naming the field, never scored or exported."""
+    if not _is_lmk(data):
         raise LmkError(
             f"{path} is not an lmk checkpoint; for an official PIPNet or face-alignment file "
             "name its origin (--model pipnet|fan) so it is read as a bare state_dict"
@@ -175,17 +307,60 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise LmkError(
             f"{path}: checkpoint format {data['format']!r} is newer than this lmk ({FORMAT})"
         )
-    try:
-        return Checkpoint(
-            spec=ModelSpec(data["model"], dict(data["model_args"])),
-            layout=Layout.from_dict(data["layout"]),
-            state_dict=dict(data["state_dict"]),
-            normalisation=Normalisation.from_dict(data["normalisation"]),
-            crop=CropPolicy.from_dict(data["crop"]),
-            provenance=dict(data.get("provenance", {})),
+
+    def field_(key: str, convert: Callable[[Any], Any]) -> Any:
+        if key not in data:
+            raise LmkError(f"{path}: lmk checkpoint lacks field {key!r}")
+        try:
+            return convert(data[key])
+        except LmkError as exc:
+            raise LmkError(f"{path}: field {key}: {exc}") from None
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            detail = f"lacks {exc}" if isinstance(exc, KeyError) else f"is malformed ({exc})"
+            raise LmkError(f"{path}: field {key} {detail}") from None
+
+    spec = ModelSpec(field_("model", str), field_("model_args", dict))
+    checkpoint = Checkpoint(
+        spec=spec,
+        layout=field_("layout", Layout.from_dict),
+        state_dict=field_("state_dict", dict),
+        normalisation=field_("normalisation", Normalisation.from_dict),
+        crop=field_("crop", CropPolicy.from_dict),
+        provenance=field_("provenance", dict) if "provenance" in data else {},
+    )
+    _check_fields(checkpoint, data, path)
+    return checkpoint
+
+
+def _check_fields(checkpoint: Checkpoint, data: Mapping[str, Any], path: Path) -> None:
+    """The values a model cannot run with, or that contradict each other."""
+    spec = checkpoint.spec
+    check_model_args(spec.name, spec.args, label=lambda key: f"{path}: model_args.{key}")
+    if "input_size" in data and data["input_size"] != spec.input_size:
+        raise LmkError(
+            f"{path}: field input_size {data['input_size']!r} disagrees with "
+            f"model_args.input_size {spec.input_size}"
         )
-    except KeyError as exc:
-        raise LmkError(f"{path}: lmk checkpoint lacks field {exc}") from None
+    if checkpoint.layout.num_points != spec.num_lms:
+        raise LmkError(
+            f"{path}: the model predicts {spec.num_lms} landmarks but layout "
+            f"{checkpoint.layout.name!r} has {checkpoint.layout.num_points}"
+        )
+    norm = checkpoint.normalisation
+    values = [*norm.mean, *norm.std]
+    if len(norm.mean) != 3 or len(norm.std) != 3 or not all(math.isfinite(v) for v in values):
+        raise LmkError(f"{path}: field normalisation needs 3 finite means and 3 finite stds")
+    if min(norm.std) <= 0 or norm.channel_order not in ("rgb", "bgr"):
+        raise LmkError(f"{path}: field normalisation needs stds > 0 and channel_order rgb or bgr")
+    crop = checkpoint.crop
+    if not (math.isfinite(crop.enlarge) and 0 < crop.enlarge <= 10 and math.isfinite(crop.shift_y)):
+        raise LmkError(
+            f"{path}: field crop needs enlarge in (0, 10] and a finite shift_y, got "
+            f"enlarge {crop.enlarge}, shift_y {crop.shift_y}"
+        )
+    bad = [k for k, v in checkpoint.state_dict.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise LmkError(f"{path}: field state_dict holds a non-tensor under {bad[0]!r}")
 
 
 def _resolve_layout(layout: str | Layout | None, num_lms: int, path: Path) -> Layout:
@@ -295,8 +470,8 @@ def open_checkpoint(
     PIPNet ``.pth`` or face-alignment FAN file. Fields an lmk file holds come from the file."""
     path = Path(path)
     data = _read_weights(path)
-    if isinstance(data, Mapping) and str(data.get("format", "")).startswith("lmk.checkpoint"):
-        checkpoint = load_checkpoint(path)
+    if _is_lmk(data):
+        checkpoint = _lmk_checkpoint(data, path)
         if model is not None and checkpoint.spec.name != model:
             raise LmkError(f"{path} holds a {checkpoint.spec.name} model, not {model}")
         return checkpoint

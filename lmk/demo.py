@@ -8,6 +8,7 @@ Everything lands in ``--out`` (default ``demo_out/``) with a ``summary.json``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -17,9 +18,11 @@ import click
 import numpy as np
 
 from lmk.errors import LmkError
+from lmk.fileio import atomic_output, check_video_frames, filled_folder
 from lmk.layouts import get_layout
 from lmk.metrics import nme
-from lmk.runtime.bundled import bundled_model
+from lmk.runtime.bundled import BUNDLED, bundled_model
+from lmk.synth.cli import parse_size
 from lmk.synth.video import write_clip
 
 # What the demo asserts of itself (CI runs it): the bundled models track the clip within
@@ -54,13 +57,11 @@ def track_clip(
         gt = truth[frame.index][0].landmarks
         errors.append(float(nme(faces[0].landmarks, gt, layout)[0]) if faces else np.inf)
 
-    with open_source(clip) as frames:
+    with open_source(clip) as frames, contextlib.ExitStack() as finish:
         sinks = Sinks(video=VideoSink(video, frames.fps or 25.0), jsonl=JsonlSink(jsonl))
-        try:
-            summary = run_pipeline(session, tracker, frames, sinks, on_frame=score)
-        finally:
-            for sink in sinks.all():
-                sink.finish()
+        for sink in sinks.all():  # every sink is finished, also when another one fails to
+            finish.callback(sink.finish)
+        summary = run_pipeline(session, tracker, frames, sinks, on_frame=score)
     found = np.isfinite(errors)
     return {
         "model": session.model.describe(),
@@ -126,59 +127,58 @@ def _parity_and_latency(name: str, crops_count: int, runs: int) -> dict[str, Any
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--out", type=click.Path(path_type=Path), default=Path("demo_out"), show_default=True)
-@click.option("--frames", type=click.IntRange(min=2), default=100, show_default=True)
+@click.option("--frames", type=click.IntRange(min=2, max=10000), default=100, show_default=True)
 @click.option("--size", default="640x480", show_default=True, help="clip WxH")
 @click.option("--seed", type=int, default=7, show_default=True)
 @click.option("--models", default="pipnet,hourglass", show_default=True)
 @click.option(
     "--runs", type=click.IntRange(min=1), default=20, show_default=True, help="latency runs"
 )
-def demo_command(out: Path, frames: int, size: str, seed: int, models: str, runs: int) -> None:
-    """Render a SynthFace clip, track it with the bundled models, check and time them."""
-    try:
-        w, h = (int(v) for v in size.lower().split("x"))
-    except ValueError:
-        raise LmkError(f"--size must be WxH, e.g. 640x480, got {size!r}") from None
+@click.option("--overwrite", is_flag=True, help="replace the results of an earlier demo in --out")
+def demo_command(
+    out: Path, frames: int, size: str, seed: int, models: str, runs: int, overwrite: bool
+) -> None:
+    """Render a SynthFace clip, track it with the bundled models, check and time them.
+
+    Every file is written under a temporary name and moved into place when complete; a run
+    that fails (a full disk, Ctrl-C) removes every file it added, and --out if it made it."""
+    w, h = parse_size(size, smallest=32)
     names = [m.strip() for m in models.split(",") if m.strip()]
-    out.mkdir(parents=True, exist_ok=True)
-    click.echo(f"rendering a {frames}-frame {w}x{h} SynthFace clip -> {out / 'clip.mp4'}")
-    truth = write_clip(out / "clip.mp4", seed, frames, (w, h), jsonl=out / "clip.jsonl")
+    unknown = [n for n in names if n not in BUNDLED]
+    if unknown or not names:
+        raise LmkError(
+            f"--models: unknown {', '.join(unknown) or '(none)'}; choose from {', '.join(BUNDLED)}"
+        )
     summary: dict[str, Any] = {
         "clip": {"frames": frames, "size": [w, h], "seed": seed},
         "models": {},
     }
-    for name in names:
-        click.echo(f"tracking with the bundled {name} model ...")
-        tracked = track_clip(
-            bundled_model(name),
-            out / "clip.mp4",
-            truth,
-            out / f"{name}_annotated.mp4",
-            out / f"{name}_landmarks.jsonl",
-        )
-        checked = _parity_and_latency(name, 8, runs)
-        summary["models"][name] = {**tracked, **checked}
-        line = (
-            f"  {tracked['model']}\n"
-            f"  NME vs ground truth: mean {100 * tracked['mean_nme']:.2f}%, "
-            f"worst frame {100 * tracked['max_nme']:.2f}% ({tracked['frames_with_face']}/{tracked['frames']} frames with a face); "
-            f"lmk-run {tracked['fps']:.1f} frames/s\n"
-        )
-        if checked.get("parity") is not None:
-            line += (
-                f"  parity PyTorch vs ONNX: max |diff| {checked['parity']:.2e} of the crop "
-                f"({checked['parity_px']:.4f} px)\n"
-                f"  latency, batch 1: PyTorch eager {checked['pytorch_ms']:.2f} ms, "
-                f"ONNX Runtime CPU (fused) {checked['onnx_ms']:.2f} ms "
-                f"({checked['pytorch_ms'] / checked['onnx_ms']:.2f}x)"
-            )
-        else:
-            line += f"  {checked['note']}; ONNX Runtime CPU {checked['onnx_ms']:.2f} ms"
-        click.echo(line)
-    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    with filled_folder(out, overwrite) as run:
+        clip, clip_truth = run.add(out / "clip.mp4"), run.add(out / "clip.jsonl")
+        click.echo(f"rendering a {frames}-frame {w}x{h} SynthFace clip -> {clip}")
+        with (
+            atomic_output(clip, overwrite=True) as tmp_clip,
+            atomic_output(clip_truth, overwrite=True) as tmp_truth,
+        ):
+            truth = write_clip(tmp_clip, seed, frames, (w, h), jsonl=tmp_truth, shown=clip)
+        for name in names:
+            click.echo(f"tracking with the bundled {name} model ...")
+            video = run.add(out / f"{name}_annotated.mp4")
+            with (
+                atomic_output(video, overwrite=True) as tmp_video,
+                atomic_output(run.add(out / f"{name}_landmarks.jsonl"), overwrite=True) as tmp,
+            ):
+                tracked = track_clip(bundled_model(name), clip, truth, tmp_video, tmp)
+                check_video_frames(tmp_video, tracked["frames"], video)
+            checked = _parity_and_latency(name, 8, runs)
+            summary["models"][name] = {**tracked, **checked}
+            click.echo(_model_lines(tracked, checked))
+        with atomic_output(run.add(out / "summary.json"), overwrite=True) as tmp:
+            tmp.write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
     click.echo(
         f"wrote {out}/: clip.mp4 (+ clip.jsonl truth), *_annotated.mp4, *_landmarks.jsonl, summary.json"
     )
+    # The results stay when the demo's own bounds fail: they show why.
     failed = [
         f"{n}: NME {100 * r['mean_nme']:.2f}% > {100 * NME_BOUND:.0f}%"
         for n, r in summary["models"].items()
@@ -190,6 +190,26 @@ def demo_command(out: Path, frames: int, size: str, seed: int, models: str, runs
     ]
     if failed:
         raise LmkError("demo check failed: " + "; ".join(failed))
+
+
+def _model_lines(tracked: dict[str, Any], checked: dict[str, Any]) -> str:
+    line = (
+        f"  {tracked['model']}\n"
+        f"  NME vs ground truth: mean {100 * tracked['mean_nme']:.2f}%, "
+        f"worst frame {100 * tracked['max_nme']:.2f}% ({tracked['frames_with_face']}/{tracked['frames']} frames with a face); "
+        f"lmk-run {tracked['fps']:.1f} frames/s\n"
+    )
+    if checked.get("parity") is not None:
+        line += (
+            f"  parity PyTorch vs ONNX: max |diff| {checked['parity']:.2e} of the crop "
+            f"({checked['parity_px']:.4f} px)\n"
+            f"  latency, batch 1: PyTorch eager {checked['pytorch_ms']:.2f} ms, "
+            f"ONNX Runtime CPU (fused) {checked['onnx_ms']:.2f} ms "
+            f"({checked['pytorch_ms'] / checked['onnx_ms']:.2f}x)"
+        )
+    else:
+        line += f"  {checked['note']}; ONNX Runtime CPU {checked['onnx_ms']:.2f} ms"
+    return line
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

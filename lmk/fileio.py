@@ -269,6 +269,24 @@ def check_output_path(path: Path, overwrite: bool, inputs: Iterable[str | Path] 
     return plan_output(path, overwrite, inputs).real.parent
 
 
+@contextlib.contextmanager
+def _native_stderr_muted() -> Iterator[None]:
+    """Silence what C libraries print to file descriptor 2 (FFmpeg's ``moov atom not
+    found`` about a temporary name the user never saw); Python's own stderr is unaffected."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def check_video_frames(path: Path, expected: int, shown: Path) -> None:
     """Reopen a finished video (still under its temporary name ``path``) and count its frames
     before it moves into place: OpenCV's writer reports no error when the disk fills, it
@@ -277,15 +295,85 @@ def check_video_frames(path: Path, expected: int, shown: Path) -> None:
     the caller then discards the temporary file."""
     import cv2  # here, not at the top: lmk.fileio is imported by every command
 
-    capture = cv2.VideoCapture(str(path))
     readable = 0
-    try:
-        if capture.isOpened():
-            while readable < expected + 1 and capture.grab():
-                readable += 1
-    finally:
-        capture.release()
+    with _native_stderr_muted():  # FFmpeg's own lines about the temporary file
+        capture = cv2.VideoCapture(str(path))
+        try:
+            if capture.isOpened():
+                while readable < expected + 1 and capture.grab():
+                    readable += 1
+        finally:
+            capture.release()
     if readable != expected:
         raise LmkError(
             f"disk full writing {shown} (only {readable} of {expected} frames could be read back)"
         )
+
+
+class FolderRun:
+    """What one run adds to an output folder, so that a failed run can take back exactly that.
+
+    Only names that did not exist when the run noted them (:meth:`add`, :meth:`mkdir`) are
+    removed; a file the run replaced (with ``--overwrite``) stays replaced, complete, as every
+    file is renamed into place whole; nothing that was there before is ever removed."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self._added: list[Path] = []
+
+    def add(self, path: str | Path) -> Path:
+        """Note ``path`` (about to be written) as this run's if it does not exist yet."""
+        path = Path(path)
+        if not os.path.lexists(path):
+            self._added.append(path)
+        return path
+
+    def mkdir(self, path: str | Path) -> Path:
+        """A subfolder, created (and noted) if missing."""
+        path = self.add(path)
+        try:
+            path.mkdir(exist_ok=True)
+        except OSError as exc:
+            if exc.errno in DISK_FULL_ERRNOS:
+                raise disk_full_error(path, exc) from None
+            raise LmkError(f"cannot create {path}: {exc.strerror}") from None
+        if not path.is_dir():
+            raise LmkError(f"{path} exists and is not a folder")
+        return path
+
+    def take_back(self) -> None:
+        """Remove what this run added, newest first (a subfolder only once it is empty)."""
+        for path in reversed(self._added):
+            with contextlib.suppress(OSError):
+                if path.is_dir() and not path.is_symlink():
+                    path.rmdir()
+                else:
+                    path.unlink(missing_ok=True)
+        self._added.clear()
+
+
+@contextlib.contextmanager
+def filled_folder(path: str | Path, overwrite: bool = False) -> Iterator[FolderRun]:
+    """:func:`output_folder` for a run that writes many files (a data set, a demo's results):
+    if the block fails (an error, a full disk, Ctrl-C), every file and subfolder the run added
+    is removed again, and so are the folder and its parents if the run created them. Write
+    each file with :func:`atomic_output` on ``run.add(path)``."""
+    folder = Path(path)
+    missing = []
+    for parent in (folder, *folder.parents):
+        if os.path.lexists(parent):
+            break
+        missing.append(parent)
+    try:
+        with output_folder(folder, overwrite) as created:
+            run = FolderRun(created)
+            try:
+                yield run
+            except BaseException:
+                run.take_back()
+                raise
+    except BaseException:
+        for parent in missing:  # deepest first; rmdir only removes what is empty
+            with contextlib.suppress(OSError):
+                parent.rmdir()
+        raise

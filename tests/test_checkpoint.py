@@ -160,7 +160,7 @@ def test_missing_and_corrupt_checkpoints_are_one_line_errors(tmp_path):
         open_checkpoint(tmp_path / "absent.pt")
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"\x80\x02garbage")
-    with pytest.raises(LmkError, match="cannot read checkpoint") as info:
+    with pytest.raises(LmkError, match="is damaged or not a PyTorch checkpoint") as info:
         open_checkpoint(corrupt, model="pipnet")
     assert "\n" not in str(info.value)
 

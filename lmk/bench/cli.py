@@ -16,6 +16,7 @@ from lmk.bench.backends import BACKENDS
 from lmk.bench.models import BENCH_MODELS
 from lmk.cli_util import exit_with
 from lmk.errors import LmkError
+from lmk.fileio import filled_folder
 
 # --quick: just enough calls to exercise every path (tests, smoke runs); not for numbers.
 QUICK = {"iterations": 2, "min_seconds": 0.0, "rounds": 1, "warmup": 1, "calib": 8}
@@ -130,7 +131,7 @@ def bench_command(
     """Measure landmark latency: PyTorch, the usual path, lmk's fused ONNX (FP32, INT8) on the
     CPU, and CUDA / TensorRT where this machine has them. Writes latency.{json,md,png}."""
     from lmk.bench.machine import describe, machine_slug, usable_cores
-    from lmk.bench.report import check_outputs, write_report
+    from lmk.bench.report import plan_outputs, write_report
     from lmk.bench.runner import BenchConfig
 
     defaults = QUICK if quick else NORMAL
@@ -153,35 +154,37 @@ def bench_command(
     )
     machine = describe()
     out = out or Path("benchmarks") / "results" / machine_slug(machine)
-    check_outputs(out, overwrite)
     try:
         import matplotlib  # noqa: F401  (the chart is part of the result: fail before the work)
     except ImportError:
         raise LmkError("the chart needs matplotlib: pip install 'lmk[bench]'") from None
-
-    busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    if busy > 0.5 * usable_cores():
-        click.echo(
-            f"warning: load average {busy:.1f} on {usable_cores()} cores: other work competes "
-            "for the CPU and skews the numbers",
-            err=True,
-        )
-    for name in config.models:
-        if name not in config.checkpoints:
+    # The results folder may hold other files; only the three results need --overwrite. A
+    # folder this run creates is removed again if the run fails.
+    with filled_folder(out, overwrite=True) as run:
+        targets = plan_outputs(run, overwrite, inputs=config.checkpoints.values())
+        busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+        if busy > 0.5 * usable_cores():
             click.echo(
-                f"note: {name}: no --checkpoint, random weights (seed {seed}): latency and "
-                "parity only",
+                f"warning: load average {busy:.1f} on {usable_cores()} cores: other work competes "
+                "for the CPU and skews the numbers",
                 err=True,
             )
-    from lmk.bench.runner import run_benchmark
+        for name in config.models:
+            if name not in config.checkpoints:
+                click.echo(
+                    f"note: {name}: no --checkpoint, random weights (seed {seed}): latency and "
+                    "parity only",
+                    err=True,
+                )
+        from lmk.bench.runner import run_benchmark
 
-    report = run_benchmark(config, progress=not no_progress)
-    report = {"machine": machine, **report}
-    for entry in report["skipped"]:
-        where = entry["model"] or "all models"
-        click.echo(f"skipped {entry['backend']} ({where}): {entry['reason']}", err=True)
-    paths = write_report(report, out)
-    click.echo(f"wrote {', '.join(str(p) for p in paths)}")
+        report = run_benchmark(config, progress=not no_progress)
+        report = {"machine": machine, **report}
+        for entry in report["skipped"]:
+            where = entry["model"] or "all models"
+            click.echo(f"skipped {entry['backend']} ({where}): {entry['reason']}", err=True)
+        paths = write_report(report, targets)
+        click.echo(f"wrote {', '.join(str(p) for p in paths)}")
 
 
 def main() -> None:

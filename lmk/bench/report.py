@@ -3,37 +3,53 @@ a PNG chart, each written to a temporary name and moved into place."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from lmk.fileio import atomic_output
+from lmk.fileio import (
+    FolderRun,
+    OutputTarget,
+    atomic_output,
+    disk_full,
+    disk_full_error,
+    plan_output,
+)
 
 OUTPUTS = ("latency.json", "latency.md", "latency.png")
 
 
-def check_outputs(out: Path, overwrite: bool) -> None:
-    """Refuse before any work when a result would be replaced without ``--overwrite``."""
-    from lmk.errors import LmkError
+def plan_outputs(
+    run: FolderRun, overwrite: bool, inputs: Iterable[Path] = ()
+) -> list[OutputTarget]:
+    """Check the three results before any work, in the (now existing) results folder: one
+    that exists needs ``overwrite`` and must not be one of ``inputs`` (the checkpoints), and
+    a folder that cannot be written to (read-only, /proc) is refused now rather than after
+    the whole benchmark."""
+    inputs = list(inputs)
+    return [plan_output(run.add(run.folder / name), overwrite, inputs) for name in OUTPUTS]
 
-    if out.exists() and not out.is_dir():
-        raise LmkError(f"--out {out} is a file, not a folder")
-    existing = [name for name in OUTPUTS if (out / name).exists()]
-    if existing and not overwrite:
-        raise LmkError(f"{out / existing[0]} exists; pass --overwrite to replace it")
 
-
-def write_report(report: dict[str, Any], out: Path) -> list[Path]:
-    """Write latency.json/.md/.png under ``out`` (created if missing); returns the paths."""
-    out.mkdir(parents=True, exist_ok=True)
-    paths = [out / name for name in OUTPUTS]
-    with atomic_output(paths[0], overwrite=True) as tmp:
-        tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    with atomic_output(paths[1], overwrite=True) as tmp:
-        tmp.write_text(markdown(report), encoding="utf-8")
-    with atomic_output(paths[2], overwrite=True) as tmp:
-        plot(report, tmp)
-    return paths
+def write_report(report: dict[str, Any], targets: list[OutputTarget]) -> list[Path]:
+    """Write latency.json/.md/.png: all three, or (a full disk, an error) none of them, so a
+    previous set is never left half replaced. Returns the paths."""
+    writers = (
+        lambda tmp: tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8"),
+        lambda tmp: tmp.write_text(markdown(report), encoding="utf-8"),
+        lambda tmp: plot(report, tmp),
+    )
+    with contextlib.ExitStack() as stack:  # every file renamed into place only at the end
+        temps = [stack.enter_context(atomic_output(target)) for target in targets]
+        for target, tmp, write in zip(targets, temps, writers, strict=True):
+            try:
+                write(tmp)
+            except (OSError, RuntimeError) as exc:
+                if disk_full(exc):
+                    raise disk_full_error(target.requested, exc) from None
+                raise
+    return [target.requested for target in targets]
 
 
 def _diff(value: float | None, backend: str) -> str:

@@ -7,7 +7,6 @@ formats; these commands make them from a seed, reproducibly.
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from tqdm import tqdm
 from lmk import __version__
 from lmk.cli_util import exit_with
 from lmk.errors import LmkError
-from lmk.fileio import atomic_output
+from lmk.fileio import atomic_output, filled_folder, plan_output
 from lmk.synth.formats import Annotation, write_pts, write_wflw
 from lmk.synth.render import render_face, sample_seed, wflw98_to_300w68
 from lmk.synth.video import write_clip
@@ -26,36 +25,26 @@ from lmk.synth.video import write_clip
 WFLW_LIST = "list_98pt_rect_attr.txt"
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """``"256"`` -> (256, 256); ``"640x480"`` -> (640, 480)."""
+def parse_size(text: str, smallest: int = 16) -> tuple[int, int]:
+    """``"256"`` -> (256, 256); ``"640x480"`` -> (640, 480); each side ``smallest``..8192."""
     match = re.fullmatch(r"\s*(\d+)\s*(?:[xX]\s*(\d+)\s*)?", text)
     if not match:
         raise LmkError(f"--size must be N or WxH (e.g. 256 or 640x480), got {text!r}")
     w = int(match.group(1))
     h = int(match.group(2) or w)
-    if not (16 <= w <= 8192 and 16 <= h <= 8192):
-        raise LmkError(f"--size must be between 16 and 8192 pixels per side, got {w}x{h}")
+    if not (smallest <= w <= 8192 and smallest <= h <= 8192):
+        raise LmkError(f"--size must be between {smallest} and 8192 pixels per side, got {w}x{h}")
     return w, h
 
 
-def _prepare_folder(folder: Path, overwrite: bool) -> None:
-    if folder.exists() and not folder.is_dir():
-        raise LmkError(f"{folder} exists and is not a folder")
-    if folder.is_dir() and any(folder.iterdir()) and not overwrite:
-        raise LmkError(f"{folder} is not empty; pass --overwrite to write into it")
-    try:
-        (folder / "images").mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise LmkError(f"cannot create {folder / 'images'}: {exc.strerror}") from None
-
-
-def _imwrite(path: Path, image, params: list[int]) -> None:
-    try:
-        ok = cv2.imwrite(str(path), image, params)
-    except cv2.error:
-        ok = False
+def _write_image(path: Path, image, params: list[int]) -> None:
+    """Encode in memory, then write through lmk.fileio (temp name, fsync, rename): a full
+    disk is one line and leaves no half image."""
+    ok, encoded = cv2.imencode(path.suffix, image, params)
     if not ok:
-        raise LmkError(f"cannot write image {path}")
+        raise LmkError(f"cannot encode image {path}")
+    with atomic_output(path, overwrite=True) as tmp:
+        tmp.write_bytes(encoded.tobytes())
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -89,25 +78,13 @@ def faces(
 
     wflw98 writes OUT/list_98pt_rect_attr.txt (WFLW's 207-field lines, image paths relative
     to OUT/images); 300w68 writes OUT/images/NNNNNN.pts (300W's 1-based convention).
-    Sample i is render_face(sample_seed(seed, i)).
+    Sample i is render_face(sample_seed(seed, i)). A run that fails (a full disk, Ctrl-C)
+    removes every file it added (and OUT itself if it made it); files that were there before
+    stay, those replaced with --overwrite are complete.
     """
     width, height = parse_size(size)
-    _prepare_folder(out_dir, overwrite)
-    images = out_dir / "images"
     digits = max(6, len(str(count - 1)))
     params = [cv2.IMWRITE_JPEG_QUALITY, 95] if image_format == "jpg" else []
-    records = []
-    for i in tqdm(range(count), desc="lmk-synth faces", unit="img", disable=None):
-        sample = render_face(sample_seed(seed, i), (width, height))
-        name = f"{i:0{digits}d}.{image_format}"
-        _imwrite(images / name, sample.image, params)
-        if layout == "wflw98":
-            records.append(Annotation(name, sample.landmarks, sample.box, sample.attributes))
-        else:
-            pts = images / f"{i:0{digits}d}.pts"
-            write_pts(pts, wflw98_to_300w68(sample.landmarks), overwrite=True)
-    if layout == "wflw98":
-        write_wflw(out_dir / WFLW_LIST, records, overwrite=True)
     meta = {
         "generator": "lmk-synth faces",
         "lmk_version": __version__,
@@ -117,7 +94,23 @@ def faces(
         "layout": layout,
         "format": image_format,
     }
-    (out_dir / "synthface.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+    # A run that fails (a full disk, Ctrl-C) takes back every file it added: no half data set.
+    with filled_folder(out_dir, overwrite) as run:
+        images = run.mkdir(out_dir / "images")
+        records = []
+        for i in tqdm(range(count), desc="lmk-synth faces", unit="img", disable=None):
+            sample = render_face(sample_seed(seed, i), (width, height))
+            name = f"{i:0{digits}d}.{image_format}"
+            _write_image(run.add(images / name), sample.image, params)
+            if layout == "wflw98":
+                records.append(Annotation(name, sample.landmarks, sample.box, sample.attributes))
+            else:
+                pts = run.add(images / f"{i:0{digits}d}.pts")
+                write_pts(pts, wflw98_to_300w68(sample.landmarks), overwrite=True)
+        if layout == "wflw98":
+            write_wflw(run.add(out_dir / WFLW_LIST), records, overwrite=True)
+        with atomic_output(run.add(out_dir / "synthface.json"), overwrite=True) as tmp:
+            tmp.write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
     click.echo(f"wrote {count} images to {images}", err=True)
 
 
@@ -147,29 +140,29 @@ def video(
     """
     if output.suffix.lower() != ".mp4":
         raise LmkError(f"video output must end in .mp4, got {output.name}")
-    width, height = parse_size(size)
+    width, height = parse_size(size, smallest=32)
     jsonl = output.with_suffix(".jsonl")
+    video_target = plan_output(output, overwrite)
+    jsonl_target = plan_output(jsonl, overwrite)
+    if video_target.real == jsonl_target.real:  # a link between them: one would be lost
+        raise LmkError(f"{jsonl} and {output} are one file; the clip needs both")
     with (
-        atomic_output(output, overwrite) as tmp_video,
-        atomic_output(jsonl, overwrite) as tmp_jsonl,
+        atomic_output(video_target) as tmp_video,
+        atomic_output(jsonl_target) as tmp_jsonl,
     ):
-        # VideoWriter picks the container from the name, so render to a .mp4 temp first.
-        part = tmp_video.with_name(tmp_video.name + ".mp4")
-        try:
-            write_clip(
-                part,
-                seed,
-                frames,
-                (width, height),
-                fps,
-                jsonl=tmp_jsonl,
-                progress=True,
-                num_faces=num_faces,
-                leave_frame=leave_frame,
-            )
-            os.replace(part, tmp_video)
-        finally:
-            part.unlink(missing_ok=True)
+        # The temporary name ends in .mp4 too: VideoWriter picks the container from it.
+        write_clip(
+            tmp_video,
+            seed,
+            frames,
+            (width, height),
+            fps,
+            jsonl=tmp_jsonl,
+            progress=True,
+            shown=output,
+            num_faces=num_faces,
+            leave_frame=leave_frame,
+        )
     click.echo(f"wrote {frames} frames to {output} and {jsonl.name}", err=True)
 
 

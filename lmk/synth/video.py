@@ -146,6 +146,22 @@ def _pose_at(
     return p, (yaw, pitch, roll), centre, unit
 
 
+def check_clip_settings(
+    frames: int, size: tuple[int, int], num_faces: int = 1, fps: float = 25.0
+) -> None:
+    """Refuse a clip that cannot be made, before a writer opens (OpenCV's writer fails on a
+    0x0 size with a misleading question about FFmpeg)."""
+    width, height = size
+    if frames < 1:
+        raise LmkError(f"a clip needs at least 1 frame, got {frames}")
+    if not (32 <= width <= 8192 and 32 <= height <= 8192):
+        raise LmkError(f"clip size must be 32x32 to 8192x8192, got {width}x{height}")
+    if not 1 <= num_faces <= 8:
+        raise LmkError(f"number of faces must be 1 to 8, got {num_faces}")
+    if not 0 < fps <= 1000:
+        raise LmkError(f"fps must be positive (at most 1000), got {fps}")
+
+
 def render_clip(
     seed: int,
     frames: int,
@@ -162,14 +178,7 @@ def render_clip(
     background drifts slowly; otherwise it is fixed.
     """
     width, height = (int(v) for v in size)
-    if frames < 1:
-        raise LmkError(f"a clip needs at least 1 frame, got {frames}")
-    if width < 32 or height < 32:
-        raise LmkError(f"clip size must be at least 32x32, got {width}x{height}")
-    if not 1 <= num_faces <= 8:
-        raise LmkError(f"number of faces must be 1 to 8, got {num_faces}")
-    if fps <= 0:
-        raise LmkError(f"fps must be positive, got {fps}")
+    check_clip_settings(frames, (width, height), num_faces, fps)
     root = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, 0x5F1C])
     bg_seq, fx_seq, box_seq, *face_seqs = root.spawn(3 + num_faces)
     duration = frames / fps
@@ -236,13 +245,22 @@ def write_clip(
     fps: float = 25.0,
     jsonl: str | Path | None = None,
     progress: bool = False,
+    shown: str | Path | None = None,
     **clip_args: Any,
 ) -> list[list[ClipFace]]:
     """Render a clip into ``path`` (mp4v; the name must end in .mp4) and, with ``jsonl``, its
-    ground truth one line per frame; returns every frame's faces (without the images)."""
+    ground truth one line per frame; returns every frame's faces (without the images).
+
+    The finished video is reopened and its frames counted (a full disk otherwise leaves an
+    unplayable file without a word); ``shown`` is the name errors give (``path`` is usually
+    a temporary name beside it)."""
     import cv2
     from tqdm import tqdm
 
+    from lmk.fileio import check_video_frames
+
+    size = (int(size[0]), int(size[1]))
+    check_clip_settings(frames, size, clip_args.get("num_faces", 1), fps)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, size)
     if not writer.isOpened():
         raise LmkError("OpenCV cannot write mp4v video here (was it built without FFmpeg?)")
@@ -263,4 +281,5 @@ def write_clip(
             truth.append(frame.faces)
             if fh is not None:
                 fh.write(json.dumps(clip_record(frame)) + "\n")
+    check_video_frames(Path(path), frames, Path(shown if shown is not None else path))
     return truth

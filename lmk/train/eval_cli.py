@@ -8,7 +8,7 @@ checkpoint and the ONNX file exported from it give the same numbers.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +18,17 @@ import numpy as np
 from lmk.cli_util import exit_with
 from lmk.crop import CropPolicy
 from lmk.errors import LmkError
-from lmk.fileio import atomic_output
+from lmk.fileio import atomic_output, plan_output
 from lmk.layouts import Layout
 from lmk.metrics import format_results
 from lmk.normalise import Normalisation
 from lmk.train.data import (
     SYNTH_LAYOUTS,
     SYNTH_VAL_BASE,
+    AnnotationSource,
     DataSpec,
     LandmarkDataset,
+    SubsetSource,
     SynthSource,
     file_source,
     first,
@@ -175,6 +177,23 @@ def evaluate_model(
     return results
 
 
+def _data_files(spec: DataSpec, images: Path | None) -> Iterator[Path]:
+    """The annotation file (or every file of a 300W folder) and ``--images``' files."""
+    for path in (spec.path, images):
+        if path is not None:
+            yield path
+            if path.is_dir():
+                yield from (p for p in path.rglob("*") if p.is_file())
+
+
+def _image_files(source: Any) -> Iterator[Path]:
+    """The image of every face an annotation source lists."""
+    while isinstance(source, SubsetSource):
+        source = source.source
+    if isinstance(source, AnnotationSource):
+        yield from (source.images_root / ann.image for ann in source.annotations)
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("model_path", metavar="MODEL", type=click.Path(path_type=Path))
 @click.option(
@@ -221,16 +240,18 @@ def eval_command(
 ) -> None:
     """Score MODEL (an lmk .pt checkpoint or an exported .onnx) on a data set."""
     spec = parse_data_spec(data)
-    if json_out is not None and json_out.exists() and not overwrite:
-        raise LmkError(f"{json_out} exists; pass --overwrite to replace it")
+    if json_out is not None:  # before any work; an input is never the output
+        plan_output(json_out, overwrite, inputs=[model_path, *_data_files(spec, images)])
     model = open_model(model_path, device)
     dataset = eval_dataset(model, spec, size=size, split=split, seed=seed, images=images)
+    if json_out is not None:  # again, with the data set's images now that they are known
+        json_target = plan_output(json_out, overwrite, inputs=_image_files(dataset.source))
     results = evaluate_model(model, dataset, batch_size, workers, threshold)
     click.echo(f"{model_path} ({model.kind}) on {spec}, {len(dataset)} faces")
     click.echo(format_results(results))
     if json_out is not None:
         payload = {"model": str(model_path), "kind": model.kind, "data": str(spec), **results}
-        with atomic_output(json_out, overwrite=overwrite) as tmp:
+        with atomic_output(json_target) as tmp:
             tmp.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
 
 

@@ -20,6 +20,7 @@ import math
 import os
 import shlex
 import signal
+import sys
 import threading
 import time
 import zipfile
@@ -153,6 +154,13 @@ def _worker_init(_: int) -> None:
     # A worker is one core's worth of work. (OpenCV's own pool is left alone: calling
     # cv2.setNumThreads in a forked worker hangs when the parent has used that pool.)
     torch.set_num_threads(1)
+    # Ctrl-C and SIGTERM reach the whole process group (a terminal, docker stop, systemd);
+    # the main process alone answers them: it saves where the run stands and shuts its
+    # workers down in order. A worker killed by SIGTERM would make the main process fail
+    # with "DataLoader worker is killed"; one interrupted while reading its queue prints a
+    # traceback of its own.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
 
 
 # ---- schedule, state ---------------------------------------------------------------------------
@@ -416,31 +424,70 @@ class _RunFiles:
             pending.discard()
 
 
-@contextlib.contextmanager
-def _signals_held() -> Iterator[None]:
-    """Hold Ctrl-C and SIGTERM until the block is done, then let them act as usual.
+class _Interrupts:
+    """Ctrl-C and SIGTERM during training, so that none is lost and none lands inside a step.
 
-    A training step (the forward pass, which moves BatchNorm statistics, the backward pass,
-    the optimizer and the schedule) and the move of the run files into place happen whole or
-    not at all, so the state an interrupt saves is exactly a step boundary and ``--resume``
-    continues with the very next batch. Outside the main thread there are no handlers to
-    swap (and signals arrive in the main thread anyway)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    held: list[int] = []
-    previous: dict[int, Any] = {}
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        handler = signal.getsignal(signum)
-        if handler is not None:  # None: installed outside Python, cannot be put back
-            previous[signum] = signal.signal(signum, lambda s, _f: held.append(s))
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
+    While active, the handler notes the signal and raises at once as the handler it replaced
+    would (KeyboardInterrupt, :class:`lmk.cli_util.Terminated`), except inside :meth:`held`
+    blocks: a training step (the forward pass, which moves BatchNorm statistics, the backward
+    pass, the optimizer and the schedule) or moving the run files into place, which then finish
+    first. So the state an interrupt saves is a step boundary and ``--resume`` continues with
+    the very next batch. A noted signal is raised again at the next :meth:`check` in case the
+    first raise was swallowed (an exception in an at-fork hook, which starting DataLoader
+    workers runs, is only reported as "Exception ignored", a report this class keeps quiet).
+    Outside the main thread there is nothing to install."""
+
+    def __init__(self) -> None:
+        self.pending: list[int] = []
+        self.holding = False
+        self.previous: dict[int, Callable[[int, Any], Any]] = {}
+        self.unraisable = sys.unraisablehook
+
+    def __enter__(self) -> _Interrupts:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                handler = signal.getsignal(signum)
+                if callable(handler):  # not SIG_DFL / SIG_IGN: those stay as they are
+                    self.previous[signum] = handler
+                    signal.signal(signum, self._note)
+            self.unraisable, sys.unraisablehook = sys.unraisablehook, self._unraisable
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is None:
+            self.check()  # noted, swallowed, and no check since
+        for signum, handler in self.previous.items():
             signal.signal(signum, handler)
-        for signum in dict.fromkeys(held):
-            signal.raise_signal(signum)  # KeyboardInterrupt / Terminated, raised here
+        sys.unraisablehook = self.unraisable
+
+    def start(self, loader: DataLoader) -> Iterator[Any]:
+        """``iter(loader)``, held: an interrupt while it forks its workers would be swallowed
+        by an at-fork hook or leave a half-made iterator whose ``__del__`` fails loudly."""
+        with self.held():
+            return iter(loader)
+
+    def _unraisable(self, info: Any) -> None:
+        if not (self.pending and isinstance(info.exc_value, KeyboardInterrupt)):
+            self.unraisable(info)
+
+    def _note(self, signum: int, frame: Any) -> None:
+        self.pending.append(signum)
+        if not self.holding:
+            self.check()
+
+    def check(self) -> None:
+        """Raise a noted signal's exception (once it is caught, the handlers go back)."""
+        if self.pending:
+            self.previous[self.pending[0]](self.pending[0], None)
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        self.holding = True
+        try:
+            yield
+        finally:
+            self.holding = False
+        self.check()
 
 
 @dataclass
@@ -748,7 +795,7 @@ def _run(
 
     def save_interrupted() -> None:
         """On Ctrl-C / SIGTERM: save where the run stands (a step boundary, see
-        :func:`_signals_held`) unless last.pt already holds it, and say how to go on."""
+        :class:`_Interrupts`) unless last.pt already holds it, and say how to go on."""
         if saved_at == (completed, step) or (saved_at is None and step == 0):
             echo(
                 "interrupted before the first training step; nothing saved"
@@ -760,7 +807,7 @@ def _run(
             write_last(
                 files, completed, epoch_step, totals, (best_nme, best_epoch), final_nme, True
             )
-            with _signals_held():
+            with _Interrupts() as again, again.held():
                 files.commit()
         last = out / "last.pt"
         echo(
@@ -769,106 +816,117 @@ def _run(
         )
 
     result = RunResult(out, completed, best_nme, final_nme)
+    interrupts = _Interrupts()
     try:
-        for epoch in range(completed, config.epochs):
-            net.train()
-            bar = tqdm(
-                total=steps,
-                initial=epoch_step,
-                desc=f"epoch {epoch + 1}/{config.epochs}",
-                unit="step",
-                disable=True if not ddp.main else None,
-                leave=False,
-            )
-            batches = _epoch_batches(train_loader, plan, train_set, epoch * passes, epoch_step)
-            while epoch_step < steps:
-                t0 = time.perf_counter()
-                try:
-                    batch = next(batches)
-                except LmkError as exc:
-                    raise loader_error(exc) from None
-                t1 = time.perf_counter()
-                with _signals_held():
-                    images = batch["image"].to(device, non_blocking=True)
-                    landmarks = batch["landmarks"].to(device, non_blocking=True)
-                    loss, parts = objective.loss(net(images), landmarks)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-                    scheduler.step()
-                    value = float(loss.detach())  # synchronises: the step time is real on CUDA
-                    t2 = time.perf_counter()
-                    if not math.isfinite(value):
-                        raise LmkError(f"the loss became {value} at step {step}; lower --lr")
-                    step += 1
-                    epoch_step += 1
-                    produced = float(batch["seconds"].sum())
-                    totals.add(len(images), value, parts, (t1 - t0, produced, t2 - t1))
-                bar.set_postfix(
-                    loss=f"{value:.4f}", sps=f"{len(images) * ddp.world / (t2 - t0):.1f}"
+        with interrupts:
+            for epoch in range(completed, config.epochs):
+                net.train()
+                bar = tqdm(
+                    total=steps,
+                    initial=epoch_step,
+                    desc=f"epoch {epoch + 1}/{config.epochs}",
+                    unit="step",
+                    disable=True if not ddp.main else None,
+                    leave=False,
                 )
-                bar.update()
-            bar.close()
-            del batches
-            if ddp.active:
-                for buffer in model.buffers():
-                    dist.broadcast(buffer, src=0)
+                batches = _epoch_batches(
+                    train_loader, plan, train_set, epoch * passes, epoch_step, interrupts
+                )
+                while epoch_step < steps:
+                    interrupts.check()  # a signal whose first raise was swallowed
+                    t0 = time.perf_counter()
+                    try:
+                        batch = next(batches)
+                    except LmkError as exc:
+                        raise loader_error(exc) from None
+                    t1 = time.perf_counter()
+                    with interrupts.held():
+                        images = batch["image"].to(device, non_blocking=True)
+                        landmarks = batch["landmarks"].to(device, non_blocking=True)
+                        loss, parts = objective.loss(net(images), landmarks)
+                        optimizer.zero_grad(set_to_none=True)
+                        loss.backward()
+                        optimizer.step()
+                        scheduler.step()
+                        value = float(loss.detach())  # synchronises: the step time is real on CUDA
+                        t2 = time.perf_counter()
+                        if not math.isfinite(value):
+                            raise LmkError(f"the loss became {value} at step {step}; lower --lr")
+                        step += 1
+                        epoch_step += 1
+                        produced = float(batch["seconds"].sum())
+                        totals.add(len(images), value, parts, (t1 - t0, produced, t2 - t1))
+                    bar.set_postfix(
+                        loss=f"{value:.4f}", sps=f"{len(images) * ddp.world / (t2 - t0):.1f}"
+                    )
+                    bar.update()
+                bar.close()
+                del batches
+                if ddp.active:
+                    for buffer in model.buffers():
+                        dist.broadcast(buffer, src=0)
 
-            if not ddp.main:
-                completed, epoch_step, totals = epoch + 1, 0, EpochTotals()
-            else:
-                val_started = time.perf_counter()
-                model.eval()
-                predictions = collect(
-                    loader_batches(val_loader), torch_predictor(model, spec, layout, device)
-                )
-                metrics, _ = score(predictions, layout, input_size)
-                nme_now = metrics["overall"]["nme"]
-                is_best = best_nme is None or nme_now < best_nme
-                best = (nme_now, epoch + 1) if is_best else (best_nme, best_epoch)
-                n = max(totals.samples, 1)
-                record: dict[str, Any] = {
-                    "epoch": epoch + 1,
-                    "step": step,
-                    "lr": optimizer.param_groups[0]["lr"],
-                    "loss": totals.loss_sum / n,
-                    "loss_parts": {k: v / n for k, v in totals.parts.items()},
-                    "val": metrics["overall"],
-                    "val_subsets": metrics["subsets"],
-                    "seconds": None,
-                    "train_seconds": totals.wait + totals.compute,
-                    "val_seconds": time.perf_counter() - val_started,
-                    "samples": totals.samples * ddp.world,
-                    "data_samples_per_s": (
-                        totals.samples / totals.produce if totals.produce > 0 else None
-                    ),
-                    "data_wait_seconds": totals.wait,
-                    "step_samples_per_s": (
-                        totals.samples * ddp.world / totals.compute if totals.compute > 0 else None
-                    ),
-                    "world_size": ddp.world,
-                    "best": is_best,
-                }
-                with _RunFiles() as files:
-                    extra = {"best_nme": best[0], "best_epoch": best[1], "final_nme": nme_now}
-                    if is_best:
-                        files.write(out / "best.pt", checkpoint_file(epoch + 1, extra))
-                    write_last(files, epoch + 1, 0, EpochTotals(), best, nme_now, False)
-                    record["seconds"] = record["train_seconds"] + time.perf_counter() - val_started
-                    lines = [*log_lines, json.dumps(record)]
-                    text = "".join(f"{line}\n" for line in lines).encode()
-                    files.write(log_path, lambda fh, text=text: fh.write(text))
-                    with _signals_held():  # files and bookkeeping move on together
-                        files.commit()
-                        log_lines = lines
-                        best_nme, best_epoch, final_nme = best[0], best[1], nme_now
-                        completed, epoch_step, totals = epoch + 1, 0, EpochTotals()
-                        saved_at, saved_in = (completed, step), out / "last.pt"
-                result.log.append(record)
-                echo(_epoch_line(record, config.epochs))
-            if ddp.active:
-                dist.barrier()
-            result.epochs = completed
+                if not ddp.main:
+                    completed, epoch_step, totals = epoch + 1, 0, EpochTotals()
+                else:
+                    val_started = time.perf_counter()
+                    model.eval()
+                    predictions = collect(
+                        loader_batches(interrupts.start(val_loader)),
+                        torch_predictor(model, spec, layout, device),
+                    )
+                    metrics, _ = score(predictions, layout, input_size)
+                    interrupts.check()
+                    nme_now = metrics["overall"]["nme"]
+                    is_best = best_nme is None or nme_now < best_nme
+                    best = (nme_now, epoch + 1) if is_best else (best_nme, best_epoch)
+                    n = max(totals.samples, 1)
+                    record: dict[str, Any] = {
+                        "epoch": epoch + 1,
+                        "step": step,
+                        "lr": optimizer.param_groups[0]["lr"],
+                        "loss": totals.loss_sum / n,
+                        "loss_parts": {k: v / n for k, v in totals.parts.items()},
+                        "val": metrics["overall"],
+                        "val_subsets": metrics["subsets"],
+                        "seconds": None,
+                        "train_seconds": totals.wait + totals.compute,
+                        "val_seconds": time.perf_counter() - val_started,
+                        "samples": totals.samples * ddp.world,
+                        "data_samples_per_s": (
+                            totals.samples / totals.produce if totals.produce > 0 else None
+                        ),
+                        "data_wait_seconds": totals.wait,
+                        "step_samples_per_s": (
+                            totals.samples * ddp.world / totals.compute
+                            if totals.compute > 0
+                            else None
+                        ),
+                        "world_size": ddp.world,
+                        "best": is_best,
+                    }
+                    with _RunFiles() as files:
+                        extra = {"best_nme": best[0], "best_epoch": best[1], "final_nme": nme_now}
+                        if is_best:
+                            files.write(out / "best.pt", checkpoint_file(epoch + 1, extra))
+                        write_last(files, epoch + 1, 0, EpochTotals(), best, nme_now, False)
+                        record["seconds"] = (
+                            record["train_seconds"] + time.perf_counter() - val_started
+                        )
+                        lines = [*log_lines, json.dumps(record)]
+                        text = "".join(f"{line}\n" for line in lines).encode()
+                        files.write(log_path, lambda fh, text=text: fh.write(text))
+                        with interrupts.held():  # files and bookkeeping move on together
+                            files.commit()
+                            log_lines = lines
+                            best_nme, best_epoch, final_nme = best[0], best[1], nme_now
+                            completed, epoch_step, totals = epoch + 1, 0, EpochTotals()
+                            saved_at, saved_in = (completed, step), out / "last.pt"
+                    result.log.append(record)
+                    echo(_epoch_line(record, config.epochs))
+                if ddp.active:
+                    dist.barrier()
+                result.epochs = completed
     except KeyboardInterrupt:  # Ctrl-C, and SIGTERM as lmk.cli_util.Terminated
         if ddp.main:
             save_interrupted()
@@ -907,7 +965,8 @@ def _epoch_batches(
     plan: PassBatches,
     dataset: LandmarkDataset,
     first_pass: int,
-    done: int = 0,
+    done: int,
+    interrupts: _Interrupts,
 ) -> Iterator[dict[str, Any]]:
     """The batches of one epoch after its first ``done`` steps: passes over the data from
     ``first_pass`` on, each with its own shuffle and augmentation draws (pass ``p`` uses
@@ -917,7 +976,7 @@ def _epoch_batches(
     while True:  # the caller takes as many steps as an epoch has
         plan.start(p, skip)
         dataset.set_epoch(p)
-        yield from loader
+        yield from interrupts.start(loader)
         p, skip = p + 1, 0
 
 

@@ -29,11 +29,9 @@ def install_signal_handlers() -> None:
 
 
 def interrupted_exit(exc: BaseException) -> int:
-    """The one line and exit status for Ctrl-C (130) or SIGTERM (143)."""
-    # click turns a KeyboardInterrupt raised inside a command into Abort, raised from it.
-    if isinstance(exc, click.exceptions.Abort) and exc.__cause__ is not None:
-        exc = exc.__cause__
-    if isinstance(exc, Terminated):
+    """The one line and exit status for Ctrl-C (130) or SIGTERM (143). Inside a command
+    click turns the interrupt into ``Abort`` raised *from* it, so the cause decides."""
+    if isinstance(exc, Terminated) or isinstance(exc.__cause__, Terminated):
         click.echo("error: terminated", err=True)
         return 143
     click.echo("error: interrupted", err=True)

@@ -54,11 +54,18 @@ def is_special(st: os.stat_result) -> bool:
 
 def disk_full(exc: BaseException) -> bool:
     """Did this exception come from a full disk or a file-size limit? OSError carries the
-    errno; PyTorch's zip writer and onnx turn it into a RuntimeError about a failed write."""
+    errno; PyTorch's zip writer and onnx turn it into a RuntimeError about a failed write
+    (writing into a Python file object, torch raises "unexpected pos" with the OSError as
+    its context)."""
     if isinstance(exc, OSError):
         return exc.errno in DISK_FULL_ERRNOS
+    if not isinstance(exc, RuntimeError):
+        return False
+    context = exc.__cause__ or exc.__context__
+    if isinstance(context, OSError) and context.errno in DISK_FULL_ERRNOS:
+        return True
     text = str(exc).lower()
-    return isinstance(exc, RuntimeError) and ("write failed" in text or "file too large" in text)
+    return "write failed" in text or "file too large" in text
 
 
 def disk_full_error(path: Path | str, exc: BaseException | None = None) -> LmkError:

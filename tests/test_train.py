@@ -6,6 +6,7 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -131,39 +132,101 @@ def test_unreadable_image_in_a_worker_is_still_one_line(tmp_path, capsys):
     assert "cannot read image" in _one_error_line(capsys)
 
 
-def test_ctrl_c_saves_last_and_a_resumed_run_matches_an_uninterrupted_one(
-    tmp_path, capsys, monkeypatch
+# Two epochs of 3 steps over 8 faces in batches of 4: an epoch is 1.5 passes over the data,
+# so resuming must find the right pass, the right shuffle and the right batch within it.
+EXACT = [*SMALL, "--epochs", "2", "--steps-per-epoch", "3"]
+
+
+@pytest.fixture
+def one_thread():
+    """CPU results that do not depend on how work is split between threads."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        out = tmp_path_factory.mktemp("straight") / "run"
+        assert run_cli(train_command, [*EXACT, "--out", str(out)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("how", "code", "line", "epoch_step"),
+    [
+        # Ctrl-C while the 5th batch is loading: 4 steps done, 1 into epoch 2 (mid-pass).
+        ("ctrl-c-between-steps", 130, "error: interrupted", 1),
+        # SIGTERM in the 5th step's forward pass: the step finishes (BatchNorm statistics
+        # and weights move together), then the run stops: 5 steps, 2 into epoch 2.
+        ("sigterm-inside-a-step", 143, "error: terminated", 2),
+    ],
+)
+def test_a_run_interrupted_mid_epoch_and_resumed_ends_with_the_uninterrupted_weights(
+    straight_run, tmp_path, capsys, monkeypatch, one_thread, how, code, line, epoch_step
 ):
-    args = [*SMALL, "--epochs", "2", "--steps-per-epoch", "1"]
-    straight = tmp_path / "straight"
-    assert run_cli(train_command, [*args, "--out", str(straight)]) == 0
+    from lmk.train.engine import Objective
 
-    real_batches = trainer._epoch_batches
+    calls = {"batches": 0, "losses": 0}
+    real_batches, real_loss = trainer._epoch_batches, Objective.loss
 
-    def interrupted_in_epoch_2(loader, sampler, dataset, first_pass, passes):
-        if first_pass == 1:  # Ctrl-C as epoch 2 starts
-            raise KeyboardInterrupt
-        return real_batches(loader, sampler, dataset, first_pass, passes)
+    def batches_then_ctrl_c(*args, **kwargs):
+        for batch in real_batches(*args, **kwargs):
+            if calls["batches"] == 4:
+                raise KeyboardInterrupt
+            calls["batches"] += 1
+            yield batch
 
-    monkeypatch.setattr(trainer, "_epoch_batches", interrupted_in_epoch_2)
+    def loss_then_sigterm(self, outputs, landmarks):
+        if calls["losses"] == 4:
+            os.kill(os.getpid(), signal.SIGTERM)  # run_cli turns it into cli_util.Terminated
+        calls["losses"] += 1
+        return real_loss(self, outputs, landmarks)
+
+    if how == "ctrl-c-between-steps":
+        monkeypatch.setattr(trainer, "_epoch_batches", batches_then_ctrl_c)
+    else:
+        monkeypatch.setattr(Objective, "loss", loss_then_sigterm)
+    sigterm = signal.getsignal(signal.SIGTERM)
     out = tmp_path / "out"
     capsys.readouterr()
-    with pytest.raises(SystemExit) as exc:
-        run_cli(train_command, [*args, "--out", str(out)])
-    assert exc.value.code == 130
+    try:
+        assert run_cli(train_command, [*EXACT, "--out", str(out)]) == code
+    finally:
+        signal.signal(signal.SIGTERM, sigterm)
     err = capsys.readouterr().err.strip().splitlines()
-    assert len([line for line in err if "interrupted" in line]) == 1
-    assert f"--resume {out / 'last.pt'}" in err[-1]
+    assert [e for e in err if e.startswith("error:")] == [line]
+    saved = [e for e in err if "saved" in e]
+    assert len(saved) == 1 and f"after step {epoch_step} of 3" in saved[0]
+    assert f"--resume {out / 'last.pt'}" in saved[0]
     ckpt = load_checkpoint(out / "last.pt")
-    assert ckpt.provenance["interrupted"] is True and ckpt.provenance["step"] == 1
-    assert torch.load(state_path(out / "last.pt"), weights_only=True)["epoch"] == 1
+    steps = 3 + epoch_step
+    assert ckpt.provenance["interrupted"] is True and ckpt.provenance["step"] == steps
+    assert ckpt.provenance["epochs"] == 1 and ckpt.provenance["epoch_step"] == epoch_step
+    state = torch.load(state_path(out / "last.pt"), weights_only=True)
+    assert (state["epoch"], state["step"], state["epoch_step"]) == (1, steps, epoch_step)
+    assert [r["epoch"] for r in _log(out)] == [1]
 
-    monkeypatch.setattr(trainer, "_epoch_batches", real_batches)
-    assert run_cli(train_command, [*args, "--resume", str(out / "last.pt")]) == 0
-    a, b = load_checkpoint(out / "last.pt"), load_checkpoint(straight / "last.pt")
-    assert a.provenance["step"] == b.provenance["step"] == 2
-    for key, value in b.state_dict.items():
+    monkeypatch.undo()
+    # No flag but --resume: model, data and settings come from the checkpoint.
+    assert run_cli(train_command, ["--resume", str(out / "last.pt"), "--workers", "0"]) == 0
+    a, b = load_checkpoint(out / "last.pt"), load_checkpoint(straight_run / "last.pt")
+    assert a.provenance["step"] == b.provenance["step"] == 6
+    assert a.provenance["interrupted"] is False and a.provenance["epoch_step"] == 0
+    for key, value in b.state_dict.items():  # tolerance 0: the very same arithmetic
         torch.testing.assert_close(a.state_dict[key], value, rtol=0, atol=0, msg=key)
+    resumed_log, straight_log = _log(out), _log(straight_run)
+    assert [r["epoch"] for r in resumed_log] == [1, 2]
+    for mine, theirs in zip(resumed_log, straight_log, strict=True):
+        assert mine["samples"] == theirs["samples"] == 12
+        assert mine["loss"] == pytest.approx(theirs["loss"], rel=1e-6)
+        assert mine["val"]["nme"] == pytest.approx(theirs["val"]["nme"], rel=1e-6)
 
 
 def test_tiny_hourglass_trains_with_adaptive_wing(tmp_path):

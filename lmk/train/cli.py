@@ -7,12 +7,14 @@ DistributedDataParallel (gloo on the CPU, nccl on CUDA). See :mod:`lmk.train.tra
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
 from lmk.cli_util import exit_with, model_args
 from lmk.crop import CropPolicy
 from lmk.errors import LmkError
+from lmk.models import ModelSpec
 from lmk.train.data import SYNTH_LAYOUTS, parse_data_spec, parse_flip
 
 MODEL_NAMES = ("pipnet", "hourglass", "fan")
@@ -135,55 +137,135 @@ def train_command(
 ) -> None:
     """Train a landmark model; writes OUT/best.pt, OUT/last.pt and OUT/log.jsonl.
 
-    best.pt has the lowest held-out NME so far; Ctrl-C saves last.pt and --resume continues.
+    best.pt has the lowest held-out NME so far. Ctrl-C (or SIGTERM) saves last.pt at the last
+    finished step; --resume OUT/last.pt continues with the very next batch, taking the model,
+    data and every training setting from the checkpoint (give only what may change: --epochs,
+    --workers, --device, --cache, --out).
     """
-    from lmk.train.trainer import TrainConfig, train
+    from lmk.train.trainer import TrainConfig, resume_checkpoint, run_settings, train
 
+    ctx = click.get_current_context()
+    given = {
+        name
+        for name in ctx.params
+        if ctx.get_parameter_source(name)
+        in (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)
+    }
+    taken: dict[str, Any] = {}
+    if resume is not None:
+        checkpoint = resume_checkpoint(resume)
+        taken = run_settings(checkpoint, resume)
+        planned = checkpoint.provenance.get("epochs_planned")
+        if "epochs" not in given and isinstance(planned, int):
+            epochs = planned  # --epochs may change on resume; unsaid, the run keeps its plan
+        if "model" in given and model != taken["model"]:
+            raise _contradiction(resume, f"--model {model}", taken["model"])
+        model = taken["model"]
+    arch = model_args(model, backbone, input_size, num_nb, net_stride, num_stacks, num_features)
     spec = parse_data_spec(data)
-    if layout is not None and spec.kind == "synth" and layout not in SYNTH_LAYOUTS:
+    fields: dict[str, Any] = {
+        "model": model,
+        "model_args": arch,
+        "data": spec,
+        "layout": layout,
+        "val_data": parse_data_spec(val_data) if val_data else None,
+        "val_fraction": val_fraction,
+        "images": images,
+        "flip": parse_flip(flip) if flip else None,
+        "train_size": train_size,
+        "val_size": val_size,
+        "steps_per_epoch": steps_per_epoch,
+        "batch_size": batch_size,
+        "lr": lr,
+        "lr_schedule": lr_schedule,
+        "weight_decay": weight_decay,
+        "seed": seed,
+        "backbone_weights": backbone_weights,
+        "augment": augment,
+        "heatmap_loss": heatmap_loss,
+        "sigma": sigma,
+        "crop": CropPolicy(enlarge=crop_enlarge),
+    }
+    if resume is not None:
+        _refuse_contradictions(resume, taken, fields, ctx.params, given)
+        fields.update(taken)
+    elif layout is not None and spec.kind == "synth" and layout not in SYNTH_LAYOUTS:
         raise LmkError(f"--layout for synth data is {' or '.join(SYNTH_LAYOUTS)}, not {layout}")
     config = TrainConfig(
-        model=model,
-        model_args=model_args(
-            model, backbone, input_size, num_nb, net_stride, num_stacks, num_features
-        ),
-        data=spec,
-        layout=layout,
-        val_data=parse_data_spec(val_data) if val_data else None,
-        val_fraction=val_fraction,
-        images=images,
-        flip=parse_flip(flip) if flip else None,
-        train_size=train_size,
-        val_size=val_size,
+        **fields,
         epochs=epochs,
-        steps_per_epoch=steps_per_epoch,
-        batch_size=batch_size,
-        lr=lr,
-        lr_schedule=lr_schedule,
-        weight_decay=weight_decay,
         workers=workers,
-        seed=seed,
         device=device,
-        backbone_weights=backbone_weights,
-        augment=augment,
         cache=cache,
-        heatmap_loss=heatmap_loss,
-        sigma=sigma,
-        crop=CropPolicy(enlarge=crop_enlarge),
         out=out,
         resume=resume,
         overwrite=overwrite,
         command=recorded_command("lmk-train"),
     )
     result = train(config)
-    if result.interrupted:
-        raise SystemExit(130)
     if result.best_nme is not None:
         click.echo(
             f"done: {result.epochs} epochs, best val NME {100 * result.best_nme:.2f}% -> "
             f"{result.out / 'best.pt'}",
             err=True,
         )
+
+
+ARCH_FLAGS = {
+    "backbone": "backbone",
+    "input_size": "input_size",
+    "num_nb": "num_nb",
+    "net_stride": "net_stride",
+    "num_stacks": "num_stacks",
+    "num_features": "num_features",
+}
+"""Architecture flag -> model argument (FAN's --num-stacks is its num_modules)."""
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _contradiction(resume: Path, flag: str, held: Any) -> LmkError:
+    return LmkError(
+        f"cannot resume {resume}: {flag}, but the checkpoint has {held} (leave the flag out "
+        "to continue the run as it was)"
+    )
+
+
+def _refuse_contradictions(
+    resume: Path,
+    taken: dict[str, Any],
+    fields: dict[str, Any],
+    params: dict[str, Any],
+    given: set[str],
+) -> None:
+    """A flag given with --resume must agree with what the checkpoint holds: its model and
+    architecture, layout and crop, and the recorded training settings (data, sizes, batch,
+    learning rate and schedule, seed, augmentation, loss). Paths compare as absolute."""
+    from lmk.train.trainer import RECORDED, plain_setting
+
+    model = taken["model"]
+    full = ModelSpec(model, taken["model_args"]).full_args()
+    for name, key in ARCH_FLAGS.items():
+        held = full.get("num_modules" if model == "fan" and key == "num_stacks" else key)
+        if name in given and params[name] != held:
+            raise _contradiction(resume, f"{_flag(name)} {params[name]}", held)
+    if "layout" in given and params["layout"] != taken["layout"]:
+        raise _contradiction(resume, f"--layout {params['layout']}", taken["layout"])
+    enlarge = taken["crop"].enlarge
+    if "crop_enlarge" in given and params["crop_enlarge"] != enlarge:
+        raise _contradiction(resume, f"--crop-enlarge {params['crop_enlarge']}", enlarge)
+    for key in RECORDED:
+        if key not in given or key not in taken:
+            continue
+        mine, theirs = plain_setting(fields[key]), plain_setting(taken[key])
+        if mine == theirs:
+            continue
+        if key == "augment":
+            shown, held = ("--augment", "it off") if mine else ("--no-augment", "it on")
+            raise _contradiction(resume, shown, f"augmentation {held}")
+        raise _contradiction(resume, f"{_flag(key)} {params[key]}", theirs)
 
 
 def main() -> None:

@@ -438,7 +438,10 @@ def build_sources(
     images: Path | None = None,
     val_images: Path | None = None,
 ) -> tuple[Any, Any, dict[str, Any]]:
-    """(train source, held-out source, a plain description for the checkpoint provenance)."""
+    """(train source, held-out source, a plain description for the checkpoint provenance).
+
+    ``images`` is the image root of ``spec`` and, unless ``val_images`` names another, of
+    ``val_spec`` too: ``lmk-train --images`` applies to both files."""
     if spec.kind == "synth":
         if (seed & 0xFFFFFFFF) == SYNTH_VAL_BASE:
             raise LmkError(f"seed {seed} is reserved for the SynthFace held-out set")
@@ -459,7 +462,7 @@ def build_sources(
     if val_spec is not None:
         if val_spec.kind == "synth":
             raise LmkError("--val-data must be an annotation file when --data is one")
-        val = file_source(val_spec, val_images, layout)
+        val = file_source(val_spec, val_images or images, layout)
         train = source
         info["val_data"] = str(val_spec)
     else:

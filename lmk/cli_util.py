@@ -18,24 +18,33 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised like Ctrl-C so every command cleans up the same way on both."""
 
 
-def _raise_terminated(_signum: int, _frame: object) -> None:
-    raise Terminated()
+_received: list[int] = []
+"""Signals received since :func:`run_cli` started (see :func:`_on_signal`)."""
+
+
+def _on_signal(signum: int, _frame: object) -> None:
+    _received.append(signum)
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
 def install_signal_handlers() -> None:
-    """SIGTERM unwinds like Ctrl-C (temporary files removed, finished outputs kept)."""
+    """Ctrl-C and SIGTERM unwind alike (temporary files removed, finished outputs kept), and
+    are remembered: a library that turns the interrupt into another error (ONNX Runtime's
+    import cut short reads as "not installed") is still reported as an interruption."""
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _raise_terminated)
+        signal.signal(signal.SIGINT, _on_signal)
+        signal.signal(signal.SIGTERM, _on_signal)
+
+
+def _interrupt_line(terminated: bool) -> int:
+    click.echo("error: terminated" if terminated else "error: interrupted", err=True)
+    return 143 if terminated else 130
 
 
 def interrupted_exit(exc: BaseException) -> int:
     """The one line and exit status for Ctrl-C (130) or SIGTERM (143). Inside a command
     click turns the interrupt into ``Abort`` raised *from* it, so the cause decides."""
-    if isinstance(exc, Terminated) or isinstance(exc.__cause__, Terminated):
-        click.echo("error: terminated", err=True)
-        return 143
-    click.echo("error: interrupted", err=True)
-    return 130
+    return _interrupt_line(isinstance(exc, Terminated) or isinstance(exc.__cause__, Terminated))
 
 
 def run_cli(command: click.Command, args: Sequence[str] | None = None) -> int:
@@ -43,20 +52,22 @@ def run_cli(command: click.Command, args: Sequence[str] | None = None) -> int:
     models, a full disk) print one ``error:`` line and return 2; Ctrl-C returns 130 and
     SIGTERM 143, each with one line; ``ctx.exit(N)`` returns N."""
     install_signal_handlers()
+    _received.clear()
     try:
         result = command.main(args=list(args) if args is not None else None, standalone_mode=False)
-    except LmkError as exc:
-        click.echo(f"error: {exc}", err=True)
-        return 2
     except (click.exceptions.Abort, KeyboardInterrupt) as exc:
         return interrupted_exit(exc)
-    except click.ClickException as exc:  # usage errors: bad flag values, missing arguments
-        click.echo(f"error: {exc.format_message()}", err=True)
-        return 2
-    except OSError as exc:
-        if not disk_full(exc):
+    except (LmkError, click.ClickException, OSError) as exc:
+        if _received:  # the error is the interruption's doing
+            return _interrupt_line(_received[0] == signal.SIGTERM)
+        if isinstance(exc, LmkError):
+            click.echo(f"error: {exc}", err=True)
+        elif isinstance(exc, click.ClickException):  # usage errors: bad flag values, arguments
+            click.echo(f"error: {exc.format_message()}", err=True)
+        elif disk_full(exc):
+            click.echo(f"error: disk full ({exc.strerror})", err=True)
+        else:
             raise
-        click.echo(f"error: disk full ({exc.strerror})", err=True)
         return 2
     # Without standalone mode click returns ctx.exit(N)'s N instead of exiting.
     return result if isinstance(result, int) else 0

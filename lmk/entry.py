@@ -9,55 +9,71 @@ import importlib
 import os
 import signal
 import sys
-from typing import NoReturn
 
 
-def _launch(module: str, command: str) -> NoReturn:
-    # Nothing but the standard library is imported before this try: the window in which
-    # Ctrl-C can still print a traceback is the interpreter's own start-up.
+def _quiet_interrupts(unraisable: sys.UnraisableHookArgs) -> None:
+    """Python prints an interrupt it cannot raise (inside an import-lock callback) as
+    "Exception ignored ... Traceback"; :func:`_launch` reports it as one line instead."""
+    if not issubclass(unraisable.exc_type, KeyboardInterrupt):
+        sys.__unraisablehook__(unraisable)
+
+
+def _launch(module: str, command: str) -> None:
+    received: list[int] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    # Nothing but the standard library is imported before these handlers: the window in which
+    # a signal can still print a traceback is the interpreter's own start-up.
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    sys.unraisablehook = _quiet_interrupts
     try:
         from lmk import cli_util
 
-        cli_util.install_signal_handlers()
         cmd = getattr(importlib.import_module(module), command)
-    except KeyboardInterrupt as exc:
-        # SIGTERM arrives as cli_util.Terminated once its handler is installed.
-        util = sys.modules.get("lmk.cli_util")
-        if util is not None and isinstance(exc, getattr(util, "Terminated", ())):
-            sys.stderr.write("error: terminated\n")
-            sys.exit(143)
-        sys.stderr.write("error: interrupted\n")
-        sys.exit(130)
-    code = cli_util.run_cli(cmd)
+    except KeyboardInterrupt:
+        pass
+    # ``received`` also catches a signal whose KeyboardInterrupt Python swallowed: one raised
+    # inside an import-lock callback is printed as "Exception ignored" and the import goes on.
+    if received:
+        terminated = received[0] == signal.SIGTERM
+        sys.stderr.write("error: terminated\n" if terminated else "error: interrupted\n")
+        sys.exit(143 if terminated else 130)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    sys.unraisablehook = sys.__unraisablehook__
+    code = cli_util.run_cli(cmd)  # installs lmk's own SIGTERM handling
     # The work is done and reported; a signal during the interpreter's shutdown only ends it.
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: os._exit(code))
     sys.exit(code)
 
 
-def lmk_run() -> NoReturn:
+def lmk_run() -> None:
     _launch("lmk.runtime.cli", "run_command")
 
 
-def lmk_export() -> NoReturn:
+def lmk_export() -> None:
     _launch("lmk.export.cli", "export_command")
 
 
-def lmk_synth() -> NoReturn:
+def lmk_synth() -> None:
     _launch("lmk.synth.cli", "cli")
 
 
-def lmk_train() -> NoReturn:
+def lmk_train() -> None:
     _launch("lmk.train.cli", "train_command")
 
 
-def lmk_eval() -> NoReturn:
+def lmk_eval() -> None:
     _launch("lmk.train.eval_cli", "eval_command")
 
 
-def lmk_bench() -> NoReturn:
+def lmk_bench() -> None:
     _launch("lmk.bench.cli", "bench_command")
 
 
-def lmk() -> NoReturn:
+def lmk() -> None:
     _launch("lmk.demo", "lmk_group")

@@ -1,12 +1,18 @@
 # Two commands do all the set-up: `make demo` (the main job on built-in data) and
-# `make test`. Each creates or refreshes .venv with the extras it needs.
+# `make test`. Each creates or refreshes .venv with the extras it needs; `make test` also
+# makes .venv-ov, where onnxruntime-openvino replaces onnxruntime (the same module, so the
+# two cannot share a venv), and runs the OpenVINO EP's tests there.
 PYTHON ?= python3
 VENV   ?= .venv
 # The PyTorch release CI tests against; override with TORCH=torch for the newest.
 TORCH  ?= torch==2.13.0
 BIN    := $(VENV)/bin
+OV_VENV ?= .venv-ov
+OV_BIN := $(OV_VENV)/bin
+# The tests that run in .venv-ov (no torch there): the ones marked `openvino`, in these files.
+OV_TESTS := tests/test_runtime_openvino.py tests/hostile/test_runtime_ep_flags.py
 
-.PHONY: venv demo test lint format clean
+.PHONY: venv venv-ov demo test lint format clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,15 +22,24 @@ venv: $(BIN)/python
 	$(BIN)/python -m pip install -q "$(TORCH)"
 	$(BIN)/python -m pip install -q -e ".[dev]"
 
+$(OV_BIN)/python:
+	$(PYTHON) -m venv $(OV_VENV)
+	$(OV_BIN)/python -m pip install -q --upgrade pip
+
+# The runtime with the OpenVINO EP, as a deployment box has it: no torch, no plain onnxruntime.
+venv-ov: $(OV_BIN)/python
+	$(OV_BIN)/python -m pip install -q -e ".[openvino]" "pytest>=8"
+
 # The whole chain on built-in data: render a SynthFace clip, track it with the bundled
 # models, print NME, PyTorch-vs-ONNX parity and latency; outputs in demo_out/.
 demo: venv
 	$(BIN)/lmk demo --overwrite
 
-test: venv
+test: venv venv-ov
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q
+	$(OV_BIN)/python -m pytest -q -m openvino $(OV_TESTS)
 
 lint: venv
 	$(BIN)/ruff check .
@@ -35,4 +50,4 @@ format: venv
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache demo_out
+	rm -rf $(VENV) $(OV_VENV) build *.egg-info .pytest_cache .ruff_cache demo_out

@@ -29,7 +29,7 @@ from lmk.runtime.outputs import (
     plan_outputs,
 )
 from lmk.runtime.pipeline import STAGES, RunSummary, Sinks, run_pipeline
-from lmk.runtime.session import EP_CHOICES
+from lmk.runtime.session import EP_CHOICES, OV_PRECISIONS
 from lmk.runtime.sources import Source, open_source
 from lmk.runtime.tracking import TrackerConfig
 from lmk.runtime.validate import box_values
@@ -120,12 +120,27 @@ def format_summary(summary: RunSummary, session: LandmarkSession, skipped: int) 
 @click.option("--indices", is_flag=True, help="draw landmark numbers")
 @click.option("--show", is_flag=True, help="show frames in a window")
 @click.option("--limit", type=click.IntRange(min=1), help="stop after N frames")
-@click.option("--threads", type=click.IntRange(min=1), help="CPU EP threads")
+@click.option("--threads", type=click.IntRange(min=1), help="CPU / OpenVINO EP threads")
+@click.option(
+    "--spin",
+    is_flag=True,
+    help="CPU / OpenVINO EP: idle inference threads busy-wait (off: they leave the cores free)",
+)
 @click.option("--trt-fp16", is_flag=True, help="TensorRT: build an FP16 engine")
 @click.option("--trt-int8", is_flag=True, help="TensorRT: INT8 (for files exported with --int8)")
 @click.option("--trt-cache", type=click.Path(path_type=Path), help="TensorRT engine cache root")
 @click.option("--trt-workspace", type=click.FloatRange(min=0.1), default=2.0, help="GiB")
 @click.option("--max-batch", type=click.IntRange(min=1), default=16, help="TensorRT profile")
+@click.option(
+    "--ov-precision",
+    type=click.Choice(OV_PRECISIONS),
+    default="fp32",
+    show_default=True,
+    help="OpenVINO: inference precision (bf16 needs AVX512_BF16 or AMX)",
+)
+@click.option(
+    "--ov-cache", type=click.Path(path_type=Path), help="OpenVINO compiled-model cache root"
+)
 @click.option("--overwrite", is_flag=True, help="replace existing output files")
 @click.option("--quiet", is_flag=True, help="no progress bar")
 def run_command(
@@ -147,11 +162,14 @@ def run_command(
     show: bool,
     limit: int | None,
     threads: int | None,
+    spin: bool,
     trt_fp16: bool,
     trt_int8: bool,
     trt_cache: Path | None,
     trt_workspace: float,
     max_batch: int,
+    ov_precision: str,
+    ov_cache: Path | None,
     overwrite: bool,
     quiet: bool,
 ) -> None:
@@ -176,11 +194,14 @@ def run_command(
             model,
             ep=ep,
             threads=threads,
+            spin=spin,
             trt_fp16=trt_fp16,
             trt_int8=trt_int8,
             trt_cache_dir=trt_cache,
             trt_workspace_gb=trt_workspace,
             max_batch=max_batch,
+            ov_precision=ov_precision,
+            ov_cache_dir=ov_cache,
         )
         tracker = session.tracker(
             detector,

@@ -1,4 +1,5 @@
-"""An exported lmk file under ONNX Runtime on the CPU, CUDA or TensorRT execution provider.
+"""An exported lmk file under ONNX Runtime on the CPU, CUDA, TensorRT or OpenVINO execution
+provider.
 
 Everything needed to feed the file (input format, size, normalisation, decode) comes from its
 metadata; :class:`InferenceModel` turns a batch of uint8 BGR crops into crop-normalised
@@ -8,6 +9,7 @@ landmarks and per-landmark scores whatever the file's input format, batch or dec
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 from dataclasses import MISSING, dataclass, field, fields
@@ -19,7 +21,7 @@ import numpy as np
 from lmk.errors import LmkError
 from lmk.layouts import NeighbourTable
 from lmk.normalise import Normalisation
-from lmk.runtime import require_onnxruntime
+from lmk.runtime import cpu, require_onnxruntime
 from lmk.runtime.host_decode import numpy_heatmap_decode, numpy_pipnet_decode
 from lmk.runtime.metadata import GraphSpec, ModelInfo, parse_metadata
 from lmk.runtime.validate import InputError
@@ -28,21 +30,40 @@ PROVIDERS = {
     "cpu": "CPUExecutionProvider",
     "cuda": "CUDAExecutionProvider",
     "tensorrt": "TensorrtExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
 }
 EP_CHOICES = ("auto", *PROVIDERS)
-AUTO_ORDER = ("tensorrt", "cuda", "cpu")
+AUTO_ORDER = ("tensorrt", "cuda", "openvino", "cpu")
+# The pip extra that brings each non-CPU EP (each replaces plain onnxruntime).
+EXTRAS = {
+    "cuda": '"lmk[gpu]": onnxruntime-gpu, plus CUDA',
+    "tensorrt": '"lmk[gpu]": onnxruntime-gpu, plus CUDA/TensorRT',
+    "openvino": '"lmk[openvino]": onnxruntime-openvino, in an environment of its own',
+}
+OV_PRECISIONS = ("fp32", "bf16")
+# lmk's precision name -> OpenVINO's INFERENCE_PRECISION_HINT. FP32 is set explicitly, not
+# left to defaults: OpenVINO's CPU plugin by itself runs BF16 on AMX CPUs (the ORT EP asks
+# for FP32 today; lmk does not rely on that).
+_OV_HINTS = {"fp32": "f32", "bf16": "bf16"}
+# EPs whose work runs on ORT's (or OpenVINO's) CPU thread pools, where idle threads spin.
+SPINNING_EPS = ("cpu", "openvino")
 
 
 @dataclass
 class RuntimeOptions:
-    """How to run a file. The TensorRT fields (:data:`TENSORRT_ONLY`) apply only to
-    ``ep="tensorrt"``: set to anything but their defaults with another EP (or an ``auto``
-    that did not land on TensorRT) they are an error, not silently ignored. A value out of
-    range is a ``ValueError`` (:class:`~lmk.runtime.validate.InputError`)."""
+    """How to run a file. The fields of :data:`EP_ONLY` apply only to some EPs (the
+    TensorRT ones to ``ep="tensorrt"``, the OpenVINO ones to ``ep="openvino"``): set to
+    anything but their defaults with another EP (or an ``auto`` that landed elsewhere) they
+    are an error, not silently ignored. A value out of range is a ``ValueError``
+    (:class:`~lmk.runtime.validate.InputError`)."""
 
     ep: str = "auto"
     threads: int | None = None
-    """CPU intra-op threads (default: ONNX Runtime's choice, one per core)."""
+    """CPU threads of ONNX Runtime's intra-op pool, and OpenVINO's (default: one per core)."""
+    spin: bool = False
+    """CPU and OpenVINO EPs: let idle intra-op threads busy-wait for the next run. Off by
+    default: on few cores the spinning threads take the time lmk-run's reader and writer
+    threads (and any other session) need."""
     device_id: int = 0
     trt_fp16: bool = False
     trt_int8: bool = False
@@ -54,8 +75,13 @@ class RuntimeOptions:
     opt_batch: int = 1
     io_binding: bool = True
     """CUDA/TensorRT: feed through IO binding (one explicit upload, outputs copied back once)."""
+    ov_precision: str = "fp32"
+    """OpenVINO: inference precision, ``fp32`` or ``bf16`` (needs AVX512_BF16 or AMX)."""
+    ov_cache_dir: Path | None = None
+    """OpenVINO compiled-model cache root; a sub-folder per model digest and precision
+    (default: user cache)."""
     extra_provider_options: dict[str, Any] = field(default_factory=dict)
-    """More TensorRT EP options (they override the ones lmk sets)."""
+    """More TensorRT or OpenVINO EP options (they override the ones lmk sets)."""
 
     def __post_init__(self) -> None:
         bad = []
@@ -70,35 +96,45 @@ class RuntimeOptions:
             bad.append(f"--max-batch must be an integer >= 1, got {self.max_batch!r}")
         elif not _is_int(self.opt_batch) or not 1 <= self.opt_batch <= self.max_batch:
             bad.append(f"opt_batch must be between 1 and --max-batch, got {self.opt_batch!r}")
+        if self.ov_precision not in OV_PRECISIONS:
+            bad.append(
+                f"--ov-precision must be one of {', '.join(OV_PRECISIONS)}, got {self.ov_precision!r}"
+            )
+        if not isinstance(self.spin, bool):
+            bad.append(f"spin must be True or False, got {self.spin!r}")
         if bad:
             raise InputError("; ".join(bad))
 
-    def tensorrt_only(self) -> list[str]:
-        """The TensorRT settings given (not at their defaults): flags that another EP would
-        silently ignore."""
-        given = []
+    def misplaced(self, ep: str) -> dict[tuple[str, ...], list[str]]:
+        """The EP-specific settings given (not at their defaults) that ``ep`` would silently
+        ignore, grouped by the EPs they apply to."""
+        given: dict[tuple[str, ...], list[str]] = {}
         for option in fields(self):
-            if option.name not in TENSORRT_ONLY:
+            if option.name not in EP_ONLY:
                 continue
+            eps, flag = EP_ONLY[option.name]
             default = (
                 option.default_factory()  # type: ignore[misc]
                 if option.default_factory is not MISSING
                 else option.default
             )
-            if getattr(self, option.name) != default:
-                given.append(TENSORRT_ONLY[option.name])
+            if ep not in eps and getattr(self, option.name) != default:
+                given.setdefault(eps, []).append(flag)
         return given
 
 
-# RuntimeOptions fields that only the TensorRT EP reads, with the flag that sets them.
-TENSORRT_ONLY = {
-    "trt_fp16": "--trt-fp16",
-    "trt_int8": "--trt-int8",
-    "trt_cache_dir": "--trt-cache",
-    "trt_workspace_gb": "--trt-workspace",
-    "max_batch": "--max-batch",
-    "opt_batch": "opt_batch",
-    "extra_provider_options": "extra_provider_options",
+# RuntimeOptions fields that only some EPs read: the EPs, and the flag that sets the field.
+EP_ONLY: dict[str, tuple[tuple[str, ...], str]] = {
+    "spin": (SPINNING_EPS, "--spin"),
+    "trt_fp16": (("tensorrt",), "--trt-fp16"),
+    "trt_int8": (("tensorrt",), "--trt-int8"),
+    "trt_cache_dir": (("tensorrt",), "--trt-cache"),
+    "trt_workspace_gb": (("tensorrt",), "--trt-workspace"),
+    "max_batch": (("tensorrt",), "--max-batch"),
+    "opt_batch": (("tensorrt",), "opt_batch"),
+    "ov_precision": (("openvino",), "--ov-precision"),
+    "ov_cache_dir": (("openvino",), "--ov-cache"),
+    "extra_provider_options": (("tensorrt", "openvino"), "extra_provider_options"),
 }
 
 
@@ -115,7 +151,8 @@ def user_cache_dir() -> Path:
 
 
 def file_digest(path: Path) -> str:
-    """First 16 hex digits of the file's sha256: what keys its TensorRT engines."""
+    """First 16 hex digits of the file's sha256: what keys its TensorRT engines and
+    OpenVINO compiled models."""
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -132,11 +169,7 @@ def candidate_eps(requested: str, available: list[str]) -> list[str]:
     if requested == "auto":
         return [name for name in AUTO_ORDER if name in have]
     if requested not in have:
-        hint = (
-            ' (install "lmk[gpu]": onnxruntime-gpu, plus CUDA/TensorRT)'
-            if requested != "cpu"
-            else ""
-        )
+        hint = f" (install {EXTRAS[requested]})" if requested in EXTRAS else ""
         raise LmkError(
             f"--ep {requested} is not available here{hint}; available: {', '.join(have)}"
         )
@@ -146,6 +179,48 @@ def candidate_eps(requested: str, available: list[str]) -> list[str]:
 def resolve_ep(requested: str, available: list[str]) -> str:
     """The EP to use: ``requested`` if available here, or the best available for ``auto``."""
     return candidate_eps(requested, available)[0]
+
+
+def session_config(options: RuntimeOptions, ep: str) -> dict[str, str]:
+    """The session config entries lmk sets for ``ep``: on the CPU and OpenVINO EPs, idle
+    intra-op and inter-op threads sleep instead of spinning unless ``options.spin``."""
+    if ep in SPINNING_EPS and not options.spin:
+        return {"session.intra_op.allow_spinning": "0", "session.inter_op.allow_spinning": "0"}
+    return {}
+
+
+def openvino_options(options: RuntimeOptions, path: Path) -> dict[str, str]:
+    """OpenVINO EP options: the CPU device, the precision as an inference hint (the EP's own
+    ``precision="BF16"`` is refused on CPU), threads, and a compiled-model cache keyed by
+    model digest and precision (a changed file never meets a stale blob)."""
+    precision = options.ov_precision
+    if precision == "bf16" and not cpu.has_bf16():
+        raise LmkError(
+            "--ov-precision bf16 needs a CPU with AVX512_BF16 or AMX (this CPU has neither)"
+        )
+    root = Path(options.ov_cache_dir) if options.ov_cache_dir else user_cache_dir() / "openvino"
+    cache = root / f"{file_digest(path)}-{precision}"
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LmkError(f"cannot create the OpenVINO cache folder {cache}: {exc.strerror}") from None
+    result = {
+        "device_type": "CPU",
+        "cache_dir": str(cache),
+        "load_config": json.dumps({"CPU": {"INFERENCE_PRECISION_HINT": _OV_HINTS[precision]}}),
+    }
+    if options.threads:
+        result["num_of_threads"] = str(options.threads)
+    result.update({key: str(value) for key, value in options.extra_provider_options.items()})
+    return result
+
+
+# Why ORT may fall back to the CPU EP without a word, per EP asked for.
+_FALLBACK_CAUSES = {
+    "cuda": "CUDA or cuDNN libraries missing or mismatched?",
+    "tensorrt": "CUDA, cuDNN or TensorRT libraries missing or mismatched?",
+    "openvino": "OpenVINO refused the device or an option?",
+}
 
 
 class InferenceModel:
@@ -165,7 +240,7 @@ class InferenceModel:
         self.requested_ep = self.options.ep
         failed: dict[str, str] = {}  # --ep auto: why each EP tried did not load
         for ep in candidate_eps(self.options.ep, ort.get_available_providers()):
-            self._check_options_apply(ep, failed.get("tensorrt", ""))
+            self._check_options_apply(ep, failed)
             try:
                 self.session = self._create(ep)
             except LmkError as exc:
@@ -184,17 +259,22 @@ class InferenceModel:
 
     # ---- session ---------------------------------------------------------------------------
 
-    def _check_options_apply(self, ep: str, tensorrt_error: str) -> None:
-        """TensorRT flags with another EP are an error, not silently ignored (``--ep auto``:
-        when it did not land on TensorRT, saying why TensorRT did not load if it was tried)."""
-        flags = self.options.tensorrt_only() if ep != "tensorrt" else []
-        if not flags:
+    def _check_options_apply(self, ep: str, failed: dict[str, str]) -> None:
+        """EP-specific flags with another EP are an error, not silently ignored (``--ep
+        auto``: when it did not land on their EP, saying why that EP did not load if it was
+        tried)."""
+        misplaced = self.options.misplaced(ep)
+        if not misplaced:
             return
         here = f"the EP here is {ep}"
         if self.options.ep == "auto":
-            here += ", chosen by --ep auto" + (f"; {tensorrt_error}" if tensorrt_error else "")
-        verb = "applies" if len(flags) == 1 else "apply"
-        raise LmkError(f"{', '.join(flags)} {verb} only to --ep tensorrt ({here})")
+            why = next((failed[e] for eps in misplaced for e in eps if e in failed), "")
+            here += ", chosen by --ep auto" + (f"; {why}" if why else "")
+        parts = []
+        for eps, flags in misplaced.items():
+            verb = "applies" if len(flags) == 1 else "apply"
+            parts.append(f"{', '.join(flags)} {verb} only to --ep {' or '.join(eps)}")
+        raise LmkError(f"{'; '.join(parts)} ({here})")
 
     def _provider_list(self, ep: str) -> list[Any]:
         o = self.options
@@ -203,6 +283,11 @@ class InferenceModel:
             return ["CPUExecutionProvider"]
         if ep == "cuda":
             return [cuda, "CPUExecutionProvider"]
+        if ep == "openvino":
+            return [
+                ("OpenVINOExecutionProvider", openvino_options(o, self.path)),
+                "CPUExecutionProvider",
+            ]
         return [
             ("TensorrtExecutionProvider", self.tensorrt_options()),
             cuda,
@@ -242,39 +327,46 @@ class InferenceModel:
         """The input's name and non-batch dims when the batch is dynamic (read with onnx-free
         means: a CPU session of the same file tells us)."""
         probe = self._ort.InferenceSession(
-            str(self.path), self._session_options(), providers=["CPUExecutionProvider"]
+            str(self.path), self._session_options("cpu"), providers=["CPUExecutionProvider"]
         )
         meta = probe.get_inputs()[0]
         if isinstance(meta.shape[0], int):
             return None
         return meta.name, [int(d) for d in meta.shape[1:]]
 
-    def _session_options(self) -> Any:
+    def _session_options(self, ep: str) -> Any:
         options = self._ort.SessionOptions()
         options.graph_optimization_level = self._ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
         if self.options.threads:
             options.intra_op_num_threads = int(self.options.threads)
             options.inter_op_num_threads = 1
+        for key, value in session_config(self.options, ep).items():
+            options.add_session_config_entry(key, value)
         return options
 
     def _create(self, ep: str) -> Any:
+        session_options = self._session_options(ep)
+        providers = self._provider_list(ep)
         try:
             session = self._ort.InferenceSession(
-                str(self.path), self._session_options(), providers=self._provider_list(ep)
+                str(self.path), session_options, providers=providers
             )
         except Exception as exc:  # ORT raises its own exception types for unreadable files
             lines = str(exc).strip().splitlines()
             raise LmkError(
                 f"cannot load {self.path} with --ep {ep}: {lines[0] if lines else type(exc).__name__}"
             ) from None
-        if PROVIDERS[ep] not in session.get_providers():
-            # ORT falls back to the CPU silently when the CUDA/TensorRT libraries do not load.
+        offered = session.get_providers()
+        if offered[0] != PROVIDERS[ep]:
+            # ORT falls back to the CPU EP silently when the CUDA/TensorRT libraries do not
+            # load, or when OpenVINO refuses an option (such as precision="BF16" on CPU).
             raise LmkError(
                 f"--ep {ep}: ONNX Runtime could not start {PROVIDERS[ep]} "
-                "(CUDA, cuDNN or TensorRT libraries missing or mismatched?); "
-                f"it offered {', '.join(session.get_providers())}"
+                f"({_FALLBACK_CAUSES.get(ep, 'unknown cause')}); it offered {', '.join(offered)}"
             )
+        # What the session was made with, for a reader (and a test) to check what lmk set.
+        self.session_options = session_options
         return session
 
     # ---- IO ------------------------------------------------------------------------------------
@@ -361,7 +453,8 @@ class InferenceModel:
 
     def describe(self) -> str:
         auto = " (chosen by --ep auto)" if self.requested_ep == "auto" else ""
+        ep = f"openvino {self.options.ov_precision}" if self.ep == "openvino" else self.ep
         return (
             f"{self.path.name}: {self.info.model} {self.info.layout} {self.info.input_size}px "
-            f"{self.info.precision}, EP {self.ep}{auto}"
+            f"{self.info.precision}, EP {ep}{auto}"
         )

@@ -12,7 +12,7 @@ import pytest
 from lmk.errors import LmkError
 from lmk.runtime import available_providers, bundled_model
 from lmk.runtime.api import LandmarkSession
-from lmk.runtime.session import InferenceModel, RuntimeOptions, resolve_ep
+from lmk.runtime.session import InferenceModel, RuntimeOptions, resolve_ep, session_config
 from lmk.synth import synth_crops
 
 
@@ -23,11 +23,14 @@ def test_unavailable_ep_is_an_error_that_lists_the_available_ones():
         resolve_ep("gpu", ["CPUExecutionProvider"])
 
 
-def test_auto_prefers_tensorrt_then_cuda_then_cpu():
+def test_auto_prefers_tensorrt_then_cuda_then_openvino_then_cpu():
     cpu, cuda, trt = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"
+    ov = "OpenVINOExecutionProvider"
     assert resolve_ep("auto", [cpu]) == "cpu"
     assert resolve_ep("auto", [cuda, cpu]) == "cuda"
     assert resolve_ep("auto", [trt, cuda, cpu]) == "tensorrt"
+    assert resolve_ep("auto", [cpu, ov]) == "openvino"
+    assert resolve_ep("auto", [ov, cuda, cpu]) == "cuda"
 
 
 @pytest.mark.skipif(
@@ -40,8 +43,58 @@ def test_asking_for_cuda_on_a_cpu_build_fails_before_loading():
 
 def test_auto_session_says_which_ep_it_chose():
     session = LandmarkSession(ep="auto")
-    assert session.ep in ("cpu", "cuda", "tensorrt")
+    assert session.ep in ("cpu", "cuda", "tensorrt", "openvino")
     assert f"EP {session.ep} (chosen by --ep auto)" in session.model.describe()
+
+
+SPIN_KEYS = ("session.intra_op.allow_spinning", "session.inter_op.allow_spinning")
+
+
+def test_cpu_session_threads_sleep_when_idle_unless_spin_is_asked_for():
+    """Read back from the SessionOptions the session was made with: spinning is off by
+    default (idle threads would take the cores lmk-run's reader and writer need)."""
+    quiet = InferenceModel(bundled_model(), RuntimeOptions(ep="cpu")).session_options
+    assert [quiet.get_session_config_entry(key) for key in SPIN_KEYS] == ["0", "0"]
+    spinning = InferenceModel(bundled_model(), RuntimeOptions(ep="cpu", spin=True))
+    for key in SPIN_KEYS:  # not set at all: ONNX Runtime's default (spinning) holds
+        with pytest.raises(RuntimeError, match="does not have configuration"):
+            spinning.session_options.get_session_config_entry(key)
+
+
+def test_spinning_is_set_on_the_cpu_and_openvino_eps_only():
+    off = dict.fromkeys(SPIN_KEYS, "0")
+    assert session_config(RuntimeOptions(), "cpu") == off
+    assert session_config(RuntimeOptions(), "openvino") == off
+    assert session_config(RuntimeOptions(spin=True), "openvino") == {}
+    assert session_config(RuntimeOptions(), "cuda") == {}  # ORT's default on the GPU EPs
+    assert session_config(RuntimeOptions(), "tensorrt") == {}
+
+
+def test_ep_specific_flags_with_another_ep_are_one_error_naming_each_flags_ep():
+    options = RuntimeOptions(ep="cpu", trt_fp16=True, ov_precision="bf16", spin=True)
+    assert options.misplaced("cpu") == {
+        ("tensorrt",): ["--trt-fp16"],
+        ("openvino",): ["--ov-precision"],
+    }
+    assert options.misplaced("cuda")[("cpu", "openvino")] == ["--spin"]
+    with pytest.raises(
+        LmkError,
+        match=r"^--trt-fp16 applies only to --ep tensorrt; --ov-precision applies only to "
+        r"--ep openvino \(the EP here is cpu\)$",
+    ):
+        InferenceModel(bundled_model(), options)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"ov_precision": "fp64"}, r"--ov-precision must be one of fp32, bf16, got 'fp64'"),
+        ({"spin": 1}, r"spin must be True or False, got 1"),
+    ],
+)
+def test_bad_openvino_and_spin_values_are_value_errors(options, message):
+    with pytest.raises(ValueError, match=message):
+        RuntimeOptions(**options)
 
 
 def test_model_without_metadata_gets_an_error_that_says_how_to_export_one(tmp_path):

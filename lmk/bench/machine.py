@@ -14,33 +14,7 @@ import re
 import subprocess
 from importlib import metadata
 
-# CPU features that change which kernels ONNX Runtime and PyTorch pick (INT8 speed hinges on
-# VNNI / AMX), so a reader can tell why two machines' INT8 ratios differ.
-_CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def cpu_flags() -> list[str]:
-    """The SIMD features from :data:`_CPU_FLAGS` this CPU has (empty where unknown)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("flags"):
-                    present = set(line.split(":", 1)[1].split())
-                    return [flag for flag in _CPU_FLAGS if flag in present]
-    except OSError:
-        pass
-    return []
+from lmk.runtime.cpu import cpu_flags, cpu_model  # one reader of /proc/cpuinfo, shared
 
 
 def usable_cores() -> int:

@@ -161,8 +161,9 @@ def _worker_init(_: int) -> None:
     # a traceback of its own.) SIGTERM from the main process itself (DataLoader's terminate(),
     # multiprocessing's exit hook) still ends the worker at once.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # threads started later too
-    threading.Thread(target=_end_on_sigterm_from, args=(os.getppid(),), daemon=True).start()
+    if hasattr(signal, "sigwaitinfo"):  # Linux; elsewhere SIGTERM keeps torch's handling
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # and later threads'
+        threading.Thread(target=_end_on_sigterm_from, args=(os.getppid(),), daemon=True).start()
 
 
 def _end_on_sigterm_from(parent: int) -> None:

@@ -90,7 +90,8 @@ def test_resume_with_other_model_flags_is_refused(short_run, tmp_path, capsys):
     shutil.copytree(out, copy)
     args = [*SMALL, "--input-size", "96", "--epochs", "3", "--resume", str(copy / "last.pt")]
     assert run_cli(train_command, args) == 2
-    assert "cannot resume" in _one_error_line(capsys)
+    line = _one_error_line(capsys)
+    assert f"cannot resume {copy / 'last.pt'}: --input-size 96, but the checkpoint has 64" in line
 
 
 def test_existing_run_is_not_overwritten(short_run, capsys):

@@ -98,7 +98,11 @@ def recorded_command(prog: str) -> str:
 @click.option("--sigma", type=click.FloatRange(min=0.1), default=1.5, show_default=True)
 @click.option("--crop-enlarge", type=click.FloatRange(min=0.5), default=1.2, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), help="run folder (best.pt, last.pt, log)")
-@click.option("--resume", type=click.Path(path_type=Path), help="continue from DIR/last.pt")
+@click.option(
+    "--resume",
+    type=click.Path(path_type=Path),
+    help="continue the run of DIR/last.pt, with the settings it holds",
+)
 @click.option("--overwrite", is_flag=True, help="replace a run already in --out")
 def train_command(
     model: str,
@@ -211,15 +215,9 @@ def train_command(
         )
 
 
-ARCH_FLAGS = {
-    "backbone": "backbone",
-    "input_size": "input_size",
-    "num_nb": "num_nb",
-    "net_stride": "net_stride",
-    "num_stacks": "num_stacks",
-    "num_features": "num_features",
-}
-"""Architecture flag -> model argument (FAN's --num-stacks is its num_modules)."""
+ARCH_FLAGS = ("backbone", "input_size", "num_nb", "net_stride", "num_stacks", "num_features")
+"""Architecture flags, named as the model arguments they set (FAN's --num-stacks sets its
+num_modules)."""
 
 
 def _flag(name: str) -> str:
@@ -247,8 +245,8 @@ def _refuse_contradictions(
 
     model = taken["model"]
     full = ModelSpec(model, taken["model_args"]).full_args()
-    for name, key in ARCH_FLAGS.items():
-        held = full.get("num_modules" if model == "fan" and key == "num_stacks" else key)
+    for name in ARCH_FLAGS:
+        held = full.get("num_modules" if model == "fan" and name == "num_stacks" else name)
         if name in given and params[name] != held:
             raise _contradiction(resume, f"{_flag(name)} {params[name]}", held)
     if "layout" in given and params["layout"] != taken["layout"]:
@@ -262,9 +260,9 @@ def _refuse_contradictions(
         mine, theirs = plain_setting(fields[key]), plain_setting(taken[key])
         if mine == theirs:
             continue
-        if key == "augment":
-            shown, held = ("--augment", "it off") if mine else ("--no-augment", "it on")
-            raise _contradiction(resume, shown, f"augmentation {held}")
+        if key == "augment":  # a switch: --augment, but the checkpoint has --no-augment
+            flags = ("--no-augment", "--augment")
+            raise _contradiction(resume, flags[bool(mine)], flags[bool(theirs)])
         raise _contradiction(resume, f"{_flag(key)} {params[key]}", theirs)
 
 

@@ -156,11 +156,20 @@ def _worker_init(_: int) -> None:
     torch.set_num_threads(1)
     # Ctrl-C and SIGTERM reach the whole process group (a terminal, docker stop, systemd);
     # the main process alone answers them: it saves where the run stands and shuts its
-    # workers down in order. A worker killed by SIGTERM would make the main process fail
-    # with "DataLoader worker is killed"; one interrupted while reading its queue prints a
-    # traceback of its own.
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, signal.SIG_IGN)
+    # workers down in order. (A worker killed by SIGTERM made the main process fail with
+    # "DataLoader worker is killed by signal"; one interrupted while reading its queue printed
+    # a traceback of its own.) SIGTERM from the main process itself (DataLoader's terminate(),
+    # multiprocessing's exit hook) still ends the worker at once.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "sigwaitinfo"):  # Linux; elsewhere SIGTERM keeps torch's handling
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # and later threads'
+        threading.Thread(target=_end_on_sigterm_from, args=(os.getppid(),), daemon=True).start()
+
+
+def _end_on_sigterm_from(parent: int) -> None:
+    while True:
+        if signal.sigwaitinfo({signal.SIGTERM}).si_pid == parent:
+            os._exit(0)
 
 
 # ---- schedule, state ---------------------------------------------------------------------------
@@ -656,19 +665,15 @@ def _run(
         train_set, num_replicas=ddp.world, rank=ddp.rank, shuffle=True, seed=config.seed
     )
     plan = PassBatches(sampler, config.batch_size, drop_last=len(sampler) > config.batch_size)
+    # Each loader has its own generator: worker seeds (unused, the data set seeds its own
+    # draws) do not consume the global RNG, so a resumed run's RNG is the interrupted run's.
     loader_args: dict[str, Any] = {
         "num_workers": config.workers,
         "pin_memory": device.type == "cuda",
         "worker_init_fn": _worker_init if config.workers else None,
+        "generator": torch.Generator().manual_seed(config.seed),
     }
-    # The loader's own generator: its worker seeds (unused, the data set seeds its own draws)
-    # do not consume the global RNG, so a resumed run's RNG is the interrupted run's.
-    train_loader = DataLoader(
-        train_set,
-        batch_sampler=plan,
-        generator=torch.Generator().manual_seed(config.seed),
-        **loader_args,
-    )
+    train_loader = DataLoader(train_set, batch_sampler=plan, **loader_args)
     per_pass = len(plan)
     if per_pass == 0:
         raise LmkError("the training set gives no batch; lower --batch-size")

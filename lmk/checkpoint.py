@@ -200,6 +200,17 @@ def _is_torchscript(path: Path) -> bool:
         return any(name.endswith("/constants.pkl") for name in archive.namelist())
 
 
+def not_a_checkpoint(path: Path) -> str | None:
+    """Why ``path`` cannot be a PyTorch checkpoint (``"it is a text file"``), or None where it
+    may be one: the one place that names a wrong file for every command that loads weights."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(4096)
+    except OSError as exc:
+        raise LmkError(f"cannot read checkpoint {path}: {exc.strerror}") from None
+    return _looks_like(head, path)
+
+
 def _looks_like(head: bytes, path: Path) -> str | None:
     """What a file that cannot be a PyTorch checkpoint looks like, from its first bytes (None:
     it may be one). torch.save writes a zip holding ``data.pkl``, older releases a pickle."""
@@ -234,12 +245,7 @@ def _read_weights(path: Path) -> Any:
     A file that is not a checkpoint is refused saying what it is, not with torch's advice."""
     if not path.is_file():
         raise LmkError(f"checkpoint not found: {path}")
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(4096)
-    except OSError as exc:
-        raise LmkError(f"cannot read checkpoint {path}: {exc.strerror}") from None
-    what = _looks_like(head, path)
+    what = not_a_checkpoint(path)
     if what is not None:
         raise LmkError(f"{path} is not a PyTorch checkpoint ({what})")
     try:

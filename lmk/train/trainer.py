@@ -37,7 +37,7 @@ from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, Sampl
 from tqdm import tqdm
 
 from lmk.augment import AugmentConfig
-from lmk.checkpoint import Checkpoint, load_checkpoint
+from lmk.checkpoint import Checkpoint, load_checkpoint, not_a_checkpoint
 from lmk.crop import CropPolicy
 from lmk.errors import LmkError
 from lmk.fileio import PendingOutput, disk_full, disk_full_error, output_folder, plan_output
@@ -301,24 +301,8 @@ STATE_KEYS = ("epoch", "step", "optimizer", "scheduler", "torch_rng")
 
 
 def _describe(path: Path) -> str:
-    """What a file that is no PyTorch archive is, for a message better than torch's advice."""
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(4096)
-    except OSError as exc:
-        raise LmkError(f"cannot read {path}: {exc.strerror}") from None
-    if not head:
-        return "an empty file"
-    if path.suffix.lower() == ".onnx" or (head[:1] == b"\x08" and b"pytorch" in head[:64]):
-        return "an ONNX model"
-    if b"\0" not in head:
-        try:
-            head.decode("utf-8")
-            return "a text file"
-        except UnicodeDecodeError as exc:
-            if exc.start >= len(head) - 3:  # a character cut by the 4 kB read
-                return "a text file"
-    return "not a PyTorch archive"
+    """What a file that is no lmk-train archive is (``lmk.checkpoint`` names wrong files)."""
+    return not_a_checkpoint(path) or "it is not a zip archive torch.save wrote"
 
 
 def _archive_holds_lmk_checkpoint(path: Path) -> bool | None:
@@ -344,7 +328,7 @@ def resume_checkpoint(path: Path) -> Checkpoint:
         raise LmkError(f"--resume {path} is not a regular file")
     holds = _archive_holds_lmk_checkpoint(path)
     if holds is None:
-        raise LmkError(f"--resume {path} is {_describe(path)}, not a checkpoint lmk-train wrote")
+        raise LmkError(f"--resume {path} is not a checkpoint lmk-train wrote ({_describe(path)})")
     if not holds:
         raise LmkError(
             f"--resume {path} is a PyTorch file but not an lmk checkpoint; lmk-train resumes "
@@ -360,7 +344,7 @@ def read_resume(path: Path) -> Resume:
     if not spath.is_file():
         raise LmkError(f"cannot resume: {spath} (optimizer and schedule state) is missing")
     if _archive_holds_lmk_checkpoint(spath) is None:
-        raise LmkError(f"cannot resume: {spath} is {_describe(spath)}, not lmk-train's state")
+        raise LmkError(f"cannot resume: {spath} is not lmk-train's state ({_describe(spath)})")
     try:
         state = torch.load(spath, map_location="cpu", weights_only=True)
     except Exception as exc:

@@ -160,20 +160,20 @@ CASES = [
         "lmk-train",
         ["--resume", "{work}/run/last.pt"],
         setup=_write("run/last.pt", "not a checkpoint\n"),
-        match="is a text file, not a checkpoint lmk-train wrote",
+        match=r"is not a checkpoint lmk-train wrote \(it is a text file\)",
     ),
     Case(
         "resume-empty-file",
         "lmk-train",
         ["--resume", "{work}/run/last.pt"],
         setup=_write("run/last.pt", b""),
-        match="is an empty file",
+        match="it is empty",
     ),
     Case(
         "resume-onnx-file",
         "lmk-train",
         ["--resume", "{assets}/model.onnx", "--out", "{work}/run"],
-        match="is an ONNX model",
+        match="it looks like an ONNX file",
     ),
     Case(
         "resume-bare-state-dict",
@@ -187,7 +187,7 @@ CASES = [
         "lmk-train",
         ["--resume", "{work}/run/last.pt"],
         setup=_copy_run_then("last.state.pt", "{}\n"),
-        match=r"last\.state\.pt is a text file",
+        match=r"last\.state\.pt is not lmk-train's state \(it is a text file\)",
     ),
     # --resume takes the architecture and settings; only a contradicting flag is refused.
     Case(

@@ -29,13 +29,16 @@ import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 import onnx
 
-from lmk.checkpoint import Checkpoint
 from lmk.errors import LmkError
+
+if TYPE_CHECKING:  # torch-free at run time: the OpenVINO venv quantizes without torch
+    from lmk.checkpoint import Checkpoint
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 INT8_TARGETS = ("cpu", "tensorrt", "openvino")

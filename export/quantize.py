@@ -56,18 +56,19 @@ class Int8Plan:
 
     target: str = "cpu"
     activations: str = "u8"
-    recipe: str = "full"  # full | conv-percentile (auto resolved by the model family)
+    recipe: str = "full"  # full | conv-percentile (auto resolved by the model family), or
+    # conv-minmax (convolutions only, min/max ranges: for sensitivity studies)
 
     @property
     def symmetric(self) -> bool:
         return self.activations == "s8"
 
     def describe(self) -> str:
-        ops = (
-            "every op, min/max ranges"
-            if self.recipe == "full"
-            else (f"convolutions only, {HEATMAP_PERCENTILE:g}th-percentile ranges")
-        )
+        ops = {
+            "full": "every op, min/max ranges",
+            "conv-minmax": "convolutions only, min/max ranges",
+            "conv-percentile": f"convolutions only, {HEATMAP_PERCENTILE:g}th-percentile ranges",
+        }[self.recipe]
         kind = "int8 symmetric" if self.symmetric else "uint8"
         return (
             f"target {self.target}: {kind} activations, int8 symmetric per-channel weights, {ops}"
@@ -173,11 +174,10 @@ def quantize_network(
     heads = [node.name for node in network.graph.node if outputs & set(node.output)]
     extra: dict = {"ActivationSymmetric": plan.symmetric, "WeightSymmetric": True}
     kwargs: dict = {"calibrate_method": CalibrationMethod.MinMax}
+    if plan.recipe.startswith("conv-"):
+        kwargs["op_types_to_quantize"] = ["Conv"]
     if plan.recipe == "conv-percentile":
-        kwargs = {
-            "calibrate_method": CalibrationMethod.Percentile,
-            "op_types_to_quantize": ["Conv"],
-        }
+        kwargs["calibrate_method"] = CalibrationMethod.Percentile
         extra["CalibPercentile"] = HEATMAP_PERCENTILE
     with tempfile.TemporaryDirectory() as tmp:
         source, target_path = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"

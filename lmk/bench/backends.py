@@ -85,10 +85,12 @@ class Prepared:
     workdir: Path | None = None  # where the fused files are written for InferenceModel
     _int8: dict = field(default_factory=dict)  # INT8 network per target, quantized once
 
-    def int8_network(self, target: str, calib: int) -> Any:
-        """The network quantized for ``target`` (``lmk-export --int8 --int8-target``'s plan),
-        on SynthFace crops that never overlap the measured or scored ones."""
-        if target not in self._int8:
+    def int8_network(self, target: str, calib: int, activations: str | None = None) -> Any:
+        """(network, plan): the network quantized as ``lmk-export --int8 --int8-target
+        TARGET [--int8-activations A]`` would, on SynthFace crops that never overlap the
+        measured or scored ones. Quantized once per (target, activations)."""
+        key = (target, activations)
+        if key not in self._int8:
             from lmk.export.quantize import int8_plan, quantize_network
             from lmk.synth import synth_crops
 
@@ -96,17 +98,18 @@ class Prepared:
             crops = synth_crops(
                 max(calib, 8), checkpoint.input_size, checkpoint.crop, seed=CALIBRATION_SEED
             )
-            plan = int8_plan(target, decode=checkpoint.spec.decode)
-            self._int8[target] = (
+            plan = int8_plan(target, activations, decode=checkpoint.spec.decode)
+            self._int8[key] = (
                 quantize_network(
                     self.network, checkpoint.normalisation.apply_bgr_nhwc(crops), plan
                 ),
                 plan,
             )
-        return self._int8[target]
+        return self._int8[key]
 
     def fused_file(self, precision: str, calib: int = 32) -> Path:
-        """The fused lmk file (``fp32``, ``int8-cpu``, ``int8-openvino``) on disk, written once."""
+        """The fused lmk file on disk, written once: ``fp32``, or ``int8-TARGET`` /
+        ``int8-TARGET-ACTIVATIONS`` (e.g. ``int8-openvino-s8``)."""
         from lmk.export.exporter import ExportOptions, build_onnx
 
         folder = self.workdir or Path(tempfile.mkdtemp(prefix="lmk-bench-"))
@@ -118,7 +121,8 @@ class Prepared:
             else:
                 from lmk.export.quantize import add_int8_metadata
 
-                network, plan = self.int8_network(precision.split("-", 1)[1], calib)
+                _, target, *activations = precision.split("-")
+                network, plan = self.int8_network(target, calib, *activations)
                 model = build_onnx(self.checkpoint, ExportOptions(precision="int8"), network)
                 add_int8_metadata(model, plan)
             import onnx
@@ -175,7 +179,7 @@ def _fused_runner(session) -> Callable[[np.ndarray], np.ndarray]:
     return run
 
 
-def _runtime_backend(name: str, path: Path, options: Any) -> Backend:
+def runtime_backend(name: str, path: Path, options: Any) -> Backend:
     """A fused file under lmk's own runtime: what ``lmk-run`` users get, nothing bench-made."""
     from lmk.runtime.session import InferenceModel
 
@@ -271,7 +275,7 @@ def build_fused(
         )
     else:
         options = RuntimeOptions(ep="cpu", threads=threads, spin=False)
-    return _runtime_backend(name, prepared.fused_file(precision, calib), options)
+    return runtime_backend(name, prepared.fused_file(precision, calib), options)
 
 
 def onnxruntime_providers() -> list[str]:

@@ -24,8 +24,9 @@ openvino (lmk/export/quantize.py DEFAULT_ACTIVATIONS) should be that one.
 
 For heatmap models it also runs the INT8 sensitivity study behind lmk-export's recipe for
 them (--no-sensitivity skips it): NME on the CPU EP with every op quantized (min/max), only
-the convolutions (min/max), only the convolutions with 99.9th-percentile ranges (the
-default), and with one block at a time quantized (the rest FP32).
+the convolutions (min/max), only the convolutions with 99.9th-percentile ranges, the same with
+the last stack's head block FP32 (the default), and with one block at a time quantized (the
+rest FP32).
 
 The OpenVINO rows need onnxruntime-openvino, which replaces onnxruntime; the script also
 needs torch (PyTorch is the reference), so run it in a venv with both:
@@ -218,7 +219,16 @@ def sensitivity(prepared, faces, calib: int, threads: int, step: int) -> list[di
     cases: list[tuple[str, Any, list[str]]] = [
         ("every op, min/max (the old default)", Int8Plan("cpu", "u8", "full"), []),
         ("convolutions, min/max", Int8Plan("cpu", "u8", "conv-minmax"), []),
-        ("convolutions, 99.9th percentile (default)", Int8Plan("cpu", "u8", "conv-percentile"), []),
+        (
+            "convolutions, 99.9th percentile",
+            Int8Plan("cpu", "u8", "conv-percentile", float_tail=False),
+            [],
+        ),
+        (
+            "convolutions, 99.9th percentile, last head block FP32 (default)",
+            Int8Plan("cpu", "u8", "conv-percentile"),
+            [],
+        ),
     ]
     every_conv = [n.name for n in convs]
     for block, members in blocks.items():
@@ -407,12 +417,6 @@ def markdown(report: dict) -> str:
                 + " | ".join(cells)
                 + " |"
             )
-        usual = [lat.get(("usual", b)) for b in batches]
-        lines.append(
-            "| usual | - | - | - | - | "
-            + " | ".join(f"{r['ms_per_face']:.2f} | 1.00x" if r else "- | -" for r in usual)
-            + " |"
-        )
         if entry.get("openvino_activations"):
             choice = ", ".join(f"batch {b}: {a}" for b, a in entry["openvino_activations"].items())
             lines += ["", f"OpenVINO INT8 activations, the faster: {choice}."]

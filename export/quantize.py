@@ -12,12 +12,16 @@ symmetric per-channel int8 (zero point 0). What differs by target is the activat
 
 And by model family (the *recipe*): PIPNet quantizes every op with min/max ranges. Heatmap
 models (hourglass, FAN) quantize only the convolutions, with ranges from the 99.9th
-percentile: their pre-activation residual trunk carries a few activations hundreds of times
-the typical size (e.g. [-416, 900] with a standard deviation of 31 in the bundled
-hourglass), so an 8-bit grid over the full range flattens the heatmaps (quantizing the trunk's
-Adds gave ~45 % NME instead of ~5 %, and min/max ranges on the convolutions still lost 1.9
-NME points); the percentile ranges clip those few outliers and keep the loss within 0.2
-points (``benchmarks/cpu_precision.py`` measures it).
+percentile. Their pre-activation residual trunk carries a few activations hundreds of times
+the typical size (e.g. [-416, 900] with a standard deviation of 31 in the bundled hourglass),
+and an 8-bit grid over that range wipes out the rest: with every op quantized the bundled
+hourglass scored ~45 % NME instead of 4.7 % on lmk-eval's held-out faces (+0.7 points on
+smoother crops rendered at 384 px: the damage depends on the images, which is worse than a
+fixed loss). Keeping the trunk's Adds float and quantizing the convolutions with min/max
+ranges still lost 1.9 points, the most in the last stack's head block (+0.84 on its own);
+ranges from the 99.9th percentile clip the few outliers (+0.2 points), and keeping that
+block's 4 convolutions FP32 as well (:func:`after_last_upsample`) brings the loss within
+noise (``benchmarks/cpu_precision.py`` measures all of this).
 """
 
 from __future__ import annotations
@@ -58,6 +62,9 @@ class Int8Plan:
     activations: str = "u8"
     recipe: str = "full"  # full | conv-percentile (auto resolved by the model family), or
     # conv-minmax (convolutions only, min/max ranges: for sensitivity studies)
+    float_tail: bool = True
+    """conv-percentile: keep the convolutions after the last upsampling (the last stack's
+    head block, between the last hourglass and the heatmap head) FP32."""
 
     @property
     def symmetric(self) -> bool:
@@ -69,6 +76,8 @@ class Int8Plan:
             "conv-minmax": "convolutions only, min/max ranges",
             "conv-percentile": f"convolutions only, {HEATMAP_PERCENTILE:g}th-percentile ranges",
         }[self.recipe]
+        if self.recipe == "conv-percentile" and self.float_tail:
+            ops += ", the last stack's head block FP32"
         kind = "int8 symmetric" if self.symmetric else "uint8"
         return (
             f"target {self.target}: {kind} activations, int8 symmetric per-channel weights, {ops}"
@@ -146,6 +155,32 @@ class _Reader:
         pass
 
 
+def after_last_upsample(network: onnx.ModelProto) -> list[str]:
+    """The convolutions downstream of the graph's last ``Resize`` (the last hourglass's final
+    upsampling): the last stack's head block, which feeds the heatmaps' argmax directly and
+    lost the most when quantized (+0.84 NME points on its own in the bundled hourglass, 4 of
+    its 101 convolutions). Empty for a network without upsampling."""
+    resizes = [node for node in network.graph.node if node.op_type == "Resize"]
+    if not resizes:
+        return []
+    consumers: dict[str, list] = {}
+    for node in network.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    seen: set[str] = set()
+    frontier = list(resizes[-1].output)
+    found = []
+    while frontier:
+        for node in consumers.get(frontier.pop(), []):
+            if node.name in seen:
+                continue
+            seen.add(node.name)
+            if node.op_type == "Conv":
+                found.append(node.name)
+            frontier.extend(node.output)
+    return found
+
+
 def quantize_network(
     network: onnx.ModelProto,
     calibration: np.ndarray,
@@ -176,6 +211,8 @@ def quantize_network(
     kwargs: dict = {"calibrate_method": CalibrationMethod.MinMax}
     if plan.recipe.startswith("conv-"):
         kwargs["op_types_to_quantize"] = ["Conv"]
+    if plan.recipe == "conv-percentile" and plan.float_tail:
+        heads += after_last_upsample(network)
     if plan.recipe == "conv-percentile":
         kwargs["calibrate_method"] = CalibrationMethod.Percentile
         extra["CalibPercentile"] = HEATMAP_PERCENTILE

@@ -8,7 +8,8 @@ symmetric per-channel int8 (zero point 0). What differs by target is the activat
   (int8 activations run 2-3x slower there);
 - ``tensorrt``: symmetric int8 activations, since TensorRT's parser needs zero point 0;
 - ``openvino``: either works on OpenVINO's CPU plugin (``--int8-activations``); the default
-  is the faster of the two as measured by ``benchmarks/cpu_precision.py``.
+  is the faster of the two as measured by ``benchmarks/cpu_precision.py``: symmetric int8
+  (:data:`DEFAULT_ACTIVATIONS`).
 
 And by model family (the *recipe*): PIPNet quantizes every op with min/max ranges. Heatmap
 models (hourglass, FAN) quantize only the convolutions, with ranges from the 99.9th
@@ -48,8 +49,11 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 INT8_TARGETS = ("cpu", "tensorrt", "openvino")
 ACTIVATIONS = ("u8", "s8")
 # u8: asymmetric uint8 (a zero point); s8: symmetric int8 (zero point 0). The openvino entry
-# is the one benchmarks/cpu_precision.py measured faster on OpenVINO's CPU plugin.
-DEFAULT_ACTIVATIONS = {"cpu": "u8", "tensorrt": "s8", "openvino": "u8"}
+# is the one benchmarks/cpu_precision.py measured faster on OpenVINO's CPU plugin (2 threads,
+# Xeon with AMX, shared machine, ms/face u8 -> s8 at batch 1 / 32): PIPNet-R18 256 px 56 -> 52
+# / 16.0 -> 12.8, hourglass 9.9 -> 6.7 / 7.0 -> 5.4, PIPNet-MobileNetV2 128 px 3.1 -> 3.5 /
+# 2.1 -> 2.2 (the one model where u8 won, by less). NME changed by < 0.02 points between them.
+DEFAULT_ACTIVATIONS = {"cpu": "u8", "tensorrt": "s8", "openvino": "s8"}
 RECIPES = ("auto", "full", "conv-percentile")
 HEATMAP_PERCENTILE = 99.9
 

@@ -378,13 +378,13 @@ def _weight_dequantizers(model: onnx.ModelProto) -> list[tuple[onnx.NodeProto, n
     ]
 
 
-@pytest.mark.parametrize(("activations", "act_type"), [(None, np.uint8), ("s8", np.int8)])
+@pytest.mark.parametrize(("activations", "act_type"), [(None, np.int8), ("u8", np.uint8)])
 def test_openvino_int8_target_has_symmetric_per_channel_int8_weights(
     tmp_path, capsys, activations, act_type
 ):
     """--int8-target openvino: every conv weight is int8 with zero point 0 and one scale per
-    output channel; activations are uint8 (the target's default) or int8 with
-    --int8-activations s8; the file says how it was quantized."""
+    output channel; activations are symmetric int8 (the target's default) or uint8 with
+    --int8-activations u8; the file says how it was quantized."""
     flags = ["--int8-activations", activations] if activations else []
     code, out, stdout, err = _export(
         tmp_path,
@@ -415,7 +415,7 @@ def test_openvino_int8_target_has_symmetric_per_channel_int8_weights(
     if act_type == np.int8:
         assert not any(z.any() for z in activations_zp)  # symmetric: zero point 0
     meta = {p.key: p.value for p in model.metadata_props}
-    expected = {"target": "openvino", "activations": activations or "u8", "recipe": "full"}
+    expected = {"target": "openvino", "activations": activations or "s8", "recipe": "full"}
     assert json.loads(meta["lmk.int8"]) == expected
     assert "int8:     target openvino" in stdout
 

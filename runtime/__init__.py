@@ -1,7 +1,8 @@
 """lmk.runtime: run exported lmk ONNX files with ONNX Runtime. Never imports torch.
 
-A deployment box installs ``pip install "lmk[cpu]"`` or ``"lmk[gpu]"``; this package needs
-numpy, OpenCV and one of the two ONNX Runtime builds, nothing from the training side.
+A deployment box installs ``pip install "lmk[cpu]"``, ``"lmk[gpu]"`` or ``"lmk[openvino]"``;
+this package needs numpy, OpenCV and one of the three ONNX Runtime builds, nothing from the
+training side.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from types import ModuleType
 from lmk.errors import LmkError
 
 INSTALL_HINT = (
-    'ONNX Runtime is not installed: pip install "lmk[cpu]" (CPU) or "lmk[gpu]" (CUDA/TensorRT); '
-    "the two builds cannot share an environment"
+    'ONNX Runtime is not installed: pip install "lmk[cpu]" (CPU), "lmk[gpu]" (CUDA/TensorRT) '
+    'or "lmk[openvino]" (OpenVINO); the three builds cannot share an environment'
 )
 
 

@@ -54,7 +54,8 @@ BoxLike = FaceBox | tuple[float, float, float, float] | list[float] | np.ndarray
 
 class LandmarkSession:
     """An exported lmk model ready to run on frames. ``model`` defaults to the bundled one;
-    ``options`` are :class:`RuntimeOptions` fields (``threads``, ``trt_fp16``, ...)."""
+    ``options`` are :class:`RuntimeOptions` fields (``threads``, ``spin``, ``trt_fp16``,
+    ``ov_precision``, ...)."""
 
     def __init__(self, model: str | Path | None = None, ep: str = "auto", **options: Any):
         self.model = InferenceModel(model or bundled_model(), RuntimeOptions(ep=ep, **options))

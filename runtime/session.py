@@ -41,8 +41,9 @@ EXTRAS = {
     "openvino": '"lmk[openvino]": onnxruntime-openvino, in an environment of its own',
 }
 OV_PRECISIONS = ("fp32", "bf16")
-# lmk's precision name -> OpenVINO's INFERENCE_PRECISION_HINT. FP32 is set explicitly: on a
-# CPU with AMX, OpenVINO may otherwise choose BF16 by itself.
+# lmk's precision name -> OpenVINO's INFERENCE_PRECISION_HINT. FP32 is set explicitly, not
+# left to defaults: OpenVINO's CPU plugin by itself runs BF16 on AMX CPUs (the ORT EP asks
+# for FP32 today; lmk does not rely on that).
 _OV_HINTS = {"fp32": "f32", "bf16": "bf16"}
 # EPs whose work runs on ORT's (or OpenVINO's) CPU thread pools, where idle threads spin.
 SPINNING_EPS = ("cpu", "openvino")

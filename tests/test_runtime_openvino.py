@@ -40,8 +40,8 @@ MODELS = ("pipnet", "hourglass")
 CROPS = 16
 FP32_TOLERANCE = 1e-5
 """Max |landmark difference| OpenVINO FP32 vs the CPU EP, as a fraction of the crop (measured:
-2e-7 on PIPNet, 0 on the hourglass, on a Xeon with AMX). FP32 is asked for explicitly: left to
-itself OpenVINO may pick BF16 on an AMX CPU, which this would catch (~1e-2)."""
+2e-7 on PIPNet, 0 on the hourglass, on a Xeon with AMX). FP32 is asked for explicitly: by
+itself OpenVINO's CPU plugin runs BF16 on AMX CPUs, which this would catch (~1e-2)."""
 BF16_MEAN_PX = 0.25
 BF16_P99_PX = 4.0
 """OpenVINO BF16 vs the CPU EP's FP32, in pixels of the 128 px crop: mean and 99th percentile

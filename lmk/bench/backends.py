@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from lmk.bench.machine import onnxruntime_providers
 from lmk.errors import LmkError
 
 CPU_BACKENDS = ("pytorch", "usual", "fused_fp32", "fused_int8")
@@ -186,6 +187,8 @@ def runtime_backend(name: str, path: Path, options: Any) -> Backend:
     try:
         model = InferenceModel(path, options)
     except LmkError as exc:  # e.g. OpenVINO refused the file or fell back to the CPU EP
+        if options.ep == "cpu":  # the CPU EP failing on lmk's own file is a bug: show it
+            raise
         raise Unavailable(str(exc)) from None
 
     def run(images: np.ndarray) -> np.ndarray:
@@ -276,12 +279,6 @@ def build_fused(
     else:
         options = RuntimeOptions(ep="cpu", threads=threads, spin=False)
     return runtime_backend(name, prepared.fused_file(precision, calib), options)
-
-
-def onnxruntime_providers() -> list[str]:
-    from lmk.bench.machine import onnxruntime_providers as listed
-
-    return listed()
 
 
 def openvino_problem(backend: str, providers: list[str]) -> str | None:

@@ -25,8 +25,8 @@ openvino (lmk/export/quantize.py DEFAULT_ACTIVATIONS) should be that one.
 For heatmap models it also runs the INT8 sensitivity study behind lmk-export's recipe for
 them (--no-sensitivity skips it): NME on the CPU EP with every op quantized (min/max), only
 the convolutions (min/max), only the convolutions with 99.9th-percentile ranges, the same with
-the last stack's head block FP32 (the default), and with one block at a time quantized (the
-rest FP32).
+the last stack's head block FP32 (the default), and with --sensitivity-blocks one block at a
+time quantized (the rest FP32).
 
 The OpenVINO rows need onnxruntime-openvino, which replaces onnxruntime; the script also
 needs torch (PyTorch is the reference), so run it in a venv with both:
@@ -196,7 +196,9 @@ def latency(prepared, runs: dict, batches: list[int], args) -> list[dict[str, An
     return rows
 
 
-def sensitivity(prepared, faces, calib: int, threads: int, step: int) -> list[dict[str, Any]]:
+def sensitivity(
+    prepared, faces, calib: int, threads: int, step: int, per_block: bool = False
+) -> list[dict[str, Any]]:
     """Heatmap models: NME on the CPU EP under each INT8 recipe and with one block at a time
     quantized (convolutions, min/max ranges), to show where the INT8 loss comes from."""
     from lmk.export.exporter import ExportOptions, build_onnx
@@ -231,7 +233,7 @@ def sensitivity(prepared, faces, calib: int, threads: int, step: int) -> list[di
         ),
     ]
     every_conv = [n.name for n in convs]
-    for block, members in blocks.items():
+    for block, members in blocks.items() if per_block else ():
         others = [n for n in every_conv if n not in members]
         cases.append(
             (f"only {block} (convolutions, min/max)", Int8Plan("cpu", "u8", "conv-minmax"), others)
@@ -274,6 +276,11 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--min-seconds", type=float, default=1.0)
     parser.add_argument("--no-sensitivity", action="store_true")
+    parser.add_argument(
+        "--sensitivity-blocks",
+        action="store_true",
+        help="also quantize one block at a time (a dozen more INT8 files: ~4 min on 2 cores)",
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run: not numbers")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--overwrite", action="store_true")
@@ -344,7 +351,9 @@ def measure_all(args, checkpoints: dict[str, Path], batches: list[int], machine:
                 "latency": latency(prepared, runs, batches, args),
             }
             if checkpoint.spec.decode.startswith("heatmap") and not args.no_sensitivity:
-                entry["sensitivity"] = sensitivity(prepared, faces, args.calib, args.threads, step)
+                entry["sensitivity"] = sensitivity(
+                    prepared, faces, args.calib, args.threads, step, args.sensitivity_blocks
+                )
             entry["openvino_activations"] = _faster_activations(entry["latency"])
             models[name] = entry
     return {

@@ -24,9 +24,9 @@ openvino (lmk/export/quantize.py DEFAULT_ACTIVATIONS) should be that one.
 
 For heatmap models it also runs the INT8 sensitivity study behind lmk-export's recipe for
 them (--no-sensitivity skips it): NME on the CPU EP with every op quantized (min/max), only
-the convolutions (min/max), only the convolutions with 99.9th-percentile ranges, the same with
-the last stack's head block FP32 (the default), and with --sensitivity-blocks one block at a
-time quantized (the rest FP32).
+the convolutions (min/max), the residual trunk's Adds and BatchNorms float and the rest with
+99.9th-percentile ranges, the same with the last stack's head block FP32 too (the default),
+and with --sensitivity-blocks one block at a time quantized (the rest FP32).
 
 The OpenVINO rows need onnxruntime-openvino, which replaces onnxruntime; the script also
 needs torch (PyTorch is the reference), so run it in a venv with both:
@@ -222,13 +222,13 @@ def sensitivity(
         ("every op, min/max (the old default)", Int8Plan("cpu", "u8", "full"), []),
         ("convolutions, min/max", Int8Plan("cpu", "u8", "conv-minmax"), []),
         (
-            "convolutions, 99.9th percentile",
-            Int8Plan("cpu", "u8", "conv-percentile", float_tail=False),
+            "float trunk, the rest 99.9th percentile",
+            Int8Plan("cpu", "u8", "float-trunk", float_tail=False),
             [],
         ),
         (
-            "convolutions, 99.9th percentile, last head block FP32 (default)",
-            Int8Plan("cpu", "u8", "conv-percentile"),
+            "float trunk and last head block, the rest 99.9th percentile (default)",
+            Int8Plan("cpu", "u8", "float-trunk"),
             [],
         ),
     ]

@@ -161,10 +161,11 @@ def _inputs(checkpoint: Path | None, calib: str) -> list[Path]:
 )
 @click.option(
     "--int8-recipe",
-    type=click.Choice(["auto", "full", "conv-percentile"]),
-    help="what INT8 quantizes: full (every op, min/max ranges), conv-percentile "
-    "(convolutions only, 99.9th-percentile ranges); auto (default): full for PIPNet, "
-    "conv-percentile for heatmap models, whose trunk has outlier activations",
+    type=click.Choice(["auto", "full", "float-trunk"]),
+    help="what INT8 quantizes: full (every op, min/max ranges) or float-trunk (the residual "
+    "trunk's Adds and BatchNorms and the last stack's head block stay FP32, the rest "
+    "99.9th-percentile ranges); auto (default): full for PIPNet, float-trunk for heatmap "
+    "models, whose trunk has outlier activations",
 )
 @click.option(
     "--store-fp16",

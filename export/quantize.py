@@ -11,18 +11,22 @@ symmetric per-channel int8 (zero point 0). What differs by target is the activat
   is the faster of the two as measured by ``benchmarks/cpu_precision.py``: symmetric int8
   (:data:`DEFAULT_ACTIVATIONS`).
 
-And by model family (the *recipe*): PIPNet quantizes every op with min/max ranges. Heatmap
-models (hourglass, FAN) quantize only the convolutions, with ranges from the 99.9th
-percentile. Their pre-activation residual trunk carries a few activations hundreds of times
-the typical size (e.g. [-416, 900] with a standard deviation of 31 in the bundled hourglass),
-and an 8-bit grid over that range wipes out the rest: with every op quantized the bundled
-hourglass scored ~45 % NME instead of 4.7 % on lmk-eval's held-out faces (+0.7 points on
-smoother crops rendered at 384 px: the damage depends on the images, which is worse than a
-fixed loss). Keeping the trunk's Adds float and quantizing the convolutions with min/max
-ranges still lost 1.9 points, the most in the last stack's head block (+0.84 on its own);
-ranges from the 99.9th percentile clip the few outliers (+0.2 points), and keeping that
-block's 4 convolutions FP32 as well (:func:`after_last_upsample`) brings the loss within
-noise (``benchmarks/cpu_precision.py`` measures all of this).
+And by model family (the *recipe*): PIPNet quantizes every op with min/max ranges
+(``full``). Heatmap models (hourglass, FAN) keep their residual trunk float (``float-trunk``:
+the Adds and BatchNorms stay FP32; convolutions, ReLUs, pools and upsamplings are INT8 with
+ranges from the 99.9th percentile; the last stack's head block stays FP32). Their
+pre-activation trunk carries a few activations hundreds of times the typical size (e.g.
+[-416, 900] with a standard deviation of 31 in the bundled hourglass), and an 8-bit grid
+over that range wipes out the rest: with every op quantized the bundled hourglass scored
+~45 % NME instead of 4.7 % on lmk-eval's held-out faces (+0.7 points on smoother crops
+rendered at 384 px: the damage depends on the images, which is worse than a fixed loss).
+Quantizing only the convolutions with min/max ranges still lost 1.9 points, the most in the
+last stack's head block (+0.84 on its own); ranges from the 99.9th percentile clip the few
+outliers (+0.2 points), and keeping that block's 4 convolutions FP32 as well
+(:func:`after_last_upsample`) brings the loss within noise (-0.1 points on 300 faces).
+Quantizing the ReLUs, pools and upsamplings as well costs nothing in NME and saves ~10-15 %
+of the time (fewer float islands between INT8 convolutions). ``benchmarks/cpu_precision.py``
+measures all of this.
 """
 
 from __future__ import annotations
@@ -54,7 +58,10 @@ ACTIVATIONS = ("u8", "s8")
 # / 16.0 -> 12.8, hourglass 9.9 -> 6.7 / 7.0 -> 5.4, PIPNet-MobileNetV2 128 px 3.1 -> 3.5 /
 # 2.1 -> 2.2 (the one model where u8 won, by less). NME changed by < 0.02 points between them.
 DEFAULT_ACTIVATIONS = {"cpu": "u8", "tensorrt": "s8", "openvino": "s8"}
-RECIPES = ("auto", "full", "conv-percentile")
+RECIPES = ("auto", "full", "float-trunk")
+# float-trunk: the ops quantized (every other op, the trunk's Add and BatchNormalization
+# included, stays FP32).
+FLOAT_TRUNK_OPS = ["Conv", "Relu", "MaxPool", "Resize"]
 HEATMAP_PERCENTILE = 99.9
 
 
@@ -64,11 +71,11 @@ class Int8Plan:
 
     target: str = "cpu"
     activations: str = "u8"
-    recipe: str = "full"  # full | conv-percentile (auto resolved by the model family), or
+    recipe: str = "full"  # full | float-trunk (auto resolved by the model family), or
     # conv-minmax (convolutions only, min/max ranges: for sensitivity studies)
     float_tail: bool = True
-    """conv-percentile: keep the convolutions after the last upsampling (the last stack's
-    head block, between the last hourglass and the heatmap head) FP32."""
+    """float-trunk: keep the convolutions after the last upsampling (the last stack's head
+    block, between the last hourglass and the heatmap head) FP32."""
 
     @property
     def symmetric(self) -> bool:
@@ -78,9 +85,10 @@ class Int8Plan:
         ops = {
             "full": "every op, min/max ranges",
             "conv-minmax": "convolutions only, min/max ranges",
-            "conv-percentile": f"convolutions only, {HEATMAP_PERCENTILE:g}th-percentile ranges",
+            "float-trunk": "the residual trunk's Adds and BatchNorms FP32, the rest "
+            f"{HEATMAP_PERCENTILE:g}th-percentile ranges",
         }[self.recipe]
-        if self.recipe == "conv-percentile" and self.float_tail:
+        if self.recipe == "float-trunk" and self.float_tail:
             ops += ", the last stack's head block FP32"
         kind = "int8 symmetric" if self.symmetric else "uint8"
         return (
@@ -105,7 +113,7 @@ def int8_plan(
     if recipe not in RECIPES:
         raise LmkError(f"--int8-recipe must be one of {', '.join(RECIPES)}, got {recipe!r}")
     if recipe == "auto":
-        recipe = "conv-percentile" if decode.startswith("heatmap") else "full"
+        recipe = "float-trunk" if decode.startswith("heatmap") else "full"
     return Int8Plan(target, activations, recipe)
 
 
@@ -213,13 +221,14 @@ def quantize_network(
     heads = [node.name for node in network.graph.node if outputs & set(node.output)]
     extra: dict = {"ActivationSymmetric": plan.symmetric, "WeightSymmetric": True}
     kwargs: dict = {"calibrate_method": CalibrationMethod.MinMax}
-    if plan.recipe.startswith("conv-"):
+    if plan.recipe == "conv-minmax":
         kwargs["op_types_to_quantize"] = ["Conv"]
-    if plan.recipe == "conv-percentile" and plan.float_tail:
-        heads += after_last_upsample(network)
-    if plan.recipe == "conv-percentile":
+    if plan.recipe == "float-trunk":
+        kwargs["op_types_to_quantize"] = FLOAT_TRUNK_OPS
         kwargs["calibrate_method"] = CalibrationMethod.Percentile
         extra["CalibPercentile"] = HEATMAP_PERCENTILE
+        if plan.float_tail:
+            heads += after_last_upsample(network)
     with tempfile.TemporaryDirectory() as tmp:
         source, target_path = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         onnx.save(network, str(source))

@@ -424,12 +424,13 @@ def test_openvino_int8_target_has_symmetric_per_channel_int8_weights(
     ("decode", "add_quantized"), [("pipnet_nrm", True), ("heatmap_quarter", False)]
 )
 def test_int8_recipe_keeps_a_heatmap_models_trunk_adds_float(decode, add_quantized):
-    """auto recipe: PIPNet quantizes every op; a heatmap model only its convolutions (its
-    residual trunk's outliers make 8-bit Adds useless); the head stays FP32 in both."""
+    """auto recipe: PIPNet quantizes every op; a heatmap model keeps its residual trunk's
+    sums float (their outliers make 8-bit Adds useless) but quantizes its convolutions; the
+    head stays FP32 in both."""
     from lmk.export.quantize import int8_plan, quantize_network
 
     plan = int8_plan("openvino", decode=decode)
-    assert plan.recipe == ("full" if add_quantized else "conv-percentile")
+    assert plan.recipe == ("full" if add_quantized else "float-trunk")
     calibration = np.random.default_rng(1).normal(size=(16, 3, 16, 16)).astype(np.float32)
     model = quantize_network(tiny_trunk(), calibration, plan)
     add = next(n for n in model.graph.node if n.op_type == "Add")
@@ -437,8 +438,37 @@ def test_int8_recipe_keeps_a_heatmap_models_trunk_adds_float(decode, add_quantiz
         n for n in model.graph.node if n.op_type == "QuantizeLinear" and add.output[0] in n.input
     ]
     assert bool(requantized) == add_quantized  # the trunk's sum stays float for heatmaps
+    producers = {o: n for n in model.graph.node for o in n.output}
+    conv = next(n for n in model.graph.node if n.op_type == "Conv" and n.name.startswith("c2"))
+    assert producers[conv.input[1]].op_type == "DequantizeLinear"  # INT8 weights in both
     head = next(n for n in model.graph.node if n.output[0] == "heads")
     assert head.op_type == "Conv" and head.input[1] == "w3"  # FP32 weight, no DequantizeLinear
+
+
+def test_the_last_head_block_is_every_conv_after_the_last_upsampling():
+    """What float-trunk keeps FP32 besides the head: the convs downstream of the last Resize
+    (the last hourglass's output), not the ones before it or off its path."""
+    from onnx import TensorProto, helper
+
+    from lmk.export.quantize import after_last_upsample
+
+    def conv(name, x, y):
+        return helper.make_node("Conv", [x, "w"], [y], name=name)
+
+    scales = helper.make_tensor("scales", TensorProto.FLOAT, [4], [1, 1, 2, 2])
+    nodes = [
+        conv("early", "input", "a"),
+        helper.make_node("Resize", ["a", "", "scales"], ["b"], name="up1", mode="nearest"),
+        conv("middle", "b", "c"),
+        conv("skip", "c", "s"),  # off the last upsampling's path
+        helper.make_node("Resize", ["c", "", "scales"], ["d"], name="up2", mode="nearest"),
+        helper.make_node("Add", ["d", "d"], ["e"], name="join"),
+        conv("block", "e", "f"),
+        conv("head", "f", "heads"),
+    ]
+    graph = helper.make_graph(nodes, "g", [], [], [scales])
+    assert after_last_upsample(helper.make_model(graph)) == ["block", "head"]
+    assert after_last_upsample(helper.make_model(helper.make_graph(nodes[:1], "g", [], []))) == []
 
 
 @pytest.mark.parametrize(

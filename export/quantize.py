@@ -54,9 +54,10 @@ INT8_TARGETS = ("cpu", "tensorrt", "openvino")
 ACTIVATIONS = ("u8", "s8")
 # u8: asymmetric uint8 (a zero point); s8: symmetric int8 (zero point 0). The openvino entry
 # is the one benchmarks/cpu_precision.py measured faster on OpenVINO's CPU plugin (2 threads,
-# Xeon with AMX, shared machine, ms/face u8 -> s8 at batch 1 / 32): PIPNet-R18 256 px 56 -> 52
-# / 16.0 -> 12.8, hourglass 9.9 -> 6.7 / 7.0 -> 5.4, PIPNet-MobileNetV2 128 px 3.1 -> 3.5 /
-# 2.1 -> 2.2 (the one model where u8 won, by less). NME changed by < 0.02 points between them.
+# Xeon with AMX, a shared machine; ms/face u8 -> s8 at batch 1 / 32): PIPNet-R18 256 px
+# 56 -> 52 / 16.0 -> 12.8; PIPNet-MobileNetV2 128 px 2.2 -> 2.3 / 2.0 -> 2.2; hourglass
+# (float-trunk) 4.6 -> 4.7 / 2.9 -> 3.0. s8 wins clearly on the largest model and loses by
+# 5-10 % on the small ones; NME differs by < 0.02 points between them.
 DEFAULT_ACTIVATIONS = {"cpu": "u8", "tensorrt": "s8", "openvino": "s8"}
 RECIPES = ("auto", "full", "float-trunk")
 # float-trunk: the ops quantized (every other op, the trunk's Add and BatchNormalization

@@ -1,6 +1,7 @@
 """PIPNet-R18 at 256 on ONNX Runtime CPU: what the fused decode costs and what it saves.
 
-Variants, each timed in the same run, round-robin:
+Variants, each timed in the same run, round-robin (every session with ONNX Runtime's spinning
+off, each variant's turn starting with an untimed call: lmk.bench.timing):
   fused_fp32   uint8 BGR in, landmarks out: preprocessing, network and decode in one graph
   raw_fp32     the same graph without the decode (raw heads out): fused/raw - 1 = decode cost
   usual_path   numpy preprocessing + ORT raw heads + numpy decode (what other tools ship)
@@ -32,6 +33,7 @@ from lmk.export.quantize import quantize_network
 from lmk.layouts import get_layout
 from lmk.models import ModelSpec
 from lmk.runtime.host_decode import numpy_pipnet_decode
+from lmk.runtime.session import RuntimeOptions, session_config
 from lmk.synth import synth_crop, synth_crops
 
 CALIBRATION_SEED = 1_000  # calibration crops never overlap the held-out NME crops
@@ -39,11 +41,15 @@ HELD_OUT_SEED = 2_000_000
 
 
 def _session(model, threads: int) -> ort.InferenceSession:
+    """A CPU session as lmk's runtime makes one: spinning off (a spinning idle session slows
+    the one being timed; lmk.runtime.session.session_config is the one place that says so)."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
+    for key, value in session_config(RuntimeOptions(spin=False), "cpu").items():
+        options.add_session_config_entry(key, value)
     return ort.InferenceSession(
         model.SerializeToString(), options, providers=["CPUExecutionProvider"]
     )
@@ -186,6 +192,7 @@ def main() -> None:
         ),
         "weights": weights,
         "threads": args.threads,
+        "method": "spinning off; round-robin, each turn after an untimed warm-up call",
         "machine": info,
         "results": results,
         "nme_percent": nme,
@@ -206,10 +213,10 @@ def markdown(report: dict) -> str:
     lines = [
         f"# {report['model']} on ONNX Runtime CPU",
         "",
-        f"Machine: {m['cpu']}, {m['cores']} cores; {report['threads']} threads; "
-        + ", ".join(f"{k} {v}" for k, v in m["versions"].items()),
+        f"Machine: {m['cpu']}, {m['cores']} cores ({', '.join(m['cpu_flags']) or 'flags unknown'}); "
+        f"{report['threads']} threads; " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()),
         f"Weights: {report['weights']}. Median (p50) latency per call, p90 in brackets; "
-        "every ratio is taken within this one run.",
+        f"every ratio is taken within this one run. Method: {report['method']}.",
         "",
         "| batch | variant | p50 ms (p90) | images/s |",
         "|---|---|---|---|",

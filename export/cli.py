@@ -148,10 +148,24 @@ def _inputs(checkpoint: Path | None, calib: str) -> list[Path]:
 )
 @click.option(
     "--int8-target",
-    type=click.Choice(["cpu", "tensorrt"]),
-    default="cpu",
-    show_default=True,
-    help="cpu: uint8 activations; tensorrt: symmetric int8 (zero point 0)",
+    type=click.Choice(["cpu", "tensorrt", "openvino"]),
+    help="INT8 layout for: cpu (ORT CPU EP, uint8 activations; the default), tensorrt "
+    "(symmetric int8, zero point 0), openvino (OpenVINO EP); weights are always symmetric "
+    "per-channel int8",
+)
+@click.option(
+    "--int8-activations",
+    type=click.Choice(["u8", "s8"]),
+    help="INT8 activations: u8 (uint8 with a zero point) or s8 (symmetric int8); "
+    "default: the target's (cpu u8, tensorrt s8, openvino s8: measured faster there)",
+)
+@click.option(
+    "--int8-recipe",
+    type=click.Choice(["auto", "full", "float-trunk"]),
+    help="what INT8 quantizes: full (every op, min/max ranges) or float-trunk (the residual "
+    "trunk's Adds and BatchNorms and the last stack's head block stay FP32, the rest "
+    "99.9th-percentile ranges); auto (default): full for PIPNet, float-trunk for heatmap "
+    "models, whose trunk has outlier activations",
 )
 @click.option(
     "--store-fp16",
@@ -188,6 +202,8 @@ def export_command(
     calib,
     calib_size,
     int8_target,
+    int8_activations,
+    int8_recipe,
     store_fp16,
     simplify,
     seed,
@@ -203,6 +219,23 @@ def export_command(
         raise LmkError("--fp16 and --int8 are exclusive")
     if store_fp16 and (fp16 or int8):
         raise LmkError("--store-fp16 applies to FP32 exports (an --fp16 file already stores FP16)")
+    given = [
+        flag
+        for flag, value in (
+            ("--int8-target", int8_target),
+            ("--int8-activations", int8_activations),
+            ("--int8-recipe", int8_recipe),
+        )
+        if value is not None
+    ]
+    if given and not int8:
+        verb = "applies" if len(given) == 1 else "apply"
+        raise LmkError(f"{', '.join(given)} {verb} only with --int8")
+    if int8:
+        from lmk.export.quantize import int8_plan
+
+        # Checked now, before any tracing; resolved again with the model's family below.
+        int8_plan(int8_target or "cpu", int8_activations, int8_recipe or "auto")
     precision = "fp16" if fp16 else "int8" if int8 else "fp32"
     options = ExportOptions(
         opset=opset,
@@ -226,7 +259,9 @@ def export_command(
             simplify=simplify,
             calib=calib,
             calib_size=calib_size,
-            int8_target=int8_target,
+            int8_target=int8_target or "cpu",
+            int8_activations=int8_activations,
+            int8_recipe=int8_recipe or "auto",
             store_fp16=store_fp16,
         )
     report["file"] = str(output)
@@ -241,6 +276,8 @@ def export_to_file(
     calib: str = "synth",
     calib_size: int = 64,
     int8_target: str = "cpu",
+    int8_activations: str | None = None,
+    int8_recipe: str = "auto",
     store_fp16: bool = False,
 ) -> dict:
     """Export, simplify, check and self-check; writes ``path``. Returns the report fields."""
@@ -250,16 +287,25 @@ def export_to_file(
     from lmk.export.exporter import build_onnx, export_network, store_weights_fp16
 
     started = time.perf_counter()
+    plan = None
     if options.precision == "int8":  # bad calibration input fails before any tracing
-        from lmk.export.quantize import calibration_images, quantize_network
+        from lmk.export.quantize import (
+            add_int8_metadata,
+            calibration_images,
+            int8_plan,
+            quantize_network,
+        )
 
+        plan = int8_plan(int8_target, int8_activations, int8_recipe, ckpt.spec.decode)
         crops = calibration_images(ckpt, calib, calib_size)
     torch_model = ckpt.build_model()
     fp16 = options.precision == "fp16"
     network = export_network(torch_model, ckpt.spec, options.opset, options.batch, fp16)
     if options.precision == "int8":
-        network = quantize_network(network, ckpt.normalisation.apply_bgr_nhwc(crops), int8_target)
+        network = quantize_network(network, ckpt.normalisation.apply_bgr_nhwc(crops), plan)
     onnx_model = build_onnx(ckpt, options, network)
+    if plan is not None:
+        add_int8_metadata(onnx_model, plan)
     checks.check_validity(onnx_model)
     note = "not simplified (--no-simplify)"
     if simplify:
@@ -286,6 +332,7 @@ def export_to_file(
         "size_mb": len(model_bytes) / 1e6,
         "opset": options.opset,
         "precision": options.precision + (" (weights stored fp16)" if store_fp16 else ""),
+        "int8": plan.describe() if plan is not None else None,
         "ops": trt.ops,
         "tensorrt": "ok" if trt.ok else "; ".join(trt.problems),
         "inputs": [_describe(v) for v in onnx_model.graph.input],
@@ -333,6 +380,7 @@ def _print_report(report: dict) -> None:
         f"  outputs:  {'; '.join(report['outputs'])}",
         f"  ops:      {', '.join(report['ops'])}",
         f"  tensorrt: {report['tensorrt']}",
+        *([f"  int8:     {report['int8']}"] if report.get("int8") else []),
         f"  parity:   max |diff| vs PyTorch + reference decode: {parity}{pixels}",
         f"  latency:  {report['latency_ms']:.2f} ms median on ORT CPU (batch {report['latency_batch']})",
         f"  graph:    {report['simplify']}",

@@ -1,5 +1,6 @@
-"""lmk-bench: what it writes (JSON, markdown, PNG), its ratios and parity column, GPU backends
-skipped where they cannot run, and its one-line errors; the round-robin timer."""
+"""lmk-bench: what it writes (JSON, markdown, PNG), its ratios, parity and NME columns,
+OpenVINO and GPU backends skipped where they cannot run, and its one-line errors; the
+round-robin timer."""
 
 from __future__ import annotations
 
@@ -12,16 +13,17 @@ import pytest
 
 from lmk.bench import runner
 from lmk.bench.cli import bench_command
-from lmk.bench.models import BENCH_MODELS, checkpoint_for
 from lmk.bench.timing import measure
 from lmk.cli_util import run_cli
 from lmk.export import exporter
+from lmk.runtime.bundled import bundled_model
 
 REPO = Path(__file__).resolve().parents[1]
 CPU = ("pytorch", "usual", "fused_fp32", "fused_int8")
 FP32 = ("usual", "fused_fp32")
 MODELS = ("pipnet_small", "hourglass")  # both decodes: PIPNet NRM and heatmap
 GPU = ("cuda_fp32", "trt_fp16")
+OV = ("ov_fp32", "ov_bf16", "ov_int8")
 _EXPORT_NETWORK = exporter.export_network
 
 
@@ -33,31 +35,30 @@ def _torchscript_network(model, spec, opset, batch, fp16=False):
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
-    """One quick run of the two small models, CPU backends plus two GPU ones that must be
-    skipped; PIPNet's weights come through --checkpoint, as a trained model's would."""
+    """One quick run of the two small models, CPU backends plus OpenVINO and GPU ones that
+    must be skipped; PIPNet is the bundled trained checkpoint (through --checkpoint, so it
+    gets the NME column), the hourglass random weights (no NME)."""
     folder = tmp_path_factory.mktemp("bench")
-    checkpoint, _ = checkpoint_for(BENCH_MODELS["pipnet_small"], None, seed=3)
-    checkpoint.save(folder / "small.pt")
     out = folder / "results"
     args = [
         "--quick",
         "--models",
         ",".join(MODELS),
         "--backends",
-        ",".join(CPU + GPU),
+        ",".join(CPU + OV + GPU),
         "--batches",
         "1,2",
         "--threads",
         "1",
         "--checkpoint",
-        f"pipnet_small={folder / 'small.pt'}",
+        f"pipnet_small={bundled_model('pipnet', 'pt')}",
         "--out",
         str(out),
     ]
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(exporter, "export_network", _torchscript_network)
-        # A GPU box runs the GPU backends for real (benchmarks/gpu_suite.sh); here they must be
-        # reported as skipped whatever this machine has.
+        # A GPU box runs the GPU backends for real (benchmarks/gpu_suite.sh), .venv-ov the
+        # OpenVINO ones; here they must be reported as skipped whatever this machine has.
         patch.setattr(runner, "onnxruntime_providers", lambda: ["CPUExecutionProvider"])
         code = run_cli(bench_command, args)
     assert code == 0
@@ -108,12 +109,45 @@ def test_onnx_backends_match_pytorch_in_the_parity_column(quick_run):
     assert all(0 <= d < 1 for d in int8)  # reported, not held to FP32's tolerance
 
 
-def test_gpu_backends_on_a_cpu_machine_are_skipped_with_the_reason(quick_run):
+def test_openvino_and_gpu_backends_without_their_eps_are_skipped_with_the_reason(quick_run):
     out, report = quick_run
     skipped = {s["backend"]: s["reason"] for s in report["skipped"]}
-    assert set(skipped) == set(GPU)
-    assert all("onnxruntime-gpu" in reason for reason in skipped.values())
-    assert "## Skipped" in (out / "latency.md").read_text()
+    assert set(skipped) == set(GPU + OV)
+    assert all("onnxruntime-gpu" in skipped[name] for name in GPU)
+    assert all("no OpenVINOExecutionProvider" in skipped[name] for name in OV)
+    assert all("onnxruntime-openvino" in skipped[name] for name in OV)
+    text = (out / "latency.md").read_text()
+    assert "## Skipped" in text and "- `ov_int8` (all models): onnxruntime lists no" in text
+    assert "spinning off" in text  # the method is stated
+
+
+def test_nme_column_is_lmk_evals_nme_for_every_backend(quick_run):
+    """The trained checkpoint's NME per backend is what lmk-eval computes on the same
+    held-out faces (an independent path: its DataLoader, torch predictor and scoring), and
+    each change is that backend's NME minus PyTorch's; random weights get no NME."""
+    from lmk.train.eval_cli import score_file
+
+    out, report = quick_run
+    faces = report["settings"]["nme_faces"]
+    scored = {a["backend"]: a for a in report["accuracy"] if a["model"] == "pipnet_small"}
+    assert set(scored) == set(CPU) and all(a["faces"] == faces for a in scored.values())
+    checkpoint_nme = 100 * score_file(bundled_model("pipnet", "pt"), size=faces)["overall"]["nme"]
+    assert scored["pytorch"]["nme_percent"] == pytest.approx(checkpoint_nme, abs=1e-4)
+    # The bundled .onnx stores FP16-rounded weights: the same NME to ~1e-3 points.
+    file_nme = 100 * score_file(bundled_model("pipnet"), size=faces)["overall"]["nme"]
+    for name in FP32:
+        assert scored[name]["nme_percent"] == pytest.approx(file_nme, abs=0.01)
+    for row in scored.values():
+        assert row["nme_change_vs_pytorch_points"] == pytest.approx(
+            row["nme_percent"] - scored["pytorch"]["nme_percent"]
+        )
+    assert abs(scored["fused_int8"]["nme_change_vs_pytorch_points"]) < 1.0
+    for row in report["results"]:
+        expected = scored.get(row["backend"], {}) if row["model"] == "pipnet_small" else {}
+        assert row["nme_percent"] == expected.get("nme_percent")
+    text = (out / "latency.md").read_text()
+    int8 = scored["fused_int8"]
+    assert f"| {int8['nme_percent']:.3f} | {int8['nme_change_vs_pytorch_points']:+.3f} |" in text
 
 
 @pytest.mark.parametrize(
@@ -159,8 +193,9 @@ def test_measure_interleaves_variants_and_meets_both_floors():
     variants = {name: (lambda n=name: order.append(n)) for name in ("a", "b")}
     timed = measure(variants, rounds=3, min_calls=4, warmup=1, min_seconds=0.0)
     assert {name: row["calls"] for name, row in timed.items()} == {"a": 6, "b": 6}
-    timed_order = order[2:]  # after one warm-up call each
-    assert timed_order == (["a"] * 2 + ["b"] * 2) * 3
+    rounds = order[2:]  # after one warm-up call each
+    # Each turn: one untimed call (the variant's own warm-up), then its two timed calls.
+    assert rounds == (["a"] * 3 + ["b"] * 3) * 3
     fast = measure({"x": lambda: None}, rounds=2, min_calls=1, warmup=1, min_seconds=0.01)
     assert fast["x"]["calls"] > 100  # a microsecond call is sampled for ~10 ms, not once
 

@@ -19,6 +19,7 @@ from lmk.layouts import get_layout
 from lmk.models import ModelSpec
 from lmk.runtime.metadata import REQUIRED_KEYS, parse_metadata
 from lmk.synth import synth_crops
+from tests.test_int8_openvino import tiny_trunk
 
 # Small and quick to trace: ResNet-18 PIPNet for AFLW-19 (19 points, 4 neighbours) at 64 px.
 SMALL = [
@@ -365,3 +366,122 @@ def test_simplifier_failure_keeps_the_unsimplified_graph_and_says_so(monkeypatch
     kept, note = checks.simplify(model)
     assert kept is model
     assert "onnxsim failed" in note and "kept the unsimplified graph" in note
+
+
+def _weight_dequantizers(model: onnx.ModelProto) -> list[tuple[onnx.NodeProto, np.ndarray]]:
+    """Every DequantizeLinear whose input is an initializer (a weight), with that weight."""
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+    return [
+        (n, inits[n.input[0]])
+        for n in model.graph.node
+        if n.op_type == "DequantizeLinear" and n.input[0] in inits
+    ]
+
+
+@pytest.mark.parametrize(("activations", "act_type"), [(None, np.int8), ("u8", np.uint8)])
+def test_openvino_int8_target_has_symmetric_per_channel_int8_weights(
+    tmp_path, capsys, activations, act_type
+):
+    """--int8-target openvino: every conv weight is int8 with zero point 0 and one scale per
+    output channel; activations are symmetric int8 (the target's default) or uint8 with
+    --int8-activations u8; the file says how it was quantized."""
+    flags = ["--int8-activations", activations] if activations else []
+    code, out, stdout, err = _export(
+        tmp_path,
+        capsys,
+        *SMALL,
+        "--int8",
+        "--int8-target",
+        "openvino",
+        "--calib-size",
+        "16",
+        *flags,
+    )
+    assert code == 0, err
+    model = onnx.load(str(out))
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+    weights = _weight_dequantizers(model)
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    assert len(weights) >= len(convs) - 5  # all but the FP32 heads
+    for node, weight in weights:
+        if weight.ndim != 4:  # conv biases are int32 with no zero point to check
+            continue
+        assert weight.dtype == np.int8, node.name
+        zero = inits[node.input[2]]
+        assert zero.dtype == np.int8 and not zero.any(), node.name
+        assert inits[node.input[1]].shape == (weight.shape[0],), node.name  # per channel
+    activations_zp = [inits[n.input[2]] for n in model.graph.node if n.op_type == "QuantizeLinear"]
+    assert activations_zp and {z.dtype for z in activations_zp} == {np.dtype(act_type)}
+    if act_type == np.int8:
+        assert not any(z.any() for z in activations_zp)  # symmetric: zero point 0
+    meta = {p.key: p.value for p in model.metadata_props}
+    expected = {"target": "openvino", "activations": activations or "s8", "recipe": "full"}
+    assert json.loads(meta["lmk.int8"]) == expected
+    assert "int8:     target openvino" in stdout
+
+
+@pytest.mark.parametrize(
+    ("decode", "add_quantized"), [("pipnet_nrm", True), ("heatmap_quarter", False)]
+)
+def test_int8_recipe_keeps_a_heatmap_models_trunk_adds_float(decode, add_quantized):
+    """auto recipe: PIPNet quantizes every op; a heatmap model keeps its residual trunk's
+    sums float (their outliers make 8-bit Adds useless) but quantizes its convolutions; the
+    head stays FP32 in both."""
+    from lmk.export.quantize import int8_plan, quantize_network
+
+    plan = int8_plan("openvino", decode=decode)
+    assert plan.recipe == ("full" if add_quantized else "float-trunk")
+    calibration = np.random.default_rng(1).normal(size=(16, 3, 16, 16)).astype(np.float32)
+    model = quantize_network(tiny_trunk(), calibration, plan)
+    add = next(n for n in model.graph.node if n.op_type == "Add")
+    requantized = [
+        n for n in model.graph.node if n.op_type == "QuantizeLinear" and add.output[0] in n.input
+    ]
+    assert bool(requantized) == add_quantized  # the trunk's sum stays float for heatmaps
+    producers = {o: n for n in model.graph.node for o in n.output}
+    conv = next(n for n in model.graph.node if n.op_type == "Conv" and n.name.startswith("c2"))
+    assert producers[conv.input[1]].op_type == "DequantizeLinear"  # INT8 weights in both
+    head = next(n for n in model.graph.node if n.output[0] == "heads")
+    assert head.op_type == "Conv" and head.input[1] == "w3"  # FP32 weight, no DequantizeLinear
+
+
+def test_the_last_head_block_is_every_conv_after_the_last_upsampling():
+    """What float-trunk keeps FP32 besides the head: the convs downstream of the last Resize
+    (the last hourglass's output), not the ones before it or off its path."""
+    from onnx import TensorProto, helper
+
+    from lmk.export.quantize import after_last_upsample
+
+    def conv(name, x, y):
+        return helper.make_node("Conv", [x, "w"], [y], name=name)
+
+    scales = helper.make_tensor("scales", TensorProto.FLOAT, [4], [1, 1, 2, 2])
+    nodes = [
+        conv("early", "input", "a"),
+        helper.make_node("Resize", ["a", "", "scales"], ["b"], name="up1", mode="nearest"),
+        conv("middle", "b", "c"),
+        conv("skip", "c", "s"),  # off the last upsampling's path
+        helper.make_node("Resize", ["c", "", "scales"], ["d"], name="up2", mode="nearest"),
+        helper.make_node("Add", ["d", "d"], ["e"], name="join"),
+        conv("block", "e", "f"),
+        conv("head", "f", "heads"),
+    ]
+    graph = helper.make_graph(nodes, "g", [], [], [scales])
+    assert after_last_upsample(helper.make_model(graph)) == ["block", "head"]
+    assert after_last_upsample(helper.make_model(helper.make_graph(nodes[:1], "g", [], []))) == []
+
+
+@pytest.mark.parametrize(
+    ("target", "activations", "message"),
+    [
+        ("tensorrt", "u8", "needs --int8-activations s8"),
+        ("npu", None, "unknown INT8 target 'npu'"),
+        ("cpu", "u16", "must be u8 or s8"),
+    ],
+)
+def test_int8_plan_refuses_what_a_target_cannot_run(target, activations, message):
+    from lmk.errors import LmkError
+    from lmk.export.quantize import int8_plan
+
+    with pytest.raises(LmkError, match=message):
+        int8_plan(target, activations)

@@ -9,8 +9,16 @@ and their landmarks can be compared with PyTorch's on the same crops:
   that stops at the raw heads (float RGB input), numpy decode (``lmk.runtime.host_decode``).
 - ``fused_fp32``: lmk's file: uint8 in, landmarks out, preprocessing and decode in the graph.
 - ``fused_int8``: the same with the network quantized (QDQ, CPU flavour, SynthFace calibration).
+- ``ov_fp32``, ``ov_bf16``: the fused FP32 file on ONNX Runtime's OpenVINO EP, FP32 or with
+  OpenVINO's BF16 inference hint; ``ov_int8``: the INT8 file made for OpenVINO
+  (``lmk-export --int8 --int8-target openvino``). Only with ``onnxruntime-openvino``.
 - ``cuda_fp32``, ``trt_fp32``, ``trt_fp16``: the fused FP32 file on ONNX Runtime's CUDA and
   TensorRT execution providers, when this machine really has them.
+
+The fused files run through :class:`lmk.runtime.session.InferenceModel` (the file written to
+disk, ``RuntimeOptions(ep, threads, spin=False)``), so a number here is what ``lmk-run`` and
+``LandmarkSession`` users get. Every ONNX Runtime session has intra-op and inter-op spinning
+off: a spinning idle session steals the cores of the one being timed.
 
 All ONNX variants are composed around one network trace per model (``build_onnx`` with the
 shared ``network``), so the backends differ only in what they are meant to differ in.
@@ -21,15 +29,20 @@ from __future__ import annotations
 import contextlib
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from lmk.bench.machine import onnxruntime_providers
+from lmk.errors import LmkError
+
 CPU_BACKENDS = ("pytorch", "usual", "fused_fp32", "fused_int8")
+OV_BACKENDS = ("ov_fp32", "ov_bf16", "ov_int8")
 GPU_BACKENDS = ("cuda_fp32", "trt_fp32", "trt_fp16")
-BACKENDS = CPU_BACKENDS + GPU_BACKENDS
+BACKENDS = CPU_BACKENDS + OV_BACKENDS + GPU_BACKENDS
+OPENVINO_PROVIDER = "OpenVINOExecutionProvider"
 GPU_PROVIDER = {
     "cuda_fp32": "CUDAExecutionProvider",
     "trt_fp32": "TensorrtExecutionProvider",
@@ -39,7 +52,10 @@ DESCRIPTIONS = {
     "pytorch": "PyTorch eager + reference decode (lmk.decode)",
     "usual": "numpy preprocessing + ORT CPU raw heads + numpy decode",
     "fused_fp32": "ORT CPU, uint8 in, preprocessing and decode in the graph",
-    "fused_int8": "fused_fp32 with the network INT8 (QDQ, uint8 activations)",
+    "fused_int8": "fused_fp32 with the network INT8 (QDQ, --int8-target cpu)",
+    "ov_fp32": "ORT OpenVINO EP, the fused FP32 file, FP32 inference",
+    "ov_bf16": "ORT OpenVINO EP, the fused FP32 file, BF16 inference hint",
+    "ov_int8": "ORT OpenVINO EP, the fused INT8 file made with --int8-target openvino",
     "cuda_fp32": "ORT CUDA EP, fused FP32 (TF32 off)",
     "trt_fp32": "ORT TensorRT EP, fused FP32",
     "trt_fp16": "ORT TensorRT EP, fused, trt_fp16_enable",
@@ -67,15 +83,64 @@ class Prepared:
     torch_model: Any  # torch.nn.Module, eval mode
     network: Any  # onnx.ModelProto: the FP32 trace, float NCHW input, raw heads, dynamic batch
     weights: str
+    workdir: Path | None = None  # where the fused files are written for InferenceModel
+    _int8: dict = field(default_factory=dict)  # INT8 network per target, quantized once
+
+    def int8_network(self, target: str, calib: int, activations: str | None = None) -> Any:
+        """(network, plan): the network quantized as ``lmk-export --int8 --int8-target
+        TARGET [--int8-activations A]`` would, on SynthFace crops that never overlap the
+        measured or scored ones. Quantized once per (target, activations)."""
+        key = (target, activations)
+        if key not in self._int8:
+            from lmk.export.quantize import int8_plan, quantize_network
+            from lmk.synth import synth_crops
+
+            checkpoint = self.checkpoint
+            crops = synth_crops(
+                max(calib, 8), checkpoint.input_size, checkpoint.crop, seed=CALIBRATION_SEED
+            )
+            plan = int8_plan(target, activations, decode=checkpoint.spec.decode)
+            self._int8[key] = (
+                quantize_network(
+                    self.network, checkpoint.normalisation.apply_bgr_nhwc(crops), plan
+                ),
+                plan,
+            )
+        return self._int8[key]
+
+    def fused_file(self, precision: str, calib: int = 32) -> Path:
+        """The fused lmk file on disk, written once: ``fp32``, or ``int8-TARGET`` /
+        ``int8-TARGET-ACTIVATIONS`` (e.g. ``int8-openvino-s8``)."""
+        from lmk.export.exporter import ExportOptions, build_onnx
+
+        folder = self.workdir or Path(tempfile.mkdtemp(prefix="lmk-bench-"))
+        self.workdir = folder
+        path = folder / f"{self.name}-{precision}.onnx"
+        if not path.exists():
+            if precision == "fp32":
+                model = build_onnx(self.checkpoint, ExportOptions(), self.network)
+            else:
+                from lmk.export.quantize import add_int8_metadata
+
+                _, target, *activations = precision.split("-")
+                network, plan = self.int8_network(target, calib, *activations)
+                model = build_onnx(self.checkpoint, ExportOptions(precision="int8"), network)
+                add_int8_metadata(model, plan)
+            import onnx
+
+            onnx.save(model, str(path))
+        return path
 
 
-def prepare(name: str, checkpoint: Any, weights: str, opset: int = 17) -> Prepared:
+def prepare(
+    name: str, checkpoint: Any, weights: str, opset: int = 17, workdir: Path | None = None
+) -> Prepared:
     """Trace the network once; every ONNX backend is composed around this one trace."""
     from lmk.export import exporter
 
     torch_model = checkpoint.build_model()
     network = exporter.export_network(torch_model, checkpoint.spec, opset, None)
-    return Prepared(name, checkpoint, torch_model, network, weights)
+    return Prepared(name, checkpoint, torch_model, network, weights, workdir)
 
 
 def first_line(exc: BaseException) -> str:
@@ -84,13 +149,19 @@ def first_line(exc: BaseException) -> str:
 
 
 def _session_options(threads: int):
+    """The sessions lmk-bench builds itself (``usual``, the GPU ones): as the runtime's, with
+    spinning off (:func:`lmk.runtime.session.session_config`)."""
     import onnxruntime as ort
+
+    from lmk.runtime.session import RuntimeOptions, session_config
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3  # provider fallbacks are reported by us, not as log spam
+    for key, value in session_config(RuntimeOptions(spin=False), "cpu").items():
+        options.add_session_config_entry(key, value)
     return options
 
 
@@ -107,6 +178,23 @@ def _fused_runner(session) -> Callable[[np.ndarray], np.ndarray]:
         return session.run(None, {"image": images})[0]
 
     return run
+
+
+def runtime_backend(name: str, path: Path, options: Any) -> Backend:
+    """A fused file under lmk's own runtime: what ``lmk-run`` users get, nothing bench-made."""
+    from lmk.runtime.session import InferenceModel
+
+    try:
+        model = InferenceModel(path, options)
+    except LmkError as exc:  # e.g. OpenVINO refused the file or fell back to the CPU EP
+        if options.ep == "cpu":  # the CPU EP failing on lmk's own file is a bug: show it
+            raise
+        raise Unavailable(str(exc)) from None
+
+    def run(images: np.ndarray) -> np.ndarray:
+        return model.infer(images)[0]
+
+    return Backend(name, run, model.session.get_providers())
 
 
 def torch_landmarks(prepared: Prepared, images: np.ndarray) -> np.ndarray:
@@ -158,26 +246,55 @@ def build_usual(prepared: Prepared, threads: int, **_: Any) -> Backend:
     return Backend("usual", run, session.get_providers())
 
 
-def build_fused_fp32(prepared: Prepared, threads: int, **_: Any) -> Backend:
-    from lmk.export.exporter import ExportOptions, build_onnx
+def build_fused(
+    name: str,
+    prepared: Prepared,
+    threads: int,
+    calib: int = 32,
+    ov_cache: Path | None = None,
+    **_: Any,
+) -> Backend:
+    """``fused_fp32``/``fused_int8`` on the CPU EP, ``ov_*`` on the OpenVINO EP, through
+    :class:`~lmk.runtime.session.InferenceModel` with spinning off."""
+    from lmk.runtime.session import RuntimeOptions
 
-    model = build_onnx(prepared.checkpoint, ExportOptions(), prepared.network)
-    session = _cpu_session(model, threads)
-    return Backend("fused_fp32", _fused_runner(session), session.get_providers())
+    precision = {
+        "fused_fp32": "fp32",
+        "fused_int8": "int8-cpu",
+        "ov_fp32": "fp32",
+        "ov_bf16": "fp32",
+        "ov_int8": "int8-openvino",
+    }[name]
+    if name.startswith("ov_"):
+        problem = openvino_problem(name, onnxruntime_providers())
+        if problem:
+            raise Unavailable(problem)
+        options = RuntimeOptions(
+            ep="openvino",
+            threads=threads,
+            spin=False,
+            ov_precision="bf16" if name == "ov_bf16" else "fp32",
+            ov_cache_dir=ov_cache,
+        )
+    else:
+        options = RuntimeOptions(ep="cpu", threads=threads, spin=False)
+    return runtime_backend(name, prepared.fused_file(precision, calib), options)
 
 
-def build_fused_int8(prepared: Prepared, threads: int, calib: int = 32, **_: Any) -> Backend:
-    from lmk.export.exporter import ExportOptions, build_onnx
-    from lmk.export.quantize import quantize_network
-    from lmk.synth import synth_crops
+def openvino_problem(backend: str, providers: list[str]) -> str | None:
+    """Why an OpenVINO backend cannot run here, from the provider list and the CPU's flags
+    (None: worth a session)."""
+    if OPENVINO_PROVIDER not in providers:
+        return (
+            f"onnxruntime lists no {OPENVINO_PROVIDER} (install onnxruntime-openvino, "
+            '"lmk[openvino]", in an environment of its own: it replaces onnxruntime)'
+        )
+    if backend == "ov_bf16":
+        from lmk.runtime.cpu import has_bf16
 
-    checkpoint = prepared.checkpoint
-    crops = synth_crops(
-        max(calib, 8), checkpoint.input_size, checkpoint.crop, seed=CALIBRATION_SEED
-    )
-    int8 = quantize_network(prepared.network, checkpoint.normalisation.apply_bgr_nhwc(crops), "cpu")
-    session = _cpu_session(build_onnx(checkpoint, ExportOptions(precision="int8"), int8), threads)
-    return Backend("fused_int8", _fused_runner(session), session.get_providers())
+        if not has_bf16():
+            return "this CPU has neither AVX512_BF16 nor AMX-BF16: OpenVINO would not run BF16"
+    return None
 
 
 def gpu_provider_problem(backend: str, providers: list[str]) -> str | None:
@@ -268,12 +385,9 @@ def build_gpu(
 
 def build_backend(name: str, prepared: Prepared, threads: int, **kwargs: Any) -> Backend:
     """Build backend ``name`` for ``prepared``; raises :class:`Unavailable` with the reason."""
-    builders = {
-        "pytorch": build_pytorch,
-        "usual": build_usual,
-        "fused_fp32": build_fused_fp32,
-        "fused_int8": build_fused_int8,
-    }
+    builders = {"pytorch": build_pytorch, "usual": build_usual}
     if name in builders:
         return builders[name](prepared, threads, **kwargs)
-    return build_gpu(name, prepared, threads, **kwargs)
+    if name in GPU_BACKENDS:
+        return build_gpu(name, prepared, threads, **kwargs)
+    return build_fused(name, prepared, threads, **kwargs)

@@ -19,8 +19,22 @@ from lmk.errors import LmkError
 from lmk.fileio import filled_folder
 
 # --quick: just enough calls to exercise every path (tests, smoke runs); not for numbers.
-QUICK = {"iterations": 2, "min_seconds": 0.0, "rounds": 1, "warmup": 1, "calib": 8}
-NORMAL = {"iterations": 50, "min_seconds": 1.0, "rounds": 5, "warmup": 3, "calib": 32}
+QUICK = {
+    "iterations": 2,
+    "min_seconds": 0.0,
+    "rounds": 1,
+    "warmup": 1,
+    "calib": 8,
+    "nme_faces": 16,
+}
+NORMAL = {
+    "iterations": 50,
+    "min_seconds": 1.0,
+    "rounds": 5,
+    "warmup": 3,
+    "calib": 32,
+    "nme_faces": 200,
+}
 
 
 def _names(value: str, known, flag: str) -> list[str]:
@@ -72,8 +86,8 @@ def _checkpoints(values: tuple[str, ...]) -> dict[str, Path]:
     "--backends",
     default="all",
     show_default=True,
-    help=f"comma-separated: {', '.join(BACKENDS)} (GPU ones are skipped, with the reason, "
-    "where they cannot run)",
+    help=f"comma-separated: {', '.join(BACKENDS)} (OpenVINO and GPU ones are skipped, with "
+    "the reason, where they cannot run)",
 )
 @click.option("--batches", default="1,8,32", show_default=True, help="batch sizes")
 @click.option(
@@ -94,6 +108,12 @@ def _checkpoints(values: tuple[str, ...]) -> dict[str, Path]:
 )
 @click.option("--warmup", type=int, help=f"untimed calls first (default {NORMAL['warmup']})")
 @click.option("--calib", type=int, help=f"INT8 calibration crops (default {NORMAL['calib']})")
+@click.option(
+    "--nme-faces",
+    type=int,
+    help="held-out SynthFace faces each backend is scored on (NME) for models given a "
+    f"--checkpoint (default {NORMAL['nme_faces']}, --quick {QUICK['nme_faces']})",
+)
 @click.option(
     "--checkpoint",
     "checkpoints",
@@ -121,6 +141,7 @@ def bench_command(
     rounds,
     warmup,
     calib,
+    nme_faces,
     checkpoints,
     seed,
     quick,
@@ -129,7 +150,8 @@ def bench_command(
     no_progress,
 ):
     """Measure landmark latency: PyTorch, the usual path, lmk's fused ONNX (FP32, INT8) on the
-    CPU, and CUDA / TensorRT where this machine has them. Writes latency.{json,md,png}."""
+    CPU, OpenVINO (FP32, BF16, INT8), CUDA / TensorRT where this machine has them, and with a
+    --checkpoint each backend's NME on held-out SynthFace faces. Writes latency.{json,md,png}."""
     from lmk.bench.machine import describe, machine_slug, usable_cores
     from lmk.bench.report import plan_outputs, write_report
     from lmk.bench.runner import BenchConfig
@@ -141,6 +163,7 @@ def bench_command(
         "rounds": rounds,
         "warmup": warmup,
         "calib": calib,
+        "nme_faces": nme_faces,
     }
     config = BenchConfig(
         models=_names(models, BENCH_MODELS, "--models"),
@@ -173,7 +196,7 @@ def bench_command(
             if name not in config.checkpoints:
                 click.echo(
                     f"note: {name}: no --checkpoint, random weights (seed {seed}): latency and "
-                    "parity only",
+                    "parity only, no NME",
                     err=True,
                 )
         from lmk.bench.runner import run_benchmark

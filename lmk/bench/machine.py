@@ -57,6 +57,7 @@ def describe() -> dict:
     for package in (
         "onnxruntime",
         "onnxruntime-gpu",
+        "onnxruntime-openvino",
         "torch",
         "onnx",
         "numpy",

@@ -58,6 +58,15 @@ def _diff(value: float | None, backend: str) -> str:
     return "-" if value is None else f"{value:.1e}"
 
 
+def _nme(row: dict[str, Any]) -> tuple[str, str]:
+    """The NME cells: NME % and its change vs PyTorch FP32 in points ('-' without a score)."""
+    value = row.get("nme_percent")
+    if value is None:
+        return "-", "-"
+    change = row["nme_change_vs_pytorch_points"]
+    return f"{value:.3f}", "reference" if row["backend"] == "pytorch" else f"{change:+.3f}"
+
+
 def markdown(report: dict[str, Any]) -> str:
     m = report["machine"]
     s = report["settings"]
@@ -78,13 +87,18 @@ def markdown(report: dict[str, Any]) -> str:
         + f". Load average before the run: {report['load_average'][0]:.2f}. "
         f"Created {report['created']}.",
         "",
+        f"Method: {s.get('method', 'round-robin')}.",
+        "",
         "Every backend takes uint8 BGR crops and returns landmarks, preprocessing and decode "
         "included. Latency is per call (one batch); faces/s = batch / p50; drift is the "
         "spread of the per-round medians over p50 (how much the machine's speed wandered). "
         "The last column is "
         "the largest landmark difference from PyTorch + reference decode on the same crops "
-        "(normalised crop units; 1e-3 is 0.26 px of a 256 crop). Every ratio is taken within "
-        "this one run.",
+        "(normalised crop units; 1e-3 is 0.26 px of a 256 crop). For a model given a trained "
+        "--checkpoint, NME is the mean inter-ocular NME (%) on "
+        f"{s.get('nme_faces', '?')} held-out SynthFace faces (lmk-eval's held-out set, never "
+        "used for INT8 calibration), and the change is that backend's NME minus PyTorch FP32's "
+        "in NME points. Every ratio is taken within this one run.",
         "",
         "Backends: "
         + "; ".join(f"`{name}` {text}" for name, text in report["backends"].items())
@@ -103,8 +117,9 @@ def markdown(report: dict[str, Any]) -> str:
                 else ""
             ),
             "",
-            "| backend | batch | p50 ms | p90 ms | p99 ms | faces/s | drift | max diff vs PyTorch |",
-            "|---|---|---|---|---|---|---|---|",
+            "| backend | batch | p50 ms | p90 ms | p99 ms | faces/s | drift | max diff vs PyTorch "
+            "| NME % | NME change (points) |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         rows = [r for r in report["results"] if r["model"] == model]
         for r in sorted(
@@ -113,7 +128,9 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append(
                 f"| {r['backend']} | {r['batch']} | {r['p50_ms']:.2f} | {r['p90_ms']:.2f} | "
                 f"{r['p99_ms']:.2f} | {r['faces_per_s']:.1f} | {r['round_spread_pct']:.0f}% | "
-                f"{_diff(r['max_abs_diff_vs_pytorch'], r['backend'])} |"
+                f"{_diff(r['max_abs_diff_vs_pytorch'], r['backend'])} | "
+                + " | ".join(_nme(r))
+                + " |"
             )
     if report["ratios"]:
         pairs = list(dict.fromkeys((r["candidate"], r["baseline"]) for r in report["ratios"]))
@@ -133,6 +150,24 @@ def markdown(report: dict[str, Any]) -> str:
         for (model, batch), found in cells.items():
             values = [f"{found[p]['speedup']:.2f}x" if p in found else "-" for p in pairs]
             lines.append(f"| {model} | {batch} | " + " | ".join(values) + " |")
+        usual = [r for r in report["ratios"] if r["baseline"] == "usual"]
+        if usual:
+            candidates = list(dict.fromkeys(r["candidate"] for r in usual))
+            lines += [
+                "",
+                "Latency relative to the usual path (candidate p50 / usual p50; < 1 is faster):",
+                "",
+                "| model | batch | " + " | ".join(candidates) + " |",
+                "|---|---|" + "---|" * len(candidates),
+            ]
+            rows: dict[tuple, dict] = {}
+            for r in usual:
+                rows.setdefault((r["model"], r["batch"]), {})[r["candidate"]] = r
+            for (model, batch), found in rows.items():
+                values = [
+                    f"{found[c]['latency_ratio']:.2f}x" if c in found else "-" for c in candidates
+                ]
+                lines.append(f"| {model} | {batch} | " + " | ".join(values) + " |")
     if report["skipped"]:
         lines += ["", "## Skipped", ""]
         for entry in report["skipped"]:
@@ -153,6 +188,9 @@ COLOURS = {
     "usual": "#cc5555",
     "fused_fp32": "#22aa77",
     "fused_int8": "#2277aa",
+    "ov_fp32": "#55bbdd",
+    "ov_bf16": "#3399bb",
+    "ov_int8": "#116688",
     "cuda_fp32": "#aa8822",
     "trt_fp32": "#8844aa",
     "trt_fp16": "#dd66aa",

@@ -1,8 +1,11 @@
-"""The measurement plan of ``lmk-bench``: per model, trace once, build the backends, then per
-batch check each backend's landmarks against PyTorch and time them all round-robin.
+"""The measurement plan of ``lmk-bench``: per model, trace once, build the backends, score
+each on SynthFace's held-out faces (trained checkpoints), then per batch check each backend's
+landmarks against PyTorch and time them all round-robin.
 
 Every ratio in the report is taken between two backends timed in the same round-robin, on
 the same crops, in the same process: a ratio is never between numbers from different runs.
+Every ONNX Runtime session has spinning off and every backend's turn in a round starts with
+an untimed call (:mod:`lmk.bench.timing`), so no backend is timed in another's wake.
 """
 
 from __future__ import annotations
@@ -23,11 +26,13 @@ from lmk.bench.backends import (
     BACKENDS,
     DESCRIPTIONS,
     GPU_BACKENDS,
+    OV_BACKENDS,
     Backend,
     Unavailable,
     build_backend,
     first_line,
     gpu_provider_problem,
+    openvino_problem,
     prepare,
     torch_landmarks,
 )
@@ -41,11 +46,19 @@ COMPARISONS = (
     ("fused_fp32", "pytorch"),
     ("fused_fp32", "usual"),
     ("fused_int8", "fused_fp32"),
+    ("fused_int8", "usual"),
+    ("ov_fp32", "usual"),
+    ("ov_bf16", "usual"),
+    ("ov_int8", "usual"),
     ("cuda_fp32", "fused_fp32"),
     ("trt_fp32", "fused_fp32"),
     ("trt_fp16", "fused_fp32"),
 )
 MEASURE_SEED = 0  # the measured crops; INT8 calibration uses other ones
+METHOD = (
+    "ONNX Runtime spinning off (intra-op and inter-op) in every session; backends timed "
+    "round-robin, each backend's turn in a round starting with an untimed warm-up call"
+)
 
 
 @dataclass
@@ -64,6 +77,7 @@ class BenchConfig:
     seed: int = 0
     quick: bool = False
     checkpoints: dict[str, Path] = field(default_factory=dict)
+    nme_faces: int = 200  # held-out SynthFace faces scored per backend (trained checkpoints)
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.models if m not in BENCH_MODELS]
@@ -86,6 +100,8 @@ class BenchConfig:
             raise LmkError("--iterations and --rounds must be >= 1, --warmup, --min-seconds >= 0")
         if self.calib < 8:
             raise LmkError(f"--calib needs at least 8 crops, got {self.calib}")
+        if self.nme_faces < 1:
+            raise LmkError(f"--nme-faces must be >= 1, got {self.nme_faces}")
         extra = sorted(set(self.checkpoints) - set(self.models))
         if extra:
             raise LmkError(
@@ -121,13 +137,18 @@ def _run(config: BenchConfig, progress: bool) -> dict[str, Any]:
     skipped: list[dict[str, Any]] = []
     backends = []
     for name in config.backends:
-        problem = gpu_provider_problem(name, providers) if name in GPU_BACKENDS else None
+        problem = None
+        if name in GPU_BACKENDS:
+            problem = gpu_provider_problem(name, providers)
+        elif name in OV_BACKENDS:
+            problem = openvino_problem(name, providers)
         if problem:
             skipped.append({"model": None, "backend": name, "batch": None, "reason": problem})
         else:
             backends.append(name)
     results: list[dict[str, Any]] = []
     ratios: list[dict[str, Any]] = []
+    accuracy: list[dict[str, Any]] = []
     models: dict[str, Any] = {}
     steps = len(config.models) * (1 + len(config.batches)) if backends else 0
     with (
@@ -140,7 +161,9 @@ def _run(config: BenchConfig, progress: bool) -> dict[str, Any]:
             checkpoint, weights = checkpoint_for(
                 slot, config.checkpoints.get(model_name), config.seed
             )
-            prepared = prepare(model_name, checkpoint, weights)
+            workdir = Path(cache) / model_name
+            workdir.mkdir()
+            prepared = prepare(model_name, checkpoint, weights, workdir=workdir)
             models[model_name] = {
                 "description": slot.description,
                 "family": checkpoint.spec.name,
@@ -159,11 +182,17 @@ def _run(config: BenchConfig, progress: bool) -> dict[str, Any]:
                         calib=config.calib,
                         max_batch=max(config.batches),
                         cache_dir=Path(cache) / f"{model_name}-{name}",
+                        ov_cache=Path(cache) / "openvino",
                     )
                 except (Unavailable, LmkError) as exc:
                     skipped.append(
                         {"model": model_name, "backend": name, "batch": None, "reason": str(exc)}
                     )
+            if model_name in config.checkpoints and built:
+                bar.set_description(f"{model_name}: NME on {config.nme_faces} held-out faces")
+                scored = _accuracy(prepared, built, config, skipped)
+                accuracy += scored
+                models[model_name]["nme_faces"] = config.nme_faces if scored else None
             bar.update(1)
             from lmk.synth import synth_crops
 
@@ -173,6 +202,8 @@ def _run(config: BenchConfig, progress: bool) -> dict[str, Any]:
             for batch in config.batches:
                 bar.set_description(f"{model_name}: batch {batch}")
                 rows = _measure_batch(prepared, built, crops[:batch], config, skipped)
+                for row in rows:
+                    row.update(_nme_columns(accuracy, model_name, row["backend"]))
                 results += rows
                 ratios += _ratios(model_name, batch, rows)
                 bar.update(1)
@@ -196,12 +227,73 @@ def _run(config: BenchConfig, progress: bool) -> dict[str, Any]:
             "quick": config.quick,
             "models": config.models,
             "backends": config.backends,
+            "nme_faces": config.nme_faces,
+            "method": METHOD,
         },
         "models": models,
         "backends": {name: DESCRIPTIONS[name] for name in config.backends},
         "results": results,
         "ratios": ratios,
+        "accuracy": accuracy,
         "skipped": skipped,
+    }
+
+
+def _accuracy(
+    prepared, built: dict[str, Backend], config: BenchConfig, skipped: list
+) -> list[dict[str, Any]]:
+    """NME (%) of every built backend and of PyTorch FP32 on the same held-out SynthFace
+    faces, and each backend's change vs PyTorch in NME points. Nothing for a layout
+    SynthFace does not come in (the report says why)."""
+    from lmk.bench.accuracy import held_out, predict
+    from lmk.train.data import SYNTH_LAYOUTS
+
+    checkpoint = prepared.checkpoint
+    if checkpoint.layout.name not in SYNTH_LAYOUTS:
+        skipped.append(
+            {
+                "model": prepared.name,
+                "backend": "accuracy",
+                "batch": None,
+                "reason": f"no NME: SynthFace has no {checkpoint.layout.name} faces",
+            }
+        )
+        return []
+    faces = held_out(checkpoint, config.nme_faces)
+    step = max(config.batches)
+    reference = 100.0 * faces.nme(predict(partial(torch_landmarks, prepared), faces.crops, step))
+    rows = []
+    for name, backend in built.items():
+        try:
+            value = (
+                reference
+                if name == "pytorch"
+                else 100.0 * faces.nme(predict(backend.run, faces.crops, step))
+            )
+        except Exception as exc:
+            if name not in GPU_BACKENDS:
+                raise
+            skipped.append(
+                {"model": prepared.name, "backend": name, "batch": step, "reason": first_line(exc)}
+            )
+            continue
+        rows.append(
+            {
+                "model": prepared.name,
+                "backend": name,
+                "faces": len(faces),
+                "nme_percent": value,
+                "nme_change_vs_pytorch_points": value - reference,
+            }
+        )
+    return rows
+
+
+def _nme_columns(accuracy: list[dict[str, Any]], model: str, backend: str) -> dict[str, Any]:
+    found = next((a for a in accuracy if a["model"] == model and a["backend"] == backend), None)
+    return {
+        "nme_percent": found["nme_percent"] if found else None,
+        "nme_change_vs_pytorch_points": found["nme_change_vs_pytorch_points"] if found else None,
     }
 
 

@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 OV_VENV ?= .venv-ov
 OV_BIN := $(OV_VENV)/bin
 # The tests that run in .venv-ov (no torch there): the ones marked `openvino`, in these files.
-OV_TESTS := tests/test_runtime_openvino.py tests/hostile/test_runtime_ep_flags.py
+OV_TESTS := tests/test_runtime_openvino.py tests/hostile/test_runtime_ep_flags.py tests/test_int8_openvino.py
 
 .PHONY: venv venv-ov demo test lint format clean
 
@@ -28,7 +28,7 @@ $(OV_BIN)/python:
 
 # The runtime with the OpenVINO EP, as a deployment box has it: no torch, no plain onnxruntime.
 venv-ov: $(OV_BIN)/python
-	$(OV_BIN)/python -m pip install -q -e ".[openvino]" "pytest>=8"
+	$(OV_BIN)/python -m pip install -q -e ".[openvino]" "pytest>=8" "onnx>=1.15"
 
 # The whole chain on built-in data: render a SynthFace clip, track it with the bundled
 # models, print NME, PyTorch-vs-ONNX parity and latency; outputs in demo_out/.

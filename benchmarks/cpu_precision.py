@@ -68,8 +68,8 @@ from lmk.bench.backends import (
 from lmk.bench.machine import describe, machine_slug, onnxruntime_providers
 from lmk.bench.models import BENCH_MODELS, checkpoint_for
 from lmk.bench.timing import measure
-from lmk.errors import LmkError
-from lmk.fileio import atomic_output, filled_folder, plan_output
+from lmk.core.errors import LmkError
+from lmk.core.fileio import atomic_output, filled_folder, plan_output
 from lmk.runtime.bundled import bundled_model
 from lmk.runtime.session import RuntimeOptions
 

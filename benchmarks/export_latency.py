@@ -27,12 +27,12 @@ import torch
 from lmk.bench.machine import describe, machine_slug
 from lmk.bench.timing import measure
 from lmk.checkpoint import Checkpoint, open_checkpoint
+from lmk.core.decode import numpy_pipnet_decode
+from lmk.core.layouts import get_layout
 from lmk.decode import decode_outputs
 from lmk.export.exporter import ExportOptions, build_onnx, export_network
 from lmk.export.quantize import quantize_network
-from lmk.layouts import get_layout
 from lmk.models import ModelSpec
-from lmk.runtime.host_decode import numpy_pipnet_decode
 from lmk.runtime.session import RuntimeOptions, session_config
 from lmk.synth import synth_crop, synth_crops
 
@@ -106,7 +106,7 @@ def variants(checkpoint: Checkpoint, sessions, images: np.ndarray, model: torch.
 
 def held_out_nme(checkpoint: Checkpoint, sessions, count: int) -> dict[str, float]:
     """Mean inter-ocular NME (%) of FP32 and INT8 fused files on held-out SynthFace crops."""
-    from lmk.metrics import nme
+    from lmk.core.metrics import nme
 
     size = checkpoint.input_size
     crops, truth = [], []

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from lmk.bench.machine import describe, machine_slug
-from lmk.metrics import WFLW_SUBSETS
+from lmk.core.metrics import WFLW_SUBSETS
 from lmk.train.eval_cli import score_file
 
 RUNS = {

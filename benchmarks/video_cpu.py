@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from lmk.bench.machine import describe, machine_slug
-from lmk.layouts import get_layout
-from lmk.metrics import nme
+from lmk.core.layouts import get_layout
+from lmk.core.metrics import nme
 from lmk.runtime import cpu
 from lmk.runtime.pipeline import STAGES
 

@@ -12,8 +12,8 @@ import onnx
 import torch
 
 from lmk.checkpoint import Checkpoint
+from lmk.core.errors import LmkError
 from lmk.decode import decode_outputs
-from lmk.errors import LmkError
 from lmk.export.exporter import ExportOptions, head_names
 
 # Ops lmk may put in a graph for TensorRT even where newer parsers accept more: integer Mod,

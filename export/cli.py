@@ -8,9 +8,9 @@ from pathlib import Path
 import click
 import numpy as np
 
-from lmk.cli_util import exit_with, model_args
-from lmk.errors import LmkError
-from lmk.fileio import atomic_output, plan_output
+from lmk.core.cli_util import exit_with, model_args
+from lmk.core.errors import LmkError
+from lmk.core.fileio import atomic_output, plan_output
 
 MODEL_NAMES = ("pipnet", "hourglass", "fan")
 FP32_TOLERANCE = 1e-5
@@ -39,14 +39,14 @@ def _checkpoint_from_flags(
 ):
     """An lmk or official checkpoint, or seeded random weights for latency/parity work.
 
-    Every architecture flag is checked first (:func:`lmk.cli_util.model_args`), so a value
+    Every architecture flag is checked first (:func:`lmk.core.cli_util.model_args`), so a value
     no model can be made of is one line naming the flag, not a failure inside the tracer."""
     import torch
 
     from lmk.checkpoint import Checkpoint, open_checkpoint
-    from lmk.layouts import get_layout
+    from lmk.core.layouts import get_layout
+    from lmk.core.normalise import IMAGENET, UNIT_RANGE
     from lmk.models import ModelSpec
-    from lmk.normalise import IMAGENET, UNIT_RANGE
 
     if checkpoint is not None:
         args = model_args(model, backbone, input_size, num_nb, net_stride, num_stacks, None)

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 import lmk
 from lmk.checkpoint import Checkpoint
-from lmk.errors import LmkError
+from lmk.core.errors import LmkError
 from lmk.export import graphs
 from lmk.models import ModelSpec
 from lmk.runtime.metadata import FORMAT_VERSION, encode

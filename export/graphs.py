@@ -13,8 +13,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from lmk.layouts import NeighbourTable
-from lmk.normalise import Normalisation
+from lmk.core.layouts import NeighbourTable
+from lmk.core.normalise import Normalisation
 
 FLOAT = TensorProto.FLOAT
 

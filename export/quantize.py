@@ -44,12 +44,12 @@ import cv2
 import numpy as np
 import onnx
 
-from lmk.errors import LmkError
+from lmk.core.errors import LmkError
+from lmk.core.images import is_image_path
 
 if TYPE_CHECKING:  # torch-free at run time: the OpenVINO venv quantizes without torch
     from lmk.checkpoint import Checkpoint
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 INT8_TARGETS = ("cpu", "tensorrt", "openvino")
 ACTIVATIONS = ("u8", "s8")
 # u8: asymmetric uint8 (a zero point); s8: symmetric int8 (zero point 0). The openvino entry
@@ -143,7 +143,7 @@ def calibration_images(
         raise LmkError(
             f"--calib must be 'synth' or a folder of face crops; {folder} is not a folder"
         )
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[:count]
+    files = sorted(p for p in folder.rglob("*") if is_image_path(p))[:count]
     crops = []
     for path in files:
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)

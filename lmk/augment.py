@@ -2,7 +2,7 @@
 
 The geometric part (rotation, scale, translation, horizontal flip) is a 2x3 affine in crop
 pixel coordinates that is composed with the crop's own affine, so an image is resampled once
-(:func:`lmk.crop.warp_crop`) however many transforms apply, and the landmarks go through the
+(:func:`lmk.core.geometry.warp_crop`) however many transforms apply, and the landmarks go through the
 very same matrix. Mirroring also renames the points: after a flip, new point ``i`` is old point
 ``layout.flip[i]``. The photometric part (occlusion, blur, grayscale, colour jitter) changes
 pixels only. Every draw comes from the ``np.random.Generator`` passed in, so a sample is
@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
-from lmk.crop import apply_affine, warp_crop
+from lmk.core.geometry import apply_affine, compose_affine, warp_crop
 
 
 @dataclass(frozen=True)
@@ -59,13 +59,6 @@ NO_AUGMENT = AugmentConfig(
 )
 
 
-def compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
-    """The 2x3 affine ``outer(inner(p))``."""
-    o = np.vstack([np.asarray(outer, np.float64), [0.0, 0.0, 1.0]])
-    i = np.vstack([np.asarray(inner, np.float64), [0.0, 0.0, 1.0]])
-    return (o @ i)[:2]
-
-
 def flip_matrix(size: int) -> np.ndarray:
     """Horizontal mirror of a ``size``-wide crop in continuous coordinates: ``x -> size - x``."""
     return np.array([[-1.0, 0.0, float(size)], [0.0, 1.0, 0.0]])
@@ -102,7 +95,7 @@ def sample_geometry(rng: np.random.Generator, size: int, config: AugmentConfig) 
     matrix = similarity_about_centre(size, angle, scale, shift)
     flipped = bool(u[5] < config.flip_prob)
     if flipped:
-        matrix = compose(flip_matrix(size), matrix)
+        matrix = compose_affine(flip_matrix(size), matrix)
     return Geometry(matrix, flipped)
 
 
@@ -130,7 +123,7 @@ def warp_with_landmarks(
     matrix used, the landmark order)``: ``order`` is ``flip`` when mirrored (new point ``i`` is
     old point ``flip[i]``), else the identity.
     """
-    matrix = crop if geometry is None else compose(geometry.matrix, crop)
+    matrix = crop if geometry is None else compose_affine(geometry.matrix, crop)
     points = apply_affine(matrix, landmarks)
     order = np.arange(len(points))
     if geometry is not None and geometry.flipped:

@@ -23,12 +23,12 @@ import torch
 from torch import nn
 
 import lmk
-from lmk.crop import FAN_OFFICIAL_CROP, PIPNET_OFFICIAL_CROP, CropPolicy
-from lmk.errors import LmkError
-from lmk.fileio import atomic_output
-from lmk.layouts import Layout, get_layout
+from lmk.core.errors import LmkError
+from lmk.core.fileio import atomic_output
+from lmk.core.geometry import FAN_OFFICIAL_CROP, PIPNET_OFFICIAL_CROP, CropPolicy
+from lmk.core.layouts import Layout, get_layout
+from lmk.core.normalise import IMAGENET, UNIT_RANGE, Normalisation
 from lmk.models import ModelSpec
-from lmk.normalise import IMAGENET, UNIT_RANGE, Normalisation
 
 FORMAT = "lmk.checkpoint/1"
 

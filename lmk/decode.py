@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from lmk.layouts import NeighbourTable
+from lmk.core.layouts import NeighbourTable
 
 
 def _flat_argmax(maps: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:

@@ -17,10 +17,10 @@ from typing import Any
 import click
 import numpy as np
 
-from lmk.errors import LmkError
-from lmk.fileio import atomic_output, check_video_frames, filled_folder
-from lmk.layouts import get_layout
-from lmk.metrics import nme
+from lmk.core.errors import LmkError
+from lmk.core.fileio import atomic_output, check_video_frames, filled_folder
+from lmk.core.layouts import get_layout
+from lmk.core.metrics import nme
 from lmk.runtime.bundled import BUNDLED, bundled_model
 from lmk.synth.cli import parse_size
 from lmk.synth.video import write_clip
@@ -221,6 +221,6 @@ lmk_group.add_command(demo_command, "demo")
 
 
 def main() -> None:
-    from lmk.cli_util import exit_with
+    from lmk.core.cli_util import exit_with
 
     exit_with(lmk_group)

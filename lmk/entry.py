@@ -1,6 +1,6 @@
 """The console scripts users run. Each installs lmk's signal handling *before* importing its
 command (the import of numpy, OpenCV, ONNX Runtime or torch takes a moment, and Ctrl-C then
-must still be one line, not a traceback), then runs it through :func:`lmk.cli_util.run_cli`.
+must still be one line, not a traceback), then runs it through :func:`lmk.core.cli_util.run_cli`.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def _launch(module: str, command: str) -> None:
     signal.signal(signal.SIGTERM, on_signal)
     sys.unraisablehook = _quiet_interrupts
     try:
-        from lmk import cli_util
+        from lmk.core import cli_util
 
         cmd = getattr(importlib.import_module(module), command)
     except KeyboardInterrupt:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from lmk.errors import LmkError
+from lmk.core.errors import LmkError
 
 INSTALL_HINT = (
     'ONNX Runtime is not installed: pip install "lmk[cpu]" (CPU), "lmk[gpu]" (CUDA/TensorRT) '

@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from lmk.crop import CropPolicy
+from lmk.core.geometry import CropPolicy, crop_to_frame
 from lmk.runtime.bundled import bundled_model
 from lmk.runtime.detectors import Detector, make_detector
-from lmk.runtime.faces import Face, FaceBox, crop_faces, landmarks_to_frame
+from lmk.runtime.faces import Face, FaceBox, crop_faces
 from lmk.runtime.metadata import layout_of
 from lmk.runtime.session import InferenceModel, RuntimeOptions
 from lmk.runtime.sources import Frame, open_source
@@ -101,7 +101,7 @@ class LandmarkSession:
         with self.stages.time("infer"):
             landmarks, scores = self.model.infer(crops)
         with self.stages.time("preprocess"):
-            points = landmarks_to_frame(landmarks, matrices, size)
+            points = crop_to_frame(landmarks, matrices, size)
         return [
             Face(points[i], scores[i].astype(np.float64), regions[i]) for i in range(len(regions))
         ]

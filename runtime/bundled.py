@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lmk.errors import LmkError
+from lmk.core.errors import LmkError
 
 BUNDLED = {
     "pipnet": "pipnet_mbv2_synth.onnx",

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import click
 
-from lmk.cli_util import exit_with
-from lmk.errors import LmkError
+from lmk.core.cli_util import exit_with
+from lmk.core.errors import LmkError
+from lmk.core.images import is_image_path
 from lmk.runtime.api import LandmarkSession
 from lmk.runtime.bundled import bundled_model
 from lmk.runtime.detectors import DETECTORS, YUNET_ENV
@@ -24,7 +25,6 @@ from lmk.runtime.outputs import (
     finish_outputs,
     held_signals,
     image_or_video_sink,
-    is_image_name,
     one_image_error,
     plan_outputs,
 )
@@ -187,7 +187,7 @@ def run_command(
         targets = plan_outputs(
             {"--out": out, "--json": json_path, "--csv": csv_path}, overwrite, inputs
         )
-        if out is not None and is_image_name(out) and frames.count != 1:
+        if out is not None and is_image_path(out) and frames.count != 1:
             raise one_image_error(out)
         _check_display(show)
         session = LandmarkSession(

@@ -13,7 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
-from lmk.errors import LmkError
+from lmk.core.errors import LmkError
 from lmk.runtime.faces import FaceBox
 from lmk.runtime.validate import bgr_image, box_values, overlaps_frame
 

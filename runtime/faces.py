@@ -10,11 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lmk.crop import CropPolicy, apply_affine, invert_affine, warp_crop
-
-# Tracking boxes come from landmarks; SynthFace's detector-like training boxes are the
-# landmark bounds grown by 2-12 % (7 % on average), so a tracked box is grown the same.
-LANDMARK_BOX_GROW = 1.07
+from lmk.core.geometry import LANDMARK_BOX_GROW, CropPolicy, warp_crop
 
 
 @dataclass
@@ -59,14 +55,6 @@ def crop_faces(
         matrices[i] = policy.matrix(region.box, size, region.angle)
         crops[i] = warp_crop(frame, matrices[i], size)
     return crops, matrices
-
-
-def landmarks_to_frame(landmarks: np.ndarray, matrices: np.ndarray, size: int) -> np.ndarray:
-    """Crop-normalised landmarks [N, L, 2] -> frame pixels through each crop's inverse warp."""
-    out = np.empty(landmarks.shape, np.float64)
-    for i, matrix in enumerate(matrices):
-        out[i] = apply_affine(invert_affine(matrix), landmarks[i].astype(np.float64) * size)
-    return out
 
 
 def region_from_landmarks(

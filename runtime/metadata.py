@@ -14,8 +14,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from lmk.errors import LmkError
-from lmk.layouts import PUBLIC_LAYOUTS, Layout, get_layout
+from lmk.core.errors import LmkError
+from lmk.core.layouts import PUBLIC_LAYOUTS, Layout, get_layout
 
 FORMAT_VERSION = 1
 

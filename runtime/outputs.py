@@ -1,13 +1,13 @@
 """What lmk-run writes: an annotated video (or image), JSONL and CSV of the landmarks.
 
-Every output is planned before any work (:func:`plan_outputs`: lmk.fileio's checks, and no
+Every output is planned before any work (:func:`plan_outputs`: lmk.core.fileio's checks, and no
 output may be any file the run reads), written to a temporary file beside its target
-(lmk.fileio's :class:`~lmk.fileio.PendingOutput`), and moved into place by
+(lmk.core.fileio's :class:`~lmk.core.fileio.PendingOutput`), and moved into place by
 :func:`finish_outputs` when the run ends, also when it is interrupted, so a stopped run keeps
 what it did. A device or FIFO is written through. JSONL and CSV lines are flushed per frame;
 a full disk is one ``disk full writing X`` error and every output of the run is discarded.
 A video is reopened and its frames counted before it is moved into place
-(:func:`lmk.fileio.check_video_frames`): OpenCV's writer does not report failed writes.
+(:func:`lmk.core.fileio.check_video_frames`): OpenCV's writer does not report failed writes.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from typing import IO, Any
 import cv2
 import numpy as np
 
-from lmk.errors import LmkError
-from lmk.fileio import (
+from lmk.core.errors import LmkError
+from lmk.core.fileio import (
     OutputTarget,
     PendingOutput,
     check_video_frames,
@@ -34,8 +34,9 @@ from lmk.fileio import (
     disk_full_error,
     plan_output,
 )
+from lmk.core.images import is_image_path
 from lmk.runtime.faces import Face
-from lmk.runtime.sources import IMAGE_EXTENSIONS, Frame, display_name
+from lmk.runtime.sources import Frame, display_name
 
 VIDEO_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".avi": "MJPG", ".mkv": "mp4v"}
 _COLOURS = [(0, 255, 0), (255, 128, 0), (0, 200, 255), (255, 0, 255), (0, 0, 255), (255, 255, 0)]
@@ -65,13 +66,13 @@ def plan_outputs(
     named: dict[str, Path | None], overwrite: bool, inputs: Iterable[str | Path]
 ) -> dict[str, OutputTarget]:
     """Check every output of a run before any work: ``named`` maps a flag (``--out``,
-    ``--json``, ``--csv``) to its path or None. Each must pass :func:`lmk.fileio.plan_output`
+    ``--json``, ``--csv``) to its path or None. Each must pass :func:`lmk.core.fileio.plan_output`
     against every input file, ``--out`` must name a video or image format, and no two may be
     the same file."""
     inputs = list(inputs)
     given = {flag: Path(path) for flag, path in named.items() if path is not None}
     out = given.get("--out")
-    if out is not None and not is_image_name(out) and out.suffix.lower() not in VIDEO_CODECS:
+    if out is not None and not is_image_path(out) and out.suffix.lower() not in VIDEO_CODECS:
         raise _not_a_video_name(out)
     seen: dict[str, str] = {}
     for flag, path in given.items():
@@ -81,10 +82,6 @@ def plan_outputs(
         seen[real] = flag
     with held_signals():  # plan_output creates and removes a probe file
         return {flag: plan_output(path, overwrite, inputs) for flag, path in given.items()}
-
-
-def is_image_name(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_EXTENSIONS
 
 
 def one_image_error(path: Path) -> LmkError:
@@ -283,7 +280,7 @@ class ImageSink(_Sink):
 
 def image_or_video_sink(target: OutputTarget | str | Path, fps: float) -> VideoSink | ImageSink:
     path = target.requested if isinstance(target, OutputTarget) else Path(target)
-    return ImageSink(target) if is_image_name(path) else VideoSink(target, fps)
+    return ImageSink(target) if is_image_path(path) else VideoSink(target, fps)
 
 
 def face_record(face: Face, digits: int = 2) -> dict[str, Any]:

@@ -48,7 +48,7 @@ class RunSummary:
     detections: int = 0
     seconds: float = 0.0
     interruption: KeyboardInterrupt | None = None
-    """What stopped the run early (Ctrl-C, or :class:`lmk.cli_util.Terminated` for SIGTERM);
+    """What stopped the run early (Ctrl-C, or :class:`lmk.core.cli_util.Terminated` for SIGTERM);
     re-raise it once the outputs are finished."""
     stage_seconds: dict[str, float] = field(default_factory=dict)
 

@@ -18,11 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from lmk.errors import LmkError
-from lmk.layouts import NeighbourTable
-from lmk.normalise import Normalisation
+from lmk.core.decode import numpy_heatmap_decode, numpy_pipnet_decode
+from lmk.core.errors import LmkError
+from lmk.core.layouts import NeighbourTable
+from lmk.core.normalise import Normalisation
 from lmk.runtime import cpu, require_onnxruntime
-from lmk.runtime.host_decode import numpy_heatmap_decode, numpy_pipnet_decode
 from lmk.runtime.metadata import GraphSpec, ModelInfo, parse_metadata
 from lmk.runtime.validate import InputError
 

@@ -24,9 +24,9 @@ from types import TracebackType
 import cv2
 import numpy as np
 
-from lmk.errors import LmkError
+from lmk.core.errors import LmkError
+from lmk.core.images import IMAGE_EXTENSIONS, is_image_path
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 MAX_BAD_RUN = 30
 """Consecutive undecodable video frames after which the rest of the video counts as lost."""
 
@@ -147,10 +147,6 @@ class Source:
         self.close()
 
 
-def _is_image(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_EXTENSIONS
-
-
 def _capture_source(capture: cv2.VideoCapture, kind: str, description: str) -> Source:
     ok, first = capture.read()
     if not ok or first is None:
@@ -198,20 +194,20 @@ def open_source(spec: str | Path | int) -> Source:
     path = Path(text)
     shown = display_name(path)
     if any(ch in text for ch in "*?[") and not path.exists():
-        paths = sorted(Path(p) for p in glob.glob(text) if _is_image(Path(p)))
+        paths = sorted(Path(p) for p in glob.glob(text) if is_image_path(Path(p)))
         if not paths:
             raise LmkError(f"no image matches {shown}")
         return Source(
             "images", f"{len(paths)} images matching {shown}", count=len(paths), files=paths
         )
     if path.is_dir():
-        paths = sorted(p for p in path.iterdir() if p.is_file() and _is_image(p))
+        paths = sorted(p for p in path.iterdir() if p.is_file() and is_image_path(p))
         if not paths:
             raise LmkError(f"no image ({', '.join(IMAGE_EXTENSIONS)}) in folder {shown}")
         return Source("images", f"{len(paths)} images in {shown}", count=len(paths), files=paths)
     if not path.is_file():
         raise LmkError(f"input not found: {shown}")
-    if _is_image(path):
+    if is_image_path(path):
         return Source("images", shown, count=1, files=[path])
     capture = open_video(path)
     if not capture.isOpened():

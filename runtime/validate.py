@@ -3,7 +3,7 @@
 The Python API (:meth:`LandmarkSession.predict`, :meth:`Tracker.step`) and lmk-run's ``--box``
 call these functions, so both accept and refuse the same things with the same words. A bad
 value raises :class:`InputError`: a ``ValueError`` for Python callers (what they expect from a
-bad argument) and an :class:`~lmk.errors.LmkError` for the command-line tools (one ``error:``
+bad argument) and an :class:`~lmk.core.errors.LmkError` for the command-line tools (one ``error:``
 line, exit 2).
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from lmk.errors import LmkError
+from lmk.core.errors import LmkError
 from lmk.runtime.faces import FaceBox
 
 IMAGE_EXPECTED = "expected a uint8 BGR image HxWx3 (or gray HxW, HxWx1, BGRA HxWx4)"

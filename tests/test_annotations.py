@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
-from lmk.cli_util import run_cli
-from lmk.errors import LmkError
+from lmk.core.cli_util import run_cli
+from lmk.core.errors import LmkError
 from lmk.synth import (
     Annotation,
     read_300w,
@@ -34,7 +34,7 @@ from lmk.synth.cli import WFLW_LIST, cli
 
 
 def _synth(args: list[str]) -> SimpleNamespace:
-    """lmk-synth through the error path every console script takes (lmk.cli_util.run_cli)."""
+    """lmk-synth through the error path every console script takes (lmk.core.cli_util.run_cli)."""
     err = io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(err):
         code = run_cli(cli, args)

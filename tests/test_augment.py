@@ -10,12 +10,11 @@ from lmk.augment import (
     AugmentConfig,
     Geometry,
     augment,
-    compose,
     flip_matrix,
     sample_geometry,
     warp_with_landmarks,
 )
-from lmk.crop import CropPolicy
+from lmk.core.geometry import CropPolicy, compose_affine
 
 SIZE = 128
 # Six points of a face: eyes (0 left, 1 right), mouth corners (2, 3), nose (4), chin (5).
@@ -95,7 +94,7 @@ def test_flipping_twice_is_the_identity():
     )
     np.testing.assert_array_equal(twice, base)
     np.testing.assert_allclose(twice_points, base_points, atol=1e-9)
-    np.testing.assert_allclose(compose(flip_matrix(SIZE), flip_matrix(SIZE)), np.eye(2, 3))
+    np.testing.assert_allclose(compose_affine(flip_matrix(SIZE), flip_matrix(SIZE)), np.eye(2, 3))
     # pixel i goes to pixel S - 1 - i
     np.testing.assert_array_equal(once, base[:, ::-1])
 

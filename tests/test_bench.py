@@ -14,7 +14,7 @@ import pytest
 from lmk.bench import runner
 from lmk.bench.cli import bench_command
 from lmk.bench.timing import measure
-from lmk.cli_util import run_cli
+from lmk.core.cli_util import run_cli
 from lmk.export import exporter
 from lmk.runtime.bundled import bundled_model
 

@@ -13,12 +13,12 @@ from lmk.checkpoint import (
     load_official_pipnet,
     open_checkpoint,
 )
-from lmk.crop import FAN_OFFICIAL_CROP, PIPNET_OFFICIAL_CROP, CropPolicy
-from lmk.errors import LmkError
-from lmk.fileio import atomic_output
-from lmk.layouts import get_layout
+from lmk.core.errors import LmkError
+from lmk.core.fileio import atomic_output
+from lmk.core.geometry import FAN_OFFICIAL_CROP, PIPNET_OFFICIAL_CROP, CropPolicy
+from lmk.core.layouts import get_layout
+from lmk.core.normalise import IMAGENET, UNIT_RANGE
 from lmk.models import ModelSpec
-from lmk.normalise import IMAGENET, UNIT_RANGE
 
 
 def _small_pipnet_spec():

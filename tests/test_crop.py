@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lmk.crop import FAN_OFFICIAL_CROP, CropPolicy, apply_affine, invert_affine, warp_crop
+from lmk.core.geometry import FAN_OFFICIAL_CROP, CropPolicy, apply_affine, invert_affine, warp_crop
 
 
 def test_square_region_is_enlarged_about_the_shifted_centre():

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from lmk.augment import AugmentConfig
-from lmk.crop import CropPolicy, apply_affine, warp_crop
-from lmk.errors import LmkError
-from lmk.layouts import get_layout
-from lmk.normalise import IMAGENET
+from lmk.core.errors import LmkError
+from lmk.core.geometry import CropPolicy, apply_affine, warp_crop
+from lmk.core.layouts import get_layout
+from lmk.core.normalise import IMAGENET
 from lmk.synth import Annotation, render_face, sample_seed, write_csv, write_wflw
 from lmk.train.data import (
     SYNTH_VAL_BASE,

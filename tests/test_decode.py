@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from lmk.core.layouts import NeighbourTable, get_layout
 from lmk.decode import decode_heatmap, decode_outputs, decode_pipnet, pipnet_candidates
-from lmk.layouts import NeighbourTable, get_layout
 
 FOUR_POINTS = np.array(
     [[0.0, 0.0], [1.0, 0.0], [0.0, 2.0], [5.0, 5.0]]

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from lmk import demo
-from lmk.cli_util import run_cli
+from lmk.core.cli_util import run_cli
 
 ARGS = ["demo", "--frames", "16", "--size", "320x240", "--runs", "3"]
 

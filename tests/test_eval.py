@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from lmk.checkpoint import Checkpoint, load_checkpoint
-from lmk.cli_util import run_cli
+from lmk.core.cli_util import run_cli
+from lmk.core.layouts import get_layout
 from lmk.export.exporter import ExportOptions, build_onnx, export_network
-from lmk.layouts import get_layout
 from lmk.models import ModelSpec
 from lmk.train.eval_cli import eval_command
 

@@ -12,10 +12,10 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from lmk.cli_util import run_cli
+from lmk.core.cli_util import run_cli
+from lmk.core.layouts import get_layout
 from lmk.export import checks, exporter
 from lmk.export.cli import _checkpoint_from_flags, export_command
-from lmk.layouts import get_layout
 from lmk.models import ModelSpec
 from lmk.runtime.metadata import REQUIRED_KEYS, parse_metadata
 from lmk.synth import synth_crops
@@ -480,7 +480,7 @@ def test_the_last_head_block_is_every_conv_after_the_last_upsampling():
     ],
 )
 def test_int8_plan_refuses_what_a_target_cannot_run(target, activations, message):
-    from lmk.errors import LmkError
+    from lmk.core.errors import LmkError
     from lmk.export.quantize import int8_plan
 
     with pytest.raises(LmkError, match=message):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from lmk.core.decode import numpy_heatmap_decode, numpy_pipnet_decode
+from lmk.core.layouts import get_layout
 from lmk.decode import decode_heatmap, decode_pipnet
-from lmk.layouts import get_layout
-from lmk.runtime.host_decode import numpy_heatmap_decode, numpy_pipnet_decode
 
 
 def test_numpy_pipnet_baseline_equals_reference_decode():

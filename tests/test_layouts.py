@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lmk.errors import LmkError
-from lmk.layouts import PUBLIC_LAYOUTS, Layout, NeighbourTable, custom_layout, get_layout
+from lmk.core.errors import LmkError
+from lmk.core.layouts import PUBLIC_LAYOUTS, Layout, NeighbourTable, custom_layout, get_layout
 
 # The 4-point mean face worked by hand below: squared distances
 #   d01 = 1, d02 = 4, d03 = 50, d12 = 5, d13 = 41, d23 = 34

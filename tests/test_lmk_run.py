@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from lmk.cli_util import run_cli
-from lmk.layouts import get_layout
-from lmk.metrics import nme
+from lmk.core.cli_util import run_cli
+from lmk.core.layouts import get_layout
+from lmk.core.metrics import nme
 from lmk.runtime.api import LandmarkSession
 from lmk.runtime.cli import run_command
 from lmk.synth.video import write_clip

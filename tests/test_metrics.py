@@ -5,9 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lmk.errors import LmkError
-from lmk.layouts import Layout
-from lmk.metrics import auc, evaluate, failure_rate, format_results, nme
+from lmk.core.errors import LmkError
+from lmk.core.layouts import Layout
+from lmk.core.metrics import (
+    auc,
+    ced,
+    evaluate,
+    failure_rate,
+    format_results,
+    nme,
+    simpson_uniform,
+)
 
 GT = np.array([[[0.0, 0.0], [10.0, 0.0], [5.0, 5.0]]])
 PAIR = Layout("three", (1, 0, 2), (0, 1), GT[0] / 10)
@@ -83,3 +91,23 @@ def test_evaluate_reports_overall_and_every_subset_with_faces():
     table = format_results(result)
     assert table.splitlines()[1].split()[:3] == ["overall", "4", "8.000"]
     assert "occlusion" in table
+
+
+@pytest.mark.parametrize("points", [2, 3, 4, 7, 1001, 1002])
+def test_numpy_simpson_equals_scipy_on_even_and_odd_interval_counts(points):
+    """The AUC integral is ours (numpy) so the runtime needs no scipy; it must stay the
+    integral the published WFLW evaluation computes with ``scipy.integrate.simpson``."""
+    integrate = pytest.importorskip("scipy.integrate", reason="scipy is only a cross-check")
+    ys = np.random.default_rng(points).random(points).cumsum()
+    step = 0.1 / (points - 1)
+    xs = np.arange(points) * step
+    assert simpson_uniform(ys, step) == pytest.approx(integrate.simpson(ys, x=xs), rel=1e-12)
+
+
+@pytest.mark.parametrize("threshold", [0.1, 0.08, 0.0701])
+def test_auc_equals_scipy_simpson_over_the_ced(threshold):
+    integrate = pytest.importorskip("scipy.integrate", reason="scipy is only a cross-check")
+    nmes = np.random.default_rng(3).gamma(2.0, 0.02, 500)
+    xs, ys = ced(nmes, threshold)
+    want = integrate.simpson(ys, x=xs) / threshold
+    assert auc(nmes, threshold) == pytest.approx(want, rel=1e-12)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lmk.errors import LmkError
+from lmk.core.errors import LmkError
 from lmk.models import ModelSpec, build_model, count_parameters
 from lmk.models.backbones import (
     build_backbone,

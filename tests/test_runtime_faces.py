@@ -5,13 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lmk.crop import CropPolicy, apply_affine
-from lmk.layouts import get_layout
+from lmk.core.geometry import CropPolicy, apply_affine, crop_to_frame
+from lmk.core.layouts import get_layout
 from lmk.runtime.faces import (
     FaceBox,
     box_iou,
     crop_faces,
-    landmarks_to_frame,
     region_from_landmarks,
 )
 
@@ -35,9 +34,9 @@ def test_crop_and_inverse_map_round_trip_to_a_thousandth_of_a_pixel(box, angle):
     rng = np.random.default_rng(0)
     points = np.array(box[:2]) + rng.uniform(-0.2, 1.2, (50, 2)) * np.array(box[2:])
     normalised = apply_affine(matrices[0], points) / 128.0
-    back = landmarks_to_frame(normalised[None].astype(np.float32), matrices, 128)[0]
+    back = crop_to_frame(normalised[None].astype(np.float32), matrices, 128)[0]
     assert np.abs(back - points).max() <= 1e-3 * 4  # float32 landmarks: 1e-3 px within 4 ulp-ish
-    back64 = landmarks_to_frame(normalised[None], matrices, 128)[0]
+    back64 = crop_to_frame(normalised[None], matrices, 128)[0]
     assert np.abs(back64 - points).max() <= 1e-9
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lmk.errors import LmkError
+from lmk.core.errors import LmkError
 from lmk.runtime import available_providers, bundled_model, cpu
 from lmk.runtime.api import LandmarkSession
 from lmk.runtime.session import InferenceModel, RuntimeOptions, file_digest, openvino_options

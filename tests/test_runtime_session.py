@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lmk.errors import LmkError
+from lmk.core.errors import LmkError
 from lmk.runtime import available_providers, bundled_model
 from lmk.runtime.api import LandmarkSession
 from lmk.runtime.session import InferenceModel, RuntimeOptions, resolve_ep, session_config

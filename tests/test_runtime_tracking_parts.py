@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lmk.errors import LmkError
+from lmk.core.errors import LmkError
 from lmk.runtime.detectors import YUNET_URL, FrameDetector, make_detector
 from lmk.runtime.smoothing import OneEuroFilter
 

@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from lmk.errors import LmkError
-from lmk.layouts import get_layout
+from lmk.core.errors import LmkError
+from lmk.core.layouts import get_layout
 from lmk.synth import (
     WFLW_ATTRIBUTES,
     WFLW_TO_300W,

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from lmk.checkpoint import load_checkpoint
-from lmk.cli_util import run_cli
+from lmk.core.cli_util import run_cli
 from lmk.train import trainer
 from lmk.train.cli import train_command
 from lmk.train.eval_cli import eval_command

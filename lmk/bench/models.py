@@ -74,9 +74,9 @@ def checkpoint_for(model: BenchModel, path: Path | None, seed: int = 0):
     import torch
 
     from lmk.checkpoint import Checkpoint, open_checkpoint
-    from lmk.layouts import get_layout
+    from lmk.core.layouts import get_layout
+    from lmk.core.normalise import IMAGENET, UNIT_RANGE
     from lmk.models import ModelSpec
-    from lmk.normalise import IMAGENET, UNIT_RANGE
 
     if path is not None:
         extra: dict[str, Any] = {}

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from lmk.fileio import (
+from lmk.core.fileio import (
     FolderRun,
     OutputTarget,
     atomic_output,

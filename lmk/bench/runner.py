@@ -39,7 +39,7 @@ from lmk.bench.backends import (
 from lmk.bench.machine import onnxruntime_providers
 from lmk.bench.models import BENCH_MODELS, checkpoint_for
 from lmk.bench.timing import measure
-from lmk.errors import LmkError
+from lmk.core.errors import LmkError
 
 # (candidate, baseline): the comparisons the report states, each from one round-robin.
 COMPARISONS = (

@@ -12,7 +12,7 @@ from typing import Any
 
 from torch import nn
 
-from lmk.errors import LmkError
+from lmk.core.errors import LmkError
 from lmk.models.fan import FAN
 from lmk.models.hourglass import StackedHourglass
 from lmk.models.pipnet import PIPNet

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lmk.errors import LmkError
+from lmk.core.errors import LmkError
 from lmk.models.mobilenetv2 import MobileNetV2
 from lmk.models.resnet import ResNet
 

@@ -15,9 +15,9 @@ import cv2
 from tqdm import tqdm
 
 from lmk import __version__
-from lmk.cli_util import exit_with
-from lmk.errors import LmkError
-from lmk.fileio import atomic_output, filled_folder, plan_output
+from lmk.core.cli_util import exit_with
+from lmk.core.errors import LmkError
+from lmk.core.fileio import atomic_output, filled_folder, plan_output
 from lmk.synth.formats import Annotation, write_pts, write_wflw
 from lmk.synth.render import render_face, sample_seed, wflw98_to_300w68
 from lmk.synth.video import write_clip
@@ -38,7 +38,7 @@ def parse_size(text: str, smallest: int = 16) -> tuple[int, int]:
 
 
 def _write_image(path: Path, image, params: list[int]) -> None:
-    """Encode in memory, then write through lmk.fileio (temp name, fsync, rename): a full
+    """Encode in memory, then write through lmk.core.fileio (temp name, fsync, rename): a full
     disk is one line and leaves no half image."""
     ok, encoded = cv2.imencode(path.suffix, image, params)
     if not ok:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lmk.crop import CropPolicy, apply_affine, warp_crop
+from lmk.core.geometry import CropPolicy, apply_affine, warp_crop
 from lmk.synth.render import render_face, sample_seed
 
 

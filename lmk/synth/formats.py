@@ -28,12 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
-from lmk.errors import LmkError
-from lmk.fileio import atomic_output
+from lmk.core.errors import LmkError
+from lmk.core.fileio import atomic_output
+from lmk.core.images import IMAGE_EXTENSIONS
 
 WFLW_POINTS = 98
 WFLW_TOKENS = 2 * WFLW_POINTS + 4 + 6 + 1  # 207
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 BOX_COLUMNS = ("box_x", "box_y", "box_w", "box_h")
 
 
@@ -276,13 +276,13 @@ def read_300w(folder: str | Path) -> list[Annotation]:
             (
                 c
                 for c in sorted(pts.parent.glob(f"{pts.stem}.*"))
-                if c.suffix.lower() in IMAGE_SUFFIXES
+                if c.suffix.lower() in IMAGE_EXTENSIONS
             ),
             None,
         )
         if image is None:
             raise LmkError(
-                f"{pts}: no image beside it ({pts.stem} with {', '.join(IMAGE_SUFFIXES)})"
+                f"{pts}: no image beside it ({pts.stem} with {', '.join(IMAGE_EXTENSIONS)})"
             )
         records.append(Annotation(image.relative_to(folder).as_posix(), read_pts(pts)))
     return records

@@ -23,8 +23,9 @@ from functools import cache
 import cv2
 import numpy as np
 
-from lmk.errors import LmkError
-from lmk.layouts import get_layout
+from lmk.core.errors import LmkError
+from lmk.core.geometry import SYNTH_BOX_GROW
+from lmk.core.layouts import get_layout
 
 SHIFT = 4
 """Fraction bits used with OpenCV drawing calls (1/16 pixel)."""
@@ -552,7 +553,7 @@ def detector_box(
     lo, hi = landmarks.min(axis=0), landmarks.max(axis=0)
     size = np.maximum(hi - lo, 1.0)
     centre = (lo + hi) / 2.0 + rng.uniform(-0.04, 0.04, 2) * size * jitter
-    grow = 1.0 + rng.uniform(0.02, 0.12) * jitter + rng.uniform(-0.03, 0.03, 2) * jitter
+    grow = 1.0 + rng.uniform(*SYNTH_BOX_GROW) * jitter + rng.uniform(-0.03, 0.03, 2) * jitter
     wh = size * grow
     return np.array([centre[0] - wh[0] / 2, centre[1] - wh[1] / 2, wh[0], wh[1]])
 

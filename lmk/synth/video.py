@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from lmk.errors import LmkError
+from lmk.core.errors import LmkError
 from lmk.synth.render import (
     FaceParams,
     apply_effects,
@@ -257,7 +257,7 @@ def write_clip(
     import cv2
     from tqdm import tqdm
 
-    from lmk.fileio import check_video_frames
+    from lmk.core.fileio import check_video_frames
 
     size = (int(size[0]), int(size[1]))
     check_clip_settings(frames, size, clip_args.get("num_faces", 1), fps)

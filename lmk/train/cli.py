@@ -11,9 +11,9 @@ from typing import Any
 
 import click
 
-from lmk.cli_util import exit_with, model_args
-from lmk.crop import CropPolicy
-from lmk.errors import LmkError
+from lmk.core.cli_util import exit_with, model_args
+from lmk.core.errors import LmkError
+from lmk.core.geometry import CropPolicy
 from lmk.models import ModelSpec
 from lmk.train.data import SYNTH_LAYOUTS, parse_data_spec, parse_flip
 

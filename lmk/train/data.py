@@ -3,7 +3,7 @@
 A ``--data`` spec names the source: ``synth`` (faces rendered on the fly from seeds),
 ``wflw:LIST.txt``, ``300w:FOLDER``, ``csv:FILE.csv`` or ``json:FILE.json``. Every item is
 cropped the way the model will see faces at run time (the checkpoint's
-:class:`~lmk.crop.CropPolicy` applied to the face box, or to the landmarks' bounds when an
+:class:`~lmk.core.geometry.CropPolicy` applied to the face box, or to the landmarks' bounds when an
 annotation has no box), with one affine warp that also carries the training augmentation, and
 normalised with the same arithmetic as :meth:`Normalisation.apply_bgr_nhwc`.
 
@@ -25,10 +25,10 @@ import torch
 from torch.utils.data import Dataset
 
 from lmk.augment import AugmentConfig, augment, warp_with_landmarks
-from lmk.crop import CropPolicy, apply_affine
-from lmk.errors import LmkError
-from lmk.layouts import Layout, custom_layout, get_layout
-from lmk.normalise import IMAGENET, Normalisation
+from lmk.core.errors import LmkError
+from lmk.core.geometry import CropPolicy, apply_affine
+from lmk.core.layouts import Layout, custom_layout, get_layout
+from lmk.core.normalise import IMAGENET, Normalisation
 from lmk.synth.formats import Annotation, read_300w, read_csv, read_json, read_wflw
 from lmk.synth.render import render_face, sample_seed, wflw98_to_300w68
 

@@ -1,7 +1,7 @@
 """What training and evaluation share: a model family's objective, and scoring predictions.
 
 Scoring maps each predicted crop-normalised landmark back into the original image through the
-inverse of that face's crop affine and measures NME there with :mod:`lmk.metrics`, so
+inverse of that face's crop affine and measures NME there with :mod:`lmk.core.metrics`, so
 ``lmk-train``'s validation, ``lmk-eval`` on a checkpoint and ``lmk-eval`` on an ONNX file all
 compute the same number the same way.
 """
@@ -16,12 +16,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from lmk.crop import apply_affine, invert_affine
+from lmk.core.errors import LmkError
+from lmk.core.geometry import crop_to_frame
+from lmk.core.layouts import Layout, NeighbourTable
+from lmk.core.metrics import evaluate, nme
 from lmk.decode import decode_outputs
-from lmk.errors import LmkError
-from lmk.layouts import Layout, NeighbourTable
 from lmk.losses import heatmap_loss, pipnet_loss
-from lmk.metrics import evaluate, nme
 from lmk.models import ModelSpec
 from lmk.targets import heatmap_targets, pipnet_targets
 
@@ -95,19 +95,11 @@ def collect(
     return Predictions(**{k: np.concatenate(v) for k, v in parts.items()})
 
 
-def frame_landmarks(predictions: Predictions, input_size: int) -> np.ndarray:
-    """Predictions mapped from crop-normalised coordinates back to frame pixels."""
-    out = np.empty_like(predictions.landmarks)
-    for i, matrix in enumerate(predictions.matrix):
-        out[i] = apply_affine(invert_affine(matrix), predictions.landmarks[i] * input_size)
-    return out
-
-
 def score(
     predictions: Predictions, layout: Layout, input_size: int, threshold: float = 0.1
 ) -> tuple[dict[str, Any], np.ndarray]:
-    """(metrics dict from :func:`lmk.metrics.evaluate`, per-face NME [N]) in frame pixels."""
-    pred = frame_landmarks(predictions, input_size)
+    """(metrics dict from :func:`lmk.core.metrics.evaluate`, per-face NME [N]) in frame pixels."""
+    pred = crop_to_frame(predictions.landmarks, predictions.matrix, input_size)
     nmes = nme(pred, predictions.gt, layout, predictions.box)
     return evaluate(nmes, predictions.attributes, threshold), nmes
 
@@ -117,7 +109,7 @@ def loader_error(exc: Exception) -> LmkError:
     traceback as its message)."""
     lines = [line for line in str(exc).splitlines() if line.strip()]
     last = lines[-1] if lines else type(exc).__name__
-    prefix = "lmk.errors.LmkError: "
+    prefix = "lmk.core.errors.LmkError: "
     return LmkError(last[len(prefix) :] if last.startswith(prefix) else last)
 
 

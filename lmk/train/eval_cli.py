@@ -15,13 +15,13 @@ from typing import Any
 import click
 import numpy as np
 
-from lmk.cli_util import exit_with
-from lmk.crop import CropPolicy
-from lmk.errors import LmkError
-from lmk.fileio import atomic_output, plan_output
-from lmk.layouts import Layout
-from lmk.metrics import format_results
-from lmk.normalise import Normalisation
+from lmk.core.cli_util import exit_with
+from lmk.core.errors import LmkError
+from lmk.core.fileio import atomic_output, plan_output
+from lmk.core.geometry import CropPolicy
+from lmk.core.layouts import Layout
+from lmk.core.metrics import format_results
+from lmk.core.normalise import Normalisation
 from lmk.train.data import (
     SYNTH_LAYOUTS,
     SYNTH_VAL_BASE,

@@ -38,13 +38,13 @@ from tqdm import tqdm
 
 from lmk.augment import AugmentConfig
 from lmk.checkpoint import Checkpoint, load_checkpoint, not_a_checkpoint
-from lmk.crop import CropPolicy
-from lmk.errors import LmkError
-from lmk.fileio import PendingOutput, disk_full, disk_full_error, output_folder, plan_output
-from lmk.layouts import Layout
+from lmk.core.errors import LmkError
+from lmk.core.fileio import OutputSet, output_folder
+from lmk.core.geometry import CropPolicy
+from lmk.core.layouts import Layout
+from lmk.core.normalise import IMAGENET, UNIT_RANGE, Normalisation
 from lmk.models import ModelSpec
 from lmk.models.backbones import imagenet_state_dict, load_backbone_weights
-from lmk.normalise import IMAGENET, UNIT_RANGE, Normalisation
 from lmk.train.data import (
     DataSpec,
     LandmarkDataset,
@@ -385,43 +385,11 @@ def _check_out(config: TrainConfig, out: Path) -> None:
         )
 
 
-class _RunFiles:
-    """Run files written to temporary names, then put in place together with
-    :meth:`commit`: a full disk or an interrupt while writing any of them leaves every
-    earlier file as it was (``last.pt``, ``last.state.pt`` and ``log.jsonl`` stay one
-    consistent set) and no temporary file behind."""
-
-    def __init__(self) -> None:
-        self.pending: list[PendingOutput] = []
-
-    def write(self, path: Path, content: Callable[[BinaryIO], None]) -> None:
-        pending = PendingOutput(plan_output(path, overwrite=True))
-        self.pending.append(pending)
-        try:
-            with pending.tmp.open("wb") as fh:
-                content(fh)
-        except (OSError, RuntimeError) as exc:
-            if disk_full(exc):
-                raise disk_full_error(path, exc) from None
-            raise
-
-    def commit(self) -> None:
-        for pending in self.pending:
-            pending.commit()
-
-    def __enter__(self) -> _RunFiles:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        for pending in self.pending:  # after commit() there is nothing left to remove
-            pending.discard()
-
-
 class _Interrupts:
     """Ctrl-C and SIGTERM during training, so that none is lost and none lands inside a step.
 
     While active, the handler notes the signal and raises at once as the handler it replaced
-    would (KeyboardInterrupt, :class:`lmk.cli_util.Terminated`), except inside :meth:`held`
+    would (KeyboardInterrupt, :class:`lmk.core.cli_util.Terminated`), except inside :meth:`held`
     blocks: a training step (the forward pass, which moves BatchNorm statistics, the backward
     pass, the optimizer and the schedule) or moving the run files into place, which then finish
     first. So the state an interrupt saves is a step boundary and ``--resume`` continues with
@@ -548,7 +516,7 @@ def _process_group(ddp: Dist, device: torch.device) -> Iterator[None]:
 def train(config: TrainConfig, echo: Callable[[str], None] | None = None) -> RunResult:
     """Train as ``config`` says; returns the run's summary (rank 0's view).
 
-    Ctrl-C or SIGTERM (:class:`lmk.cli_util.Terminated`) saves ``last.pt`` at the last
+    Ctrl-C or SIGTERM (:class:`lmk.core.cli_util.Terminated`) saves ``last.pt`` at the last
     finished step, says how to continue, and re-raises."""
     ddp = dist_from_env()
     device = pick_device(config.device, ddp)
@@ -750,7 +718,7 @@ def _run(
         return lambda fh: torch.save(ckpt.to_dict(), fh)
 
     def write_last(
-        files: _RunFiles,
+        files: OutputSet,
         epochs: int,
         at_step: int,
         sums: EpochTotals,
@@ -792,7 +760,7 @@ def _run(
                 else f"interrupted before a new training step; continue with --resume {saved_in}"
             )
             return
-        with _RunFiles() as files:
+        with OutputSet() as files:
             write_last(
                 files, completed, epoch_step, totals, (best_nme, best_epoch), final_nme, True
             )
@@ -894,7 +862,7 @@ def _run(
                         "world_size": ddp.world,
                         "best": is_best,
                     }
-                    with _RunFiles() as files:
+                    with OutputSet() as files:
                         extra = {"best_nme": best[0], "best_epoch": best[1], "final_nme": nme_now}
                         if is_best:
                             files.write(out / "best.pt", checkpoint_file(epoch + 1, extra))
@@ -916,7 +884,7 @@ def _run(
                 if ddp.active:
                     dist.barrier()
                 result.epochs = completed
-    except KeyboardInterrupt:  # Ctrl-C, and SIGTERM as lmk.cli_util.Terminated
+    except KeyboardInterrupt:  # Ctrl-C, and SIGTERM as lmk.core.cli_util.Terminated
         if ddp.main:
             save_interrupted()
         raise

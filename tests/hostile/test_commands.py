@@ -56,8 +56,8 @@ def command_assets(assets: Path) -> Path:
     import torch
 
     from lmk.checkpoint import Checkpoint
-    from lmk.cli_util import run_cli
-    from lmk.layouts import get_layout
+    from lmk.core.cli_util import run_cli
+    from lmk.core.layouts import get_layout
     from lmk.models import ModelSpec
     from lmk.synth.cli import cli as synth_cli
 

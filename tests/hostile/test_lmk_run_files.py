@@ -2,7 +2,7 @@
 own inputs (every file of a folder or glob, the video, the models), a full disk, file names
 that are not UTF-8, damaged videos, Ctrl-C and SIGTERM.
 
-Every case failed before lmk-run wrote through lmk.fileio, except those marked "guard" (they
+Every case failed before lmk-run wrote through lmk.core.fileio, except those marked "guard" (they
 held already and pin it). Cases that wrote into /dev before the fix are marked "root-unsafe
 before the fix": never run them against an old checkout as root.
 """
@@ -580,13 +580,13 @@ CASES = [
         match="not a video OpenCV can open",
     ),
     # ---- 9/11. one line, and no --overwrite advice where it cannot help ---------------------
-    Case(  # guard (fixed with lmk.fileio): was a traceback
+    Case(  # guard (fixed with lmk.core.fileio): was a traceback
         "json-in-proc",
         "lmk-run",
         [CLIP, "--json", "/proc/x.jsonl", Q],
         match="cannot write to /proc",
     ),
-    Case(  # guard (fixed with lmk.fileio): suggested --overwrite
+    Case(  # guard (fixed with lmk.core.fileio): suggested --overwrite
         "json-is-a-folder",
         "lmk-run",
         [CLIP, "--json", "{work}/results", "--overwrite", Q],
@@ -693,7 +693,7 @@ STEP_CASES = [
 
 @pytest.mark.parametrize(("case", "at_call", "raised"), STEP_CASES, ids=lambda v: str(v))
 def test_hostile_lmk_run_signal_at_a_frame(case, at_call, raised, work, assets, monkeypatch):
-    from lmk import cli_util
+    from lmk.core import cli_util
     from lmk.runtime import tracking
 
     exc = cli_util.Terminated if raised == "Terminated" else raised

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
-from lmk.errors import LmkError
+from lmk.core.errors import LmkError
 from lmk.runtime.api import LandmarkSession
 from lmk.runtime.faces import FaceBox
 from tests.hostile.conftest import Case, check_case

@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from lmk.checkpoint import load_checkpoint
-from lmk.cli_util import run_cli
+from lmk.core.cli_util import run_cli
 from lmk.train.trainer import RUN_FILES
 from tests.hostile.conftest import BIN, Case, assert_files_kept, check_case, snapshot
 

@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from lmk.checkpoint import Checkpoint
+from lmk.core.layouts import get_layout
+from lmk.core.normalise import IMAGENET, UNIT_RANGE
 from lmk.export.checks import sample_inputs
 from lmk.export.exporter import export_network
-from lmk.layouts import get_layout
 from lmk.models import ModelSpec
-from lmk.normalise import IMAGENET, UNIT_RANGE
 
 # name -> (spec, layout, normalisation)
 PARITY_MODELS = {

@@ -28,10 +28,10 @@ import numpy as np
 import pytest
 
 from lmk.checkpoint import Checkpoint, load_checkpoint
+from lmk.core.metrics import nme
 from lmk.export.checks import reference_outputs
 from lmk.export.exporter import ExportOptions, build_onnx, export_network
 from lmk.export.quantize import quantize_network
-from lmk.metrics import nme
 from lmk.runtime.bundled import bundled_model
 from lmk.runtime.session import InferenceModel
 from lmk.synth import synth_crop

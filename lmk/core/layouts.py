@@ -14,7 +14,7 @@ from importlib import resources
 
 import numpy as np
 
-from lmk.errors import LmkError
+from lmk.core.errors import LmkError
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ from typing import Any
 
 import click
 
-from lmk.errors import LmkError
-from lmk.fileio import disk_full
+from lmk.core.errors import LmkError
+from lmk.core.fileio import disk_full
 
 
 class Terminated(KeyboardInterrupt):

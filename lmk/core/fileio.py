@@ -23,11 +23,12 @@ import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
-from lmk.errors import LmkError
+from lmk.core.errors import LmkError
 
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
 TEMP_SUFFIX = ".lmk-part"
@@ -238,6 +239,40 @@ def atomic_output(
     pending.commit()
 
 
+class OutputSet:
+    """Outputs that must change together (a training run's ``last.pt``, ``last.state.pt`` and
+    ``log.jsonl``): each is written to its temporary name, and all are put in place by
+    :meth:`commit`. A full disk or an interrupt while writing any of them leaves every earlier
+    file as it was and no temporary file behind. Use as a context manager."""
+
+    def __init__(self) -> None:
+        self.pending: list[PendingOutput] = []
+
+    def write(self, path: Path, content: Callable[[BinaryIO], None]) -> None:
+        """Write ``path``'s bytes (``content(file)``) to its temporary name; an existing
+        ``path`` is replaced on :meth:`commit`."""
+        pending = PendingOutput(plan_output(path, overwrite=True))
+        self.pending.append(pending)
+        try:
+            with pending.tmp.open("wb") as fh:
+                content(fh)
+        except (OSError, RuntimeError) as exc:
+            if disk_full(exc):
+                raise disk_full_error(path, exc) from None
+            raise
+
+    def commit(self) -> None:
+        for pending in self.pending:
+            pending.commit()
+
+    def __enter__(self) -> OutputSet:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for pending in self.pending:  # after commit() there is nothing left to remove
+            pending.discard()
+
+
 @contextlib.contextmanager
 def output_folder(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     """A folder of outputs: refused if a file stands there, or (without ``overwrite``) if it
@@ -300,7 +335,7 @@ def check_video_frames(path: Path, expected: int, shown: Path) -> None:
     leaves a file without its index (``moov atom not found``) or with frames missing.
     Raises ``LmkError("disk full writing SHOWN (only N of M frames could be read back)")``;
     the caller then discards the temporary file."""
-    import cv2  # here, not at the top: lmk.fileio is imported by every command
+    import cv2  # here, not at the top: lmk.core.fileio is imported by every command
 
     readable = 0
     with _native_stderr_muted():  # FFmpeg's own lines about the temporary file

@@ -1,7 +1,9 @@
-"""How a face box becomes the model's square input crop (numpy only; the runtime uses it too).
+"""Geometry of faces and crops: the one module for boxes, crop policies and 2x3 affines.
 
-The policy travels with the model (checkpoint, then ONNX metadata) so that training, export
-and the runtime all crop a face the same way.
+How a face box becomes the model's square input crop, how affines compose and invert, and how
+crop-normalised landmarks go back to frame pixels. The crop policy travels with the model
+(checkpoint, then ONNX metadata) so that training, export and the runtime crop a face the same
+way, and training, evaluation and the runtime map landmarks back through the same function.
 """
 
 from __future__ import annotations
@@ -83,9 +85,10 @@ def rotation_about(centre: tuple[float, float], angle: float) -> np.ndarray:
 
 
 def compose_affine(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
-    """The 2x3 affine ``outer(inner(p))``."""
-    a = np.vstack([outer, [0.0, 0.0, 1.0]]) @ np.vstack([inner, [0.0, 0.0, 1.0]])
-    return a[:2]
+    """The 2x3 affine ``outer(inner(p))`` (float64, whatever the inputs' dtype)."""
+    o = np.vstack([np.asarray(outer, np.float64), [0.0, 0.0, 1.0]])
+    i = np.vstack([np.asarray(inner, np.float64), [0.0, 0.0, 1.0]])
+    return (o @ i)[:2]
 
 
 def warp_crop(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
@@ -115,3 +118,23 @@ def apply_affine(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
 def invert_affine(matrix: np.ndarray) -> np.ndarray:
     """The inverse 2x3 affine (crop back to frame)."""
     return cv2.invertAffineTransform(np.asarray(matrix, dtype=np.float64))
+
+
+def crop_to_frame(landmarks: np.ndarray, matrices: np.ndarray, size: int) -> np.ndarray:
+    """Crop-normalised landmarks [N, L, 2] -> frame pixels (float64) through the inverse of
+    each face's frame->crop matrix [N, 2, 3]: the one way training's validation, ``lmk-eval``
+    and the runtime put predictions back into the image."""
+    out = np.empty(np.shape(landmarks), np.float64)
+    for i, matrix in enumerate(matrices):
+        points = np.asarray(landmarks[i], dtype=np.float64) * size
+        out[i] = apply_affine(invert_affine(matrix), points)
+    return out
+
+
+SYNTH_BOX_GROW = (0.02, 0.12)
+"""SynthFace's detector-like face boxes are the landmark bounds grown by a uniform draw from
+this range (before a small jitter): the box convention the bundled models were trained on."""
+
+LANDMARK_BOX_GROW = 1.0 + sum(SYNTH_BOX_GROW) / 2.0
+"""How much a tracker grows a face's landmark bounds into its next box: the mean of
+:data:`SYNTH_BOX_GROW`, so a tracked crop matches the boxes the models were trained on."""

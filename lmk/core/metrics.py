@@ -1,8 +1,8 @@
 """Landmark accuracy: NME, failure rate and CED AUC, overall and per WFLW subset.
 
 The one implementation both ``lmk-train``'s per-epoch validation and ``lmk-eval`` use, so a
-number in a training log and one from ``lmk-eval`` mean the same thing. numpy (and scipy for
-the AUC integral) only. Conventions follow the PIPNet/WFLW evaluation: NME per face is the
+number in a training log and one from ``lmk-eval`` mean the same thing. numpy only (no scipy:
+the demo's runtime path scores with it on an ``lmk[cpu]`` install). Conventions follow the PIPNet/WFLW evaluation: NME per face is the
 mean point-to-point error over the landmarks divided by the layout's normalising distance
 (inter-ocular for WFLW/300W/COFW, ``sqrt(w * h)`` of the ground-truth box for "box" layouts);
 a face fails when its NME exceeds the threshold; AUC is the area under the cumulative error
@@ -14,10 +14,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy.integrate import simpson
 
-from lmk.errors import LmkError
-from lmk.layouts import Layout
+from lmk.core.errors import LmkError
+from lmk.core.layouts import Layout
 
 WFLW_SUBSETS = ("pose", "expression", "illumination", "make-up", "occlusion", "blur")
 """Attribute order of WFLW's six flags (and of SynthFace's)."""
@@ -87,6 +86,25 @@ def ced(nmes: np.ndarray, threshold: float = 0.1) -> tuple[np.ndarray, np.ndarra
     return xs, ys
 
 
+def simpson_uniform(ys: np.ndarray, step: float) -> float:
+    """Simpson's rule over samples ``ys`` spaced ``step`` apart: composite 1/3 rule over pairs
+    of intervals; with an odd number of intervals the last one gets the three-point correction
+    ``step * (5 y[-1] + 8 y[-2] - y[-3]) / 12`` (what ``scipy.integrate.simpson`` does since
+    SciPy 1.11), so the AUC matches the published evaluation code to rounding."""
+    ys = np.asarray(ys, dtype=np.float64)
+    intervals = ys.size - 1
+    if intervals < 1:
+        return 0.0
+    if intervals == 1:
+        return float(step * (ys[0] + ys[1]) / 2.0)
+    even = intervals - intervals % 2
+    body = ys[: even + 1]
+    total = step / 3.0 * (body[0] + body[-1] + 4.0 * body[1:-1:2].sum() + 2.0 * body[2:-1:2].sum())
+    if intervals % 2:
+        total += step * (5.0 * ys[-1] + 8.0 * ys[-2] - ys[-3]) / 12.0
+    return float(total)
+
+
 def auc(nmes: np.ndarray, threshold: float = 0.1) -> float:
     """Area under the CED curve up to ``threshold``, divided by ``threshold`` (1 is perfect)."""
     if np.asarray(nmes).size == 0:
@@ -94,7 +112,7 @@ def auc(nmes: np.ndarray, threshold: float = 0.1) -> float:
     if threshold <= 0:
         raise LmkError(f"the AUC threshold must be positive, got {threshold}")
     xs, ys = ced(nmes, threshold)
-    return float(simpson(ys, x=xs) / threshold)
+    return simpson_uniform(ys, float(xs[1] - xs[0])) / threshold
 
 
 def summary(nmes: np.ndarray, threshold: float = 0.1) -> dict[str, float]:

@@ -27,12 +27,9 @@ import torch
 from lmk.bench.machine import describe, machine_slug
 from lmk.bench.timing import measure
 from lmk.checkpoint import Checkpoint, open_checkpoint
-from lmk.core.decode import numpy_pipnet_decode
-from lmk.core.layouts import get_layout
-from lmk.decode import decode_outputs
 from lmk.export.exporter import ExportOptions, build_onnx, export_network
 from lmk.export.quantize import quantize_network
-from lmk.models import ModelSpec
+from lmk.models import random_checkpoint
 from lmk.runtime.session import RuntimeOptions, session_config
 from lmk.synth import synth_crop, synth_crops
 
@@ -81,19 +78,19 @@ def build_sessions(
 
 
 def variants(checkpoint: Checkpoint, sessions, images: np.ndarray, model: torch.nn.Module):
-    table = checkpoint.layout.neighbours(checkpoint.spec.full_args()["num_nb"])
-    gather = np.asarray(table.gather)
+    spec = checkpoint.spec
+    table = spec.neighbour_table(checkpoint.layout)
     normalisation = checkpoint.normalisation
 
     def usual_path():
         x = normalisation.apply_bgr_nhwc(images)
-        heads = sessions["raw_float_input"].run(None, {"image": x})
-        return numpy_pipnet_decode(*heads, gather)
+        heads = sessions["raw_float_input"].run(list(spec.decoder.heads), {"image": x})
+        return spec.decoder.decode(heads, table)
 
     def pytorch():
         with torch.inference_mode():
             x = torch.from_numpy(normalisation.apply_bgr_nhwc(images))
-            return decode_outputs(model(x), "pipnet_nrm", table)
+            return spec.decode_outputs(model(x), table)
 
     return {
         "fused_fp32": lambda: sessions["fused_fp32"].run(None, {"image": images}),
@@ -154,9 +151,9 @@ def main() -> None:
         checkpoint = open_checkpoint(args.checkpoint)
         weights = f"trained: {args.checkpoint}"
     else:
-        spec = ModelSpec("pipnet", {"backbone": "resnet18", "num_lms": 98, "input_size": 256})
-        torch.manual_seed(0)
-        checkpoint = Checkpoint.from_model(spec.build(), spec, get_layout("wflw98"))
+        checkpoint = random_checkpoint(
+            "pipnet", {"backbone": "resnet18", "input_size": 256}, 0, "wflw98"
+        )
         weights = "random (seed 0): latency only"
     model = checkpoint.build_model()
     sessions = build_sessions(checkpoint, args.threads, args.calib)

@@ -13,8 +13,7 @@ import torch
 
 from lmk.checkpoint import Checkpoint
 from lmk.core.errors import LmkError
-from lmk.decode import decode_outputs
-from lmk.export.exporter import ExportOptions, head_names
+from lmk.export.exporter import ExportOptions
 
 # Ops lmk may put in a graph for TensorRT even where newer parsers accept more: integer Mod,
 # bit ops, loops and data-dependent shapes are what older TensorRT releases reject.
@@ -169,16 +168,11 @@ def reference_outputs(
     spec = checkpoint.spec
     with torch.no_grad():
         raw = model(x)
-        if decode == "none":
-            heads = raw if spec.decode == "pipnet_nrm" else (raw[-1],)
-            return {name: t.numpy() for name, t in zip(head_names(spec), heads, strict=True)}
-        table = (
-            checkpoint.layout.neighbours(spec.full_args()["num_nb"])
-            if spec.decode == "pipnet_nrm"
-            else None
-        )
-        landmarks, scores = decode_outputs(raw, spec.decode, table)
-    return {"landmarks": landmarks.numpy(), "scores": scores.numpy()}
+    if decode == "none":
+        heads = spec.decoder.select_heads(raw)
+        return {name: t.numpy() for name, t in zip(spec.decoder.heads, heads, strict=True)}
+    landmarks, scores = spec.decode_outputs(raw, spec.neighbour_table(checkpoint.layout))
+    return {"landmarks": landmarks, "scores": scores}
 
 
 def onnx_feed(checkpoint: Checkpoint, options: ExportOptions, images: np.ndarray) -> np.ndarray:

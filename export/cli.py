@@ -8,11 +8,10 @@ from pathlib import Path
 import click
 import numpy as np
 
-from lmk.core.cli_util import exit_with, model_args
+from lmk.core.cli_util import exit_with
 from lmk.core.errors import LmkError
 from lmk.core.fileio import atomic_output, plan_output
 
-MODEL_NAMES = ("pipnet", "hourglass", "fan")
 FP32_TOLERANCE = 1e-5
 # --store-fp16: FP32 compute on FP16-rounded weights. Rounding moves each weight by <= 2^-11
 # relative, which moves most landmarks by ~1e-5 of the crop; but where two cells of a score
@@ -37,57 +36,35 @@ def _parse_batch(value: str) -> int | None:
 def _checkpoint_from_flags(
     model, checkpoint, layout, backbone, input_size, num_nb, net_stride, num_stacks, seed
 ):
-    """An lmk or official checkpoint, or seeded random weights for latency/parity work.
+    """An lmk checkpoint, a family's published weights, or seeded random weights for
+    latency/parity work.
 
-    Every architecture flag is checked first (:func:`lmk.core.cli_util.model_args`), so a value
-    no model can be made of is one line naming the flag, not a failure inside the tracer."""
-    import torch
-
-    from lmk.checkpoint import Checkpoint, open_checkpoint
+    Every architecture flag is checked first (:func:`lmk.models.model_args`), so a value no
+    model can be made of is one line naming the flag, not a failure inside the tracer."""
+    from lmk.checkpoint import open_checkpoint
     from lmk.core.layouts import get_layout
-    from lmk.core.normalise import IMAGENET, UNIT_RANGE
-    from lmk.models import ModelSpec
+    from lmk.models import get_family, model_args, random_checkpoint
 
+    family = get_family(model)
+    flags = {
+        "--input-size": input_size,
+        "--backbone": backbone,
+        "--num-nb": num_nb,
+        "--net-stride": net_stride,
+        "--num-stacks": num_stacks,
+    }
     if checkpoint is not None:
-        args = model_args(model, backbone, input_size, num_nb, net_stride, num_stacks, None)
-        if model == "pipnet":
-            extra = {
-                "input_size": args["input_size"],
-                "backbone": backbone,
-                "num_nb": num_nb,
-                "net_stride": net_stride,
-            }
-        elif model == "fan":
-            extra = {"num_modules": num_stacks}
-        else:
-            extra = {}
-        return open_checkpoint(checkpoint, model=model, layout=layout, **extra)
-    layout_obj = get_layout(layout or ("300w68" if model == "fan" else "wflw98"))
-    args = model_args(
-        model,
-        backbone,
-        input_size,
-        num_nb,
-        net_stride,
-        num_stacks,
-        None,
-        num_lms=layout_obj.num_points,
-    )
-    spec = ModelSpec(model, args)
-    torch.manual_seed(seed)
+        args = model_args(model, flags)
+        given = {key: args.get(key) for key in family.importer_args}
+        return open_checkpoint(checkpoint, model=model, layout=layout, **given)
+    layout_obj = get_layout(layout or family.default_layout)
+    args = model_args(model, flags, num_lms=layout_obj.num_points)
     click.echo(
         f"warning: no --checkpoint: {model} with random weights (seed {seed}); "
         "the file is for latency and parity checks only",
         err=True,
     )
-    normalisation = UNIT_RANGE if model == "fan" else IMAGENET
-    return Checkpoint.from_model(
-        spec.build(),
-        spec,
-        layout_obj,
-        normalisation,
-        provenance={"weights": f"random, seed {seed}"},
-    )
+    return random_checkpoint(model, args, seed, layout_obj)
 
 
 def _inputs(checkpoint: Path | None, calib: str) -> list[Path]:
@@ -99,7 +76,7 @@ def _inputs(checkpoint: Path | None, calib: str) -> list[Path]:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--model", "model", required=True, help="pipnet, hourglass or fan")
+@click.option("--model", "model", required=True, help="model family (lmk.models.FAMILIES)")
 @click.option(
     "--checkpoint",
     type=click.Path(path_type=Path),
@@ -212,9 +189,9 @@ def export_command(
 ):
     """Export a landmark model to ONNX with the decode inside the graph."""
     from lmk.export.exporter import ExportOptions
+    from lmk.models import get_family
 
-    if model not in MODEL_NAMES:
-        raise LmkError(f"unknown model {model!r}; choose from {', '.join(MODEL_NAMES)}")
+    get_family(model)  # an unknown name lists the known ones, before any other check
     if fp16 and int8:
         raise LmkError("--fp16 and --int8 are exclusive")
     if store_fp16 and (fp16 or int8):

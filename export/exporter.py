@@ -22,16 +22,15 @@ from torch import Tensor, nn
 
 import lmk
 from lmk.checkpoint import Checkpoint
+from lmk.core.decode import NO_DECODE
 from lmk.core.errors import LmkError
+from lmk.core.metadata import PRECISIONS, ModelInfo
 from lmk.export import graphs
 from lmk.models import ModelSpec
-from lmk.runtime.metadata import FORMAT_VERSION, encode
 
 OPSETS = tuple(range(13, 21))
 DECODES = ("fused", "none")
 INPUT_FORMATS = {"uint8-bgr": "uint8_nhwc_bgr", "float-rgb": "float_nchw_rgb"}
-PRECISIONS = ("fp32", "fp16", "int8")
-PIPNET_HEADS = ("cls", "x", "y", "nb_x", "nb_y")
 
 
 @dataclass(frozen=True)
@@ -59,22 +58,17 @@ class ExportOptions:
             raise LmkError(f"unknown precision {self.precision!r}")
 
 
-def head_names(spec: ModelSpec) -> tuple[str, ...]:
-    """Names of the raw outputs (``--decode none``): PIPNet's five heads or the last heatmaps."""
-    return PIPNET_HEADS if spec.decode == "pipnet_nrm" else ("heatmaps",)
-
-
 class RawHeads(nn.Module):
-    """The network as exported: PIPNet's five heads, or a heatmap model's last stack only."""
+    """The network as exported: the heads its decode reads (PIPNet's five, or a heatmap
+    model's last stack only)."""
 
     def __init__(self, model: nn.Module, spec: ModelSpec):
         super().__init__()
         self.model = model
-        self.last_stack_only = spec.decode == "heatmap_quarter"
+        self.decoder = spec.decoder
 
     def forward(self, x: Tensor) -> tuple[Tensor, ...]:
-        outputs = self.model(x)
-        return (outputs[-1],) if self.last_stack_only else tuple(outputs)
+        return self.decoder.select_heads(self.model(x))
 
 
 def export_network(
@@ -97,7 +91,7 @@ def export_network(
     # A batch-1 example would freeze the batch dimension, so a dynamic export traces with 2.
     example = torch.zeros(batch or 2, 3, size, size, dtype=dtype)
     dynamic = None if batch else ({0: torch.export.Dim("batch", min=1, max=4096)},)
-    names = head_names(spec)
+    names = spec.decoder.heads
     if tracer not in ("dynamo", "torchscript"):
         raise ValueError(f"tracer must be dynamo or torchscript, got {tracer!r}")
     network = _trace(wrapper, example, opset, names, dynamic, dynamo=tracer == "dynamo")
@@ -201,12 +195,10 @@ def assemble(
     if options.decode == "fused":
         out_shape = network.graph.output[0].type.tensor_type.shape
         height, width = (d.dim_value for d in out_shape.dim[2:4])
-        if spec.decode == "pipnet_nrm":
-            table = checkpoint.layout.neighbours(spec.full_args()["num_nb"])
-            decode = graphs.pipnet_decode_model(table, height, width, opset, ir, batch)
-        else:
-            decode = graphs.heatmap_decode_model(spec.num_lms, height, width, opset, ir, batch)
-        model = compose.merge_models(model, decode, io_map=[(n, n) for n in head_names(spec)])
+        build_decode = spec.decoder.graph()
+        table = spec.neighbour_table(checkpoint.layout)
+        decode = build_decode(spec.num_lms, table, height, width, opset, ir, batch)
+        model = compose.merge_models(model, decode, io_map=[(n, n) for n in spec.decoder.heads])
     if options.input_format == "uint8-bgr":
         pre = graphs.uint8_bgr_preprocess_model(
             checkpoint.normalisation, spec.input_size, opset, ir, batch
@@ -222,45 +214,41 @@ def assemble(
     return model
 
 
-def metadata_values(checkpoint: Checkpoint, options: ExportOptions) -> dict:
+def model_info(checkpoint: Checkpoint, options: ExportOptions) -> ModelInfo:
+    """The file's self-description (:class:`lmk.core.metadata.ModelInfo`, every key typed)."""
     spec, layout = checkpoint.spec, checkpoint.layout
-    args = spec.full_args()
-    return {
-        "lmk.format": FORMAT_VERSION,
-        "lmk.model": spec.name,
-        "lmk.model_args": args,
-        "lmk.layout": layout.name,
-        "lmk.num_landmarks": spec.num_lms,
-        "lmk.input_size": spec.input_size,
-        "lmk.input_format": INPUT_FORMATS[options.input_format],
-        "lmk.channel_order": checkpoint.normalisation.channel_order,
-        "lmk.mean": list(checkpoint.normalisation.mean),
-        "lmk.std": list(checkpoint.normalisation.std),
-        "lmk.decode": spec.decode if options.decode == "fused" else "none",
-        "lmk.raw_decode": spec.decode,
-        "lmk.outputs": ["landmarks", "scores"]
-        if options.decode == "fused"
-        else list(head_names(spec)),
-        "lmk.num_nb": int(args.get("num_nb", 0)),
-        "lmk.net_stride": int(args.get("net_stride", 4)),
-        "lmk.meanface": [float(v) for v in layout.meanface.reshape(-1)],
-        "lmk.flip": list(layout.flip),
-        "lmk.nme_norm": layout.nme_norm
-        if isinstance(layout.nme_norm, str)
-        else list(layout.nme_norm),
-        "lmk.crop": checkpoint.crop.to_dict(),
-        "lmk.precision": options.precision,
-        "lmk.batch": options.batch or "dynamic",
-        "lmk.provenance": {
+    fused = options.decode == "fused"
+    return ModelInfo(
+        model=spec.name,
+        model_args=spec.full_args(),
+        layout=layout.name,
+        num_landmarks=spec.num_lms,
+        input_size=spec.input_size,
+        input_format=INPUT_FORMATS[options.input_format],
+        channel_order=checkpoint.normalisation.channel_order,
+        mean=tuple(checkpoint.normalisation.mean),
+        std=tuple(checkpoint.normalisation.std),
+        decode=spec.decode if fused else NO_DECODE,
+        raw_decode=spec.decode,
+        outputs=("landmarks", "scores") if fused else spec.decoder.heads,
+        num_nb=spec.num_nb,
+        net_stride=spec.map_stride,
+        meanface=tuple(float(v) for v in layout.meanface.reshape(-1)),
+        flip=tuple(layout.flip),
+        nme_norm=layout.nme_norm,
+        crop=checkpoint.crop.to_dict(),
+        precision=options.precision,
+        batch=options.batch or "dynamic",
+        provenance={
             k: v for k, v in checkpoint.provenance.items() if isinstance(v, (str, int, float))
         },
-        "lmk.version": lmk.__version__,
-    }
+        version=lmk.__version__,
+    )
 
 
 def _write_metadata(model: onnx.ModelProto, checkpoint: Checkpoint, options: ExportOptions) -> None:
     del model.metadata_props[:]
-    for key, value in encode(metadata_values(checkpoint, options)).items():
+    for key, value in model_info(checkpoint, options).to_props().items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
 

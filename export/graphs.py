@@ -1,8 +1,9 @@
 """ONNX subgraphs around the network: preprocessing in front, the decode behind.
 
-This is the graph side's one copy of the decode math (the torch side's is ``lmk/decode.py``;
-the parity tests tie the two). Only ops TensorRT's ONNX parser imports are used: ArgMax,
-GatherElements, MatMul, Reshape, Concat, Cast, Floor and elementwise math. Indices are int32
+This is the graph side's one copy of the decode math (the reference is numpy's, in
+``lmk/core/decode.py``, whose table names these builders; the parity tests tie the two). Only
+ops TensorRT's ONNX parser imports are used: ArgMax, GatherElements, MatMul, Reshape, Concat,
+Cast, Floor and elementwise math. Indices are int32
 after the ArgMax (ONNX forces its int64 output), rows and columns come from float Div/Floor
 (no integer Mod), and every shape is static except the batch (Reshape with 0 copies it).
 """
@@ -80,10 +81,21 @@ def _peak(g: GraphBuilder, flat: str, width: int) -> tuple[str, str, str, str]:
 
 
 def pipnet_decode_model(
-    table: NeighbourTable, height: int, width: int, opset: int, ir_version: int, batch: int | str
+    num_lms: int,
+    table: NeighbourTable | None,
+    height: int,
+    width: int,
+    opset: int,
+    ir_version: int,
+    batch: int | str,
 ) -> onnx.ModelProto:
-    """(cls, x, y, nb_x, nb_y) -> (landmarks [N, L, 2], scores [N, L]); NRM as one MatMul."""
-    num_lms, k, hw = table.num_points, table.num_nb, height * width
+    """(cls, x, y, nb_x, nb_y) -> (landmarks [N, L, 2], scores [N, L]); NRM as one MatMul.
+
+    The ``pipnet_nrm`` entry of :data:`lmk.core.decode.DECODERS` (numpy twin:
+    :func:`lmk.core.decode.decode_pipnet`)."""
+    if table is None or table.num_points != num_lms:
+        raise ValueError(f"the PIPNet decode needs the {num_lms}-point layout's neighbour table")
+    k, hw = table.num_nb, height * width
     g = GraphBuilder("decode")
     cls = g.reshape("cls", [0, num_lms, hw])
     index, score, row, col = _peak(g, cls, width)
@@ -131,9 +143,19 @@ def pipnet_decode_model(
 
 
 def heatmap_decode_model(
-    num_lms: int, height: int, width: int, opset: int, ir_version: int, batch: int | str
+    num_lms: int,
+    table: NeighbourTable | None,
+    height: int,
+    width: int,
+    opset: int,
+    ir_version: int,
+    batch: int | str,
 ) -> onnx.ModelProto:
-    """heatmaps -> (landmarks, scores) with face-alignment's quarter-pixel shift."""
+    """heatmaps -> (landmarks, scores) with face-alignment's quarter-pixel shift (``table`` is
+    unused: every decode builder has one signature).
+
+    The ``heatmap_quarter`` entry of :data:`lmk.core.decode.DECODERS` (numpy twin:
+    :func:`lmk.core.decode.decode_heatmap`)."""
     hw = height * width
     g = GraphBuilder("decode")
     flat = g.reshape("heatmaps", [0, num_lms, hw])

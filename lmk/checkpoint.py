@@ -25,10 +25,10 @@ from torch import nn
 import lmk
 from lmk.core.errors import LmkError
 from lmk.core.fileio import atomic_output
-from lmk.core.geometry import FAN_OFFICIAL_CROP, PIPNET_OFFICIAL_CROP, CropPolicy
+from lmk.core.geometry import CropPolicy
 from lmk.core.layouts import Layout, get_layout
-from lmk.core.normalise import IMAGENET, UNIT_RANGE, Normalisation
-from lmk.models import ModelSpec
+from lmk.core.normalise import IMAGENET, Normalisation
+from lmk.models import FAMILIES, ModelSpec, check_model_args, get_family
 
 FORMAT = "lmk.checkpoint/1"
 
@@ -107,69 +107,6 @@ class Checkpoint:
         }
         return cls(
             spec, layout, dict(model.state_dict()), normalisation, crop or CropPolicy(), info
-        )
-
-
-INPUT_SIZES = (32, 2048)
-"""Crop sizes lmk builds models for: below 32 a model sees nothing, above 2048 a trace or a
-training batch runs out of memory long before it is useful."""
-MAX_STACKS = 8
-FEATURES = (16, 1024)
-
-
-def _whole(value: Any, label: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise LmkError(f"{label} must be a whole number, got {value!r}")
-    return value
-
-
-def _in_range(value: Any, low: int, high: int, label: str) -> int:
-    value = _whole(value, label)
-    if not low <= value <= high:
-        raise LmkError(f"{label} must be {low} to {high}, got {value}")
-    return value
-
-
-def check_model_args(name: str, args: Mapping[str, Any], label: Callable[[str], str] = str) -> None:
-    """Refuse model arguments no model can be made of (a 0 or 100000 px crop, 0 neighbours,
-    0 stacks) before any work: a constructor would accept some of them and fail only when
-    traced or trained, or, worse, give numbers. ``label(key)`` names an argument in the
-    message (a command-line flag, or a checkpoint's field). ``num_nb``'s upper bound is
-    checked only when ``num_lms`` is among ``args``."""
-    from lmk.models.backbones import BACKBONES
-    from lmk.models.pipnet import NET_STRIDES
-
-    full = ModelSpec(name, dict(args)).full_args()
-    if "num_lms" in args:
-        _in_range(full["num_lms"], 1, 10000, label("num_lms"))
-    if name == "pipnet":
-        if full["backbone"] not in BACKBONES:
-            raise LmkError(
-                f"{label('backbone')} must be one of {', '.join(BACKBONES)}, got {full['backbone']!r}"
-            )
-        if _whole(full["net_stride"], label("net_stride")) not in NET_STRIDES:
-            raise LmkError(
-                f"{label('net_stride')} must be one of {', '.join(map(str, NET_STRIDES))}, "
-                f"got {full['net_stride']}"
-            )
-        most = full["num_lms"] - 1 if "num_lms" in args else 10000
-        _in_range(full["num_nb"], 1, max(most, 1), label("num_nb"))
-        multiple = full["net_stride"]
-    elif name == "hourglass":
-        _in_range(full["num_stacks"], 1, MAX_STACKS, label("num_stacks"))
-        if _in_range(full["num_features"], *FEATURES, label("num_features")) % 2:
-            raise LmkError(f"{label('num_features')} must be even, got {full['num_features']}")
-        _in_range(full["num_blocks"], 1, MAX_STACKS, label("num_blocks"))
-        multiple = 4 * 2 ** _in_range(full["depth"], 1, 6, label("depth"))
-    else:
-        _in_range(full["num_modules"], 1, MAX_STACKS, label("num_modules"))
-        multiple = 64
-    size = _whole(full["input_size"], label("input_size"))
-    low, high = max(INPUT_SIZES[0], multiple), INPUT_SIZES[1]
-    if not low <= size <= high or size % multiple:
-        raise LmkError(
-            f"{label('input_size')} must be a multiple of {multiple} from {low} to {high}, "
-            f"got {size}"
         )
 
 
@@ -429,12 +366,13 @@ def load_official_pipnet(
         if value is not None and args.get(key) != value:
             raise LmkError(f"{path} is a PIPNet with {key}={args.get(key)}, not {value}")
     args["input_size"] = input_size
+    family = get_family("pipnet")
     checkpoint = Checkpoint(
-        spec=ModelSpec("pipnet", args),
+        spec=ModelSpec(family.name, args),
         layout=_resolve_layout(layout, args["num_lms"], path),
         state_dict=state,
-        normalisation=IMAGENET,
-        crop=PIPNET_OFFICIAL_CROP,
+        normalisation=family.normalisation,
+        crop=family.crop,
         provenance={"origin": "official PIPNet release", "source": str(path)},
     )
     checkpoint.build_model()  # fail now, with the keys named, if the weights do not fit
@@ -457,12 +395,13 @@ def load_face_alignment_fan(
     if num_modules is not None and num_modules != found:
         raise LmkError(f"{path} is a FAN with {found} hourglasses, not {num_modules}")
     num_lms = int(state["l0.weight"].shape[0])
+    family = get_family("fan")
     checkpoint = Checkpoint(
-        spec=ModelSpec("fan", {"num_modules": found, "num_lms": num_lms}),
+        spec=ModelSpec(family.name, {"num_modules": found, "num_lms": num_lms}),
         layout=_resolve_layout(layout, num_lms, path),
         state_dict=state,
-        normalisation=UNIT_RANGE,
-        crop=FAN_OFFICIAL_CROP,
+        normalisation=family.normalisation,
+        crop=family.crop,
         provenance={"origin": "face-alignment release", "source": str(path)},
     )
     checkpoint.build_model()
@@ -481,11 +420,11 @@ def open_checkpoint(
         if model is not None and checkpoint.spec.name != model:
             raise LmkError(f"{path} holds a {checkpoint.spec.name} model, not {model}")
         return checkpoint
-    if model == "pipnet":
-        return load_official_pipnet(path, layout, **args)
-    if model == "fan":
-        return load_face_alignment_fan(path, layout, **args)
-    raise LmkError(
-        f"{path} is a bare state_dict; only official PIPNet (--model pipnet) and "
-        "face-alignment FAN (--model fan) weights can be imported that way"
-    )
+    importer = get_family(model).import_weights() if model is not None else None
+    if importer is None:
+        importable = [f"--model {f.name}" for f in FAMILIES.values() if f.importer is not None]
+        raise LmkError(
+            f"{path} is a bare state_dict; only published weights of {', '.join(importable)} "
+            "can be imported that way"
+        )
+    return importer(path, layout, **args)

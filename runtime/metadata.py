@@ -1,7 +1,9 @@
-"""The self-description an exported lmk ONNX file carries (``metadata_props``, JSON values).
+"""Reading and checking the self-description of an exported lmk ONNX file.
 
-Lives on the runtime side (no torch, no onnx package needed: ONNX Runtime's
-``custom_metadata_map`` gives the same strings); the exporter writes with :func:`encode`.
+The keys and their types are defined once, in :mod:`lmk.core.metadata` (the exporter writes
+that class); this module turns ``metadata_props`` strings (ONNX Runtime's
+``custom_metadata_map`` gives the same, so no onnx package is needed) back into it, checking
+every value's type and range, and the values against the graph and against each other.
 """
 
 from __future__ import annotations
@@ -14,27 +16,17 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from lmk.core.decode import DECODE_NAMES, DECODERS, NO_DECODE, get_decoder
 from lmk.core.errors import LmkError
 from lmk.core.layouts import PUBLIC_LAYOUTS, Layout, get_layout
-
-FORMAT_VERSION = 1
-
-REQUIRED_KEYS = (
-    "lmk.format",
-    "lmk.model",
-    "lmk.layout",
-    "lmk.num_landmarks",
-    "lmk.input_size",
-    "lmk.input_format",
-    "lmk.mean",
-    "lmk.std",
-    "lmk.decode",
-    "lmk.num_nb",
-    "lmk.net_stride",
-    "lmk.meanface",
-    "lmk.flip",
-    "lmk.crop",
-    "lmk.version",
+from lmk.core.metadata import (
+    FORMAT_VERSION,
+    INPUT_FORMATS,
+    KNOWN_KEYS,
+    PRECISIONS,
+    PREFIX,
+    REQUIRED_KEYS,
+    ModelInfo,
 )
 
 EXPORT_HINT = (
@@ -42,33 +34,6 @@ EXPORT_HINT = (
 )
 
 
-@dataclass(frozen=True)
-class ModelInfo:
-    """Everything the runtime needs to feed an exported file and read its outputs."""
-
-    model: str
-    layout: str
-    num_landmarks: int
-    input_size: int
-    input_format: str  # uint8_nhwc_bgr | float_nchw_rgb
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    decode: str  # pipnet_nrm | heatmap_quarter | none
-    raw_decode: str  # the decode the raw heads need (equals decode unless decode is none)
-    num_nb: int
-    net_stride: int
-    meanface: tuple[float, ...]
-    flip: tuple[int, ...]
-    crop: dict[str, Any]
-    precision: str
-    version: str
-    extra: dict[str, Any]
-
-
-INPUT_FORMATS = ("uint8_nhwc_bgr", "float_nchw_rgb")
-RAW_DECODES = ("pipnet_nrm", "heatmap_quarter")
-DECODES = (*RAW_DECODES, "none")
-PIPNET_HEADS = ("cls", "x", "y", "nb_x", "nb_y")
 # The crop side as a multiple of the box (lmk 1.2, face-alignment 2.05); far outside this a
 # crop is degenerate or a box's worth of pixels.
 ENLARGE_RANGE = (0.01, 100.0)
@@ -106,11 +71,6 @@ class GraphSpec:
         return next((o for o in self.outputs if o.name == name), None)
 
 
-def encode(values: Mapping[str, Any]) -> dict[str, str]:
-    """JSON-encode every value (what goes into ``metadata_props``)."""
-    return {key: json.dumps(value, separators=(",", ":")) for key, value in values.items()}
-
-
 class _Reader:
     """Typed access to decoded metadata: a value of the wrong type or range is an error
     naming its key (never a ``TypeError`` from deep inside the runtime)."""
@@ -146,6 +106,18 @@ class _Reader:
             kind = "positive " if positive else ""
             raise self.fail(key, f"a list of {count}finite {kind}numbers")
         return tuple(float(v) for v in value)
+
+    def mapping(self, key: str) -> dict[str, Any]:
+        value = self.values[key]
+        if not isinstance(value, dict):
+            raise self.fail(key, "an object")
+        return dict(value)
+
+    def names(self, key: str) -> list[str]:
+        value = self.values[key]
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise self.fail(key, "a list of names")
+        return list(value)
 
     def integers(self, key: str) -> tuple[int, ...]:
         value = self.values[key]
@@ -209,23 +181,30 @@ def parse_metadata(
     missing = [key for key in REQUIRED_KEYS if key not in values]
     if missing:
         raise LmkError(f"{source}: lmk metadata lacks {', '.join(missing)}; {EXPORT_HINT}")
-    decode = reader.name("lmk.decode", DECODES)
+    raw_decodes = tuple(DECODERS)
+    decode = reader.name("lmk.decode", DECODE_NAMES)
     raw_decode = (
-        reader.name("lmk.raw_decode", RAW_DECODES) if "lmk.raw_decode" in values else decode
+        reader.name("lmk.raw_decode", raw_decodes) if "lmk.raw_decode" in values else decode
     )
-    if decode == "none" and raw_decode == "none":
+    if decode == NO_DECODE and raw_decode == NO_DECODE:
         raise reader.fail(
-            "lmk.raw_decode", f"one of {', '.join(RAW_DECODES)} when lmk.decode is none"
+            "lmk.raw_decode", f"one of {', '.join(raw_decodes)} when lmk.decode is none"
         )
-    if decode != "none" and raw_decode != decode:
+    if decode != NO_DECODE and raw_decode != decode:
         raise reader.fail("lmk.raw_decode", f"{json.dumps(decode)} (what lmk.decode says)")
-    if "lmk.channel_order" in values:
-        reader.name("lmk.channel_order", ("rgb", "bgr"))
     nme = values.get("lmk.nme_norm")
     pair = isinstance(nme, list) and len(nme) == 2 and all(_is_int(v) for v in nme)
     if nme is not None and nme != "box" and not pair:
         raise reader.fail("lmk.nme_norm", '"box" or a list of two point indices')
-    known = set(REQUIRED_KEYS) | {"lmk.precision", "lmk.raw_decode"}
+    optional = {
+        "channel_order": lambda key: reader.name(key, ("rgb", "bgr")),
+        "model_args": lambda key: reader.mapping(key),
+        "outputs": lambda key: tuple(reader.names(key)),
+        "precision": lambda key: reader.name(key, PRECISIONS),
+        "batch": lambda key: values[key] if values[key] == "dynamic" else reader.integer(key, 1),
+        "provenance": lambda key: reader.mapping(key),
+        "weight_storage": lambda key: reader.name(key, ("fp16",)),
+    }
     info = ModelInfo(
         model=reader.name("lmk.model"),
         layout=reader.name("lmk.layout"),
@@ -241,9 +220,11 @@ def parse_metadata(
         meanface=reader.floats("lmk.meanface"),
         flip=reader.integers("lmk.flip"),
         crop=_crop(reader),
-        precision=str(values.get("lmk.precision", "fp32")),
         version=str(values["lmk.version"]),
-        extra={k: v for k, v in values.items() if k not in known},
+        format=int(values["lmk.format"]),
+        nme_norm=None if nme is None else nme if isinstance(nme, str) else (nme[0], nme[1]),
+        **{name: read(PREFIX + name) for name, read in optional.items() if PREFIX + name in values},
+        extra={k: v for k, v in values.items() if k not in KNOWN_KEYS},
     )
     if graph is not None:
         check_graph(info, graph, source)
@@ -306,30 +287,25 @@ def check_graph(info: ModelInfo, graph: GraphSpec, source: str = "model") -> Non
         if scores is not None and (_rank_differs(scores, 2) or _differs(scores, 1, num)):
             raise fail("lmk.num_landmarks", num, f"the graph's output is {_dims(scores)}")
         return
-    if info.raw_decode == "heatmap_quarter":
-        heatmaps = graph.outputs[0]
-        if _rank_differs(heatmaps, 4) or _differs(heatmaps, 1, num):
-            raise fail("lmk.num_landmarks", num, f"the graph's heatmaps are {_dims(heatmaps)}")
-        return
-    missing = [name for name in PIPNET_HEADS if graph.output(name) is None]
+    decoder = get_decoder(info.raw_decode)
+    missing = [name for name in decoder.heads if graph.output(name) is None]
     if missing:
         raise LmkError(
-            f'{source}: lmk metadata lmk.raw_decode is "pipnet_nrm" but the graph lacks the '
-            f"head{'s' if len(missing) > 1 else ''} {', '.join(missing)}"
+            f"{source}: lmk metadata lmk.raw_decode is {json.dumps(decoder.name)} but the graph "
+            f"lacks the head{'s' if len(missing) > 1 else ''} {', '.join(missing)}"
         )
-    heads = {name: graph.output(name) for name in PIPNET_HEADS}
-    for name in ("cls", "x", "y"):
-        head = heads[name]
-        if _rank_differs(head, 4) or _differs(head, 1, num):
+    for name in decoder.heads:
+        head = graph.output(name)
+        assert head is not None
+        if name in decoder.neighbour_heads:
+            if _rank_differs(head, 4) or _differs(head, 1, num * info.num_nb):
+                raise fail(
+                    "lmk.num_nb",
+                    info.num_nb,
+                    f"the graph's {name} head is {_dims(head)} ({num} points x neighbours)",
+                )
+        elif _rank_differs(head, 4) or _differs(head, 1, num):
             raise fail("lmk.num_landmarks", num, f"the graph's {name} head is {_dims(head)}")
-    for name in ("nb_x", "nb_y"):
-        head = heads[name]
-        if _rank_differs(head, 4) or _differs(head, 1, num * info.num_nb):
-            raise fail(
-                "lmk.num_nb",
-                info.num_nb,
-                f"the graph's {name} head is {_dims(head)} ({num} points x neighbours)",
-            )
 
 
 def _check_consistent(info: ModelInfo, source: str) -> None:
@@ -346,7 +322,7 @@ def _check_consistent(info: ModelInfo, source: str) -> None:
             f"{source}: lmk metadata lmk.flip has {len(info.flip)} entries; "
             f"lmk.num_landmarks is {num}"
         )
-    if info.raw_decode == "pipnet_nrm" and not 1 <= info.num_nb <= num - 1:
+    if get_decoder(info.raw_decode).uses_neighbours and not 1 <= info.num_nb <= num - 1:
         raise LmkError(
             f"{source}: lmk metadata lmk.num_nb is {info.num_nb}; PIPNet's neighbour count "
             f"must be between 1 and {num - 1} for {num} points"
@@ -362,7 +338,7 @@ def _check_consistent(info: ModelInfo, source: str) -> None:
         # A custom layout (lmk-train on the user's own data) is described by the file itself;
         # an unknown name over a public layout's description is a typo or an edit.
         unknown = f"{source}: lmk metadata lmk.layout {info.layout!r} is not a known layout"
-        if "lmk.nme_norm" not in info.extra:
+        if info.nme_norm is None:
             raise LmkError(
                 f"{unknown} ({', '.join(PUBLIC_LAYOUTS)}) and the file does not describe a "
                 "custom one (no lmk.nme_norm)"
@@ -383,15 +359,13 @@ def _check_consistent(info: ModelInfo, source: str) -> None:
 
 
 def layout_of(info: ModelInfo) -> Layout:
-    """The layout a file describes (flip, mean face, NME pair), falling back to the public
-    layout of that name for files without ``lmk.nme_norm``."""
-    nme = info.extra.get("lmk.nme_norm")
-    if nme is None:
-        return get_layout(info.layout)
+    """The layout a file describes: its own flip table and mean face (the one its neighbour
+    table was built from), and its NME pair, or for files without ``lmk.nme_norm`` the public
+    layout's of that name."""
     return Layout(
         name=info.layout,
         flip=tuple(int(i) for i in info.flip),
-        nme_norm=nme if isinstance(nme, str) else (int(nme[0]), int(nme[1])),
+        nme_norm=info.nme_norm if info.nme_norm is not None else get_layout(info.layout).nme_norm,
         meanface=np.asarray(info.meanface, dtype=np.float64).reshape(-1, 2),
         num_nb=int(info.num_nb) if int(info.num_nb) > 0 else 10,
     )

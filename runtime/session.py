@@ -18,12 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from lmk.core.decode import numpy_heatmap_decode, numpy_pipnet_decode
+from lmk.core.decode import NO_DECODE, get_decoder
 from lmk.core.errors import LmkError
-from lmk.core.layouts import NeighbourTable
+from lmk.core.metadata import ModelInfo
 from lmk.core.normalise import Normalisation
 from lmk.runtime import cpu, require_onnxruntime
-from lmk.runtime.metadata import GraphSpec, ModelInfo, parse_metadata
+from lmk.runtime.metadata import GraphSpec, layout_of, parse_metadata
 from lmk.runtime.validate import InputError
 
 PROVIDERS = {
@@ -381,13 +381,15 @@ class InferenceModel:
         self.normalisation = Normalisation(
             tuple(info.mean),  # type: ignore[arg-type]
             tuple(info.std),  # type: ignore[arg-type]
-            str(info.extra.get("lmk.channel_order", "rgb")),
+            info.channel_order,
         )
-        self._gather: np.ndarray | None = None
         # parse_metadata checked the decode, the heads and the layout against the graph.
-        if info.decode == "none" and info.raw_decode == "pipnet_nrm":
-            meanface = np.asarray(info.meanface, dtype=np.float64).reshape(-1, 2)
-            self._gather = NeighbourTable.from_meanface(meanface, info.num_nb).gather
+        self._host_decode = None if info.decode != NO_DECODE else get_decoder(info.raw_decode)
+        self._table = (
+            self._host_decode.neighbour_table(layout_of(info), info.num_nb)
+            if self._host_decode is not None
+            else None
+        )
         self._bind = self.ep in ("cuda", "tensorrt") and self.options.io_binding
 
     @property
@@ -411,7 +413,7 @@ class InferenceModel:
             return lms, np.zeros((0, self.num_landmarks), np.float32)
         feed = crops if self.uint8_input else self.normalisation.apply_bgr_nhwc(crops)
         outputs = self._run_batched(np.ascontiguousarray(feed))
-        if self.info.decode != "none":
+        if self._host_decode is None:
             landmarks = outputs[self.output_names.index("landmarks")]
             scores = (
                 outputs[self.output_names.index("scores")]
@@ -419,11 +421,8 @@ class InferenceModel:
                 else np.ones(landmarks.shape[:2], np.float32)
             )
             return landmarks.astype(np.float32), scores.astype(np.float32)
-        if self._gather is not None:
-            heads = [outputs[self.output_names.index(n)] for n in ("cls", "x", "y", "nb_x", "nb_y")]
-            landmarks, scores = numpy_pipnet_decode(*heads, self._gather)
-        else:
-            landmarks, scores = numpy_heatmap_decode(outputs[0])
+        heads = [outputs[self.output_names.index(n)] for n in self._host_decode.heads]
+        landmarks, scores = self._host_decode.decode(heads, self._table)
         return landmarks.astype(np.float32), scores.astype(np.float32)
 
     def _run(self, feed: np.ndarray) -> list[np.ndarray]:

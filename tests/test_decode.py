@@ -1,13 +1,20 @@
-"""Reference decoders on hand-built maps with known answers (DESIGN section 3)."""
+"""The reference decoders (numpy, lmk.core.decode) on hand-built maps with known answers."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
+from lmk.core.decode import (
+    DECODERS,
+    decode_heatmap,
+    decode_outputs,
+    decode_pipnet,
+    get_decoder,
+    pipnet_candidates,
+)
+from lmk.core.errors import LmkError
 from lmk.core.layouts import NeighbourTable, get_layout
-from lmk.decode import decode_heatmap, decode_outputs, decode_pipnet, pipnet_candidates
 
 FOUR_POINTS = np.array(
     [[0.0, 0.0], [1.0, 0.0], [0.0, 2.0], [5.0, 5.0]]
@@ -20,13 +27,13 @@ def _pipnet_heads(peaks, own, nbr, size=8, seed=0):
     Elsewhere the score maps are below the peak and the offsets are random, so a decoder
     reading the wrong cell gives a wrong answer.
     """
-    g = torch.Generator().manual_seed(seed)
+    g = np.random.default_rng(seed)
     num_lms, k = len(peaks), nbr.shape[1]
-    cls = torch.rand(1, num_lms, size, size, generator=g) * 0.5
-    x = torch.rand(1, num_lms, size, size, generator=g) * 3 - 1
-    y = torch.rand(1, num_lms, size, size, generator=g) * 3 - 1
-    nb_x = torch.rand(1, num_lms * k, size, size, generator=g) * 3 - 1
-    nb_y = torch.rand(1, num_lms * k, size, size, generator=g) * 3 - 1
+    cls = (g.random((1, num_lms, size, size)) * 0.5).astype(np.float32)
+    x = (g.random((1, num_lms, size, size)) * 3 - 1).astype(np.float32)
+    y = (g.random((1, num_lms, size, size)) * 3 - 1).astype(np.float32)
+    nb_x = (g.random((1, num_lms * k, size, size)) * 3 - 1).astype(np.float32)
+    nb_y = (g.random((1, num_lms * k, size, size)) * 3 - 1).astype(np.float32)
     for i, (r, c) in enumerate(peaks):
         cls[0, i, r, c] = 0.9
         x[0, i, r, c], y[0, i, r, c] = own[i]
@@ -47,7 +54,7 @@ def test_pipnet_one_hot_peaks_and_nrm_merge_worked_by_hand():
         ]
     )
     heads = _pipnet_heads(peaks, own, nbr)
-    landmarks, scores = decode_pipnet(*heads, NeighbourTable.from_meanface(FOUR_POINTS, 2))
+    landmarks, scores = decode_pipnet(heads, NeighbourTable.from_meanface(FOUR_POINTS, 2))
 
     def own_pred(i):
         r, c = peaks[i]
@@ -63,8 +70,8 @@ def test_pipnet_one_hot_peaks_and_nrm_merge_worked_by_hand():
     expected2 = (own_pred(2) + nb_pred(0, 1) + nb_pred(1, 1) + nb_pred(3, 0)) / 4
     expected3 = own_pred(3)  # nobody predicts landmark 3
     expected = np.stack([expected0, expected1, expected2, expected3])
-    np.testing.assert_allclose(landmarks[0].numpy(), expected, atol=1e-6)
-    np.testing.assert_allclose(scores[0].numpy(), 0.9, atol=1e-7)
+    np.testing.assert_allclose(landmarks[0], expected, atol=1e-6)
+    np.testing.assert_allclose(scores[0], 0.9, atol=1e-7)
 
 
 def test_pipnet_candidates_read_offsets_at_the_peak_cell():
@@ -74,62 +81,58 @@ def test_pipnet_candidates_read_offsets_at_the_peak_cell():
     candidates, _ = pipnet_candidates(*_pipnet_heads(peaks, own, nbr))
     for i, (r, c) in enumerate(peaks):
         np.testing.assert_allclose(
-            candidates[0, i].numpy(), [(c + own[i, 0]) / 8, (r + own[i, 1]) / 8], atol=1e-6
+            candidates[0, i], [(c + own[i, 0]) / 8, (r + own[i, 1]) / 8], atol=1e-6
         )
         # zero neighbour offsets: a neighbour candidate is the peak cell's corner
-        np.testing.assert_allclose(candidates[0, 4 + 2 * i].numpy(), [c / 8, r / 8], atol=1e-7)
+        np.testing.assert_allclose(candidates[0, 4 + 2 * i], [c / 8, r / 8], atol=1e-7)
 
 
 def test_pipnet_ties_take_the_first_maximum():
-    cls = torch.zeros(1, 1, 8, 8)
+    cls = np.zeros((1, 1, 8, 8), np.float32)
     cls[0, 0, 5, 1] = 1.0  # flat index 41
     cls[0, 0, 1, 6] = 1.0  # flat index 14: first
-    zeros = torch.zeros(1, 1, 8, 8)
+    zeros = np.zeros((1, 1, 8, 8), np.float32)
     candidates, scores = pipnet_candidates(cls, zeros, zeros, zeros, zeros)
-    np.testing.assert_allclose(candidates[0, 0].numpy(), [6 / 8, 1 / 8])
+    np.testing.assert_allclose(candidates[0, 0], [6 / 8, 1 / 8])
     assert scores.item() == 1.0
 
 
 def test_pipnet_merge_matrix_equals_gather_and_mean_on_random_heads():
     table = get_layout("wflw98").neighbours()
-    g = torch.Generator().manual_seed(3)
+    g = np.random.default_rng(3)
     n, size = 3, 8
-    heads = (
-        torch.randn(n, 98, size, size, generator=g),
-        torch.randn(n, 98, size, size, generator=g),
-        torch.randn(n, 98, size, size, generator=g),
-        torch.randn(n, 980, size, size, generator=g),
-        torch.randn(n, 980, size, size, generator=g),
-    )
-    heads64 = tuple(h.double() for h in heads)
-    landmarks, _ = decode_pipnet(*heads64, table)
+    heads64 = [g.standard_normal((n, c, size, size)) for c in (98, 98, 98, 980, 980)]
+    landmarks, _ = decode_pipnet(heads64, table)
     candidates, _ = pipnet_candidates(*heads64)
-    via_matrix = torch.einsum("mc,ncd->nmd", torch.from_numpy(table.merge), candidates)
-    assert (via_matrix - landmarks).abs().max().item() <= 1e-6
-    landmarks32, _ = decode_pipnet(*heads, table)
-    assert (landmarks32.double() - landmarks).abs().max().item() <= 1e-6
+    via_matrix = np.einsum("mc,ncd->nmd", table.merge, candidates)
+    assert np.abs(via_matrix - landmarks).max() <= 1e-6
+    landmarks32, _ = decode_pipnet([h.astype(np.float32) for h in heads64], table)
+    assert landmarks32.dtype == np.float32
+    assert np.abs(landmarks32 - landmarks).max() <= 1e-6
 
 
 def test_pipnet_batch_equals_per_sample():
     table = get_layout("300w68").neighbours()
-    g = torch.Generator().manual_seed(5)
-    heads = [torch.randn(4, c, 8, 8, generator=g) for c in (68, 68, 68, 680, 680)]
-    batch_lm, batch_sc = decode_pipnet(*heads, table)
+    g = np.random.default_rng(5)
+    heads = [g.standard_normal((4, c, 8, 8)).astype(np.float32) for c in (68, 68, 68, 680, 680)]
+    batch_lm, batch_sc = decode_pipnet(heads, table)
     for b in range(4):
-        lm, sc = decode_pipnet(*(h[b : b + 1] for h in heads), table)
-        torch.testing.assert_close(batch_lm[b : b + 1], lm, rtol=0, atol=0)
-        torch.testing.assert_close(batch_sc[b : b + 1], sc, rtol=0, atol=0)
+        lm, sc = decode_pipnet([h[b : b + 1] for h in heads], table)
+        np.testing.assert_array_equal(batch_lm[b : b + 1], lm)
+        np.testing.assert_array_equal(batch_sc[b : b + 1], sc)
 
 
 def test_pipnet_rejects_heads_that_do_not_fit_the_table():
     table = NeighbourTable.from_meanface(FOUR_POINTS, 2)
-    heads = [torch.zeros(1, c, 8, 8) for c in (4, 4, 4, 12, 12)]
+    heads = [np.zeros((1, c, 8, 8), np.float32) for c in (4, 4, 4, 12, 12)]
     with pytest.raises(ValueError, match="neighbour channels"):
-        decode_pipnet(*heads, table)
+        decode_pipnet(heads, table)
+    with pytest.raises(ValueError, match="neighbour table"):
+        decode_pipnet(heads, None)
 
 
 def _heatmap(size=16, peak=(5, 7), left=0.0, right=0.0, up=0.0, down=0.0):
-    hm = torch.zeros(1, 1, size, size)
+    hm = np.zeros((1, 1, size, size), np.float32)
     r, c = peak
     hm[0, 0, r, c] = 1.0
     if c > 0:
@@ -144,46 +147,61 @@ def _heatmap(size=16, peak=(5, 7), left=0.0, right=0.0, up=0.0, down=0.0):
 
 
 def test_heatmap_interior_peak_moves_a_quarter_pixel_toward_larger_neighbour():
-    landmarks, scores = decode_heatmap(_heatmap(left=0.2, right=0.6, up=0.7, down=0.1))
-    np.testing.assert_allclose(
-        landmarks[0, 0].numpy(), [(7 + 0.5 + 0.25) / 16, (5 + 0.5 - 0.25) / 16]
-    )
+    landmarks, scores = decode_heatmap([_heatmap(left=0.2, right=0.6, up=0.7, down=0.1)])
+    np.testing.assert_allclose(landmarks[0, 0], [(7 + 0.5 + 0.25) / 16, (5 + 0.5 - 0.25) / 16])
     assert scores.item() == 1.0
 
 
 def test_heatmap_equal_neighbours_give_no_shift():
-    landmarks, _ = decode_heatmap(_heatmap(left=0.3, right=0.3, up=0.4, down=0.4))
-    np.testing.assert_allclose(landmarks[0, 0].numpy(), [7.5 / 16, 5.5 / 16])
+    landmarks, _ = decode_heatmap([_heatmap(left=0.3, right=0.3, up=0.4, down=0.4)])
+    np.testing.assert_allclose(landmarks[0, 0], [7.5 / 16, 5.5 / 16])
 
 
 @pytest.mark.parametrize("peak", [(5, 0), (5, 15), (0, 7), (15, 7), (0, 0)])
 def test_heatmap_border_peak_is_not_shifted_on_either_axis(peak):
-    landmarks, _ = decode_heatmap(_heatmap(peak=peak, left=0.5, right=0.9, up=0.5, down=0.9))
+    landmarks, _ = decode_heatmap([_heatmap(peak=peak, left=0.5, right=0.9, up=0.5, down=0.9)])
     r, c = peak
-    np.testing.assert_allclose(landmarks[0, 0].numpy(), [(c + 0.5) / 16, (r + 0.5) / 16])
+    np.testing.assert_allclose(landmarks[0, 0], [(c + 0.5) / 16, (r + 0.5) / 16])
 
 
 def test_heatmap_ties_take_the_first_maximum():
-    hm = torch.zeros(1, 1, 16, 16)
+    hm = np.zeros((1, 1, 16, 16), np.float32)
     hm[0, 0, 9, 3] = 1.0
     hm[0, 0, 2, 12] = 1.0  # earlier in row-major order
-    landmarks, _ = decode_heatmap(hm)
-    np.testing.assert_allclose(landmarks[0, 0].numpy(), [12.5 / 16, 2.5 / 16])
+    landmarks, _ = decode_heatmap([hm])
+    np.testing.assert_allclose(landmarks[0, 0], [12.5 / 16, 2.5 / 16])
 
 
 def test_heatmap_batch_equals_per_sample():
-    hm = torch.randn(5, 7, 64, 64, generator=torch.Generator().manual_seed(1))
-    batch_lm, batch_sc = decode_heatmap(hm)
+    hm = np.random.default_rng(1).standard_normal((5, 7, 64, 64)).astype(np.float32)
+    batch_lm, batch_sc = decode_heatmap([hm])
     for b in range(5):
-        lm, sc = decode_heatmap(hm[b : b + 1])
-        torch.testing.assert_close(batch_lm[b : b + 1], lm, rtol=0, atol=0)
-        torch.testing.assert_close(batch_sc[b : b + 1], sc, rtol=0, atol=0)
+        lm, sc = decode_heatmap([hm[b : b + 1]])
+        np.testing.assert_array_equal(batch_lm[b : b + 1], lm)
+        np.testing.assert_array_equal(batch_sc[b : b + 1], sc)
 
 
 def test_decode_outputs_uses_the_last_hourglass_stack():
     first = _heatmap(peak=(3, 3))
     last = _heatmap(peak=(10, 12))
     landmarks, _ = decode_outputs([first, last], "heatmap_quarter")
-    np.testing.assert_allclose(landmarks[0, 0].numpy(), [12.5 / 16, 10.5 / 16])
-    with pytest.raises(ValueError, match="unknown decode"):
+    np.testing.assert_allclose(landmarks[0, 0], [12.5 / 16, 10.5 / 16])
+    with pytest.raises(LmkError, match="unknown decode 'dark'; known: pipnet_nrm, heatmap_quarter"):
         decode_outputs([last], "dark")
+
+
+def test_decode_table_entries_name_their_heads_and_a_graph_builder_that_exists():
+    """Each decode's ONNX builder is a string (core stays onnx-free); it must resolve."""
+    pytest.importorskip("onnx")
+    for decoder in DECODERS.values():
+        assert callable(decoder.graph())
+        assert set(decoder.neighbour_heads) <= set(decoder.heads)
+    assert get_decoder("pipnet_nrm").heads == ("cls", "x", "y", "nb_x", "nb_y")
+    assert get_decoder("heatmap_quarter").heads == ("heatmaps",)
+
+
+def test_only_the_neighbour_merge_decode_builds_a_neighbour_table():
+    layout = get_layout("300w68")
+    table = get_decoder("pipnet_nrm").neighbour_table(layout, 4)
+    assert table is not None and table.num_nb == 4 and table.num_points == 68
+    assert get_decoder("heatmap_quarter").neighbour_table(layout, 4) is None

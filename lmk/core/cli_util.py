@@ -6,7 +6,6 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
-from typing import Any
 
 import click
 
@@ -75,59 +74,3 @@ def run_cli(command: click.Command, args: Sequence[str] | None = None) -> int:
 
 def exit_with(command: click.Command) -> None:
     sys.exit(run_cli(command))
-
-
-FLAGS = {
-    "input_size": "--input-size",
-    "backbone": "--backbone",
-    "num_nb": "--num-nb",
-    "net_stride": "--net-stride",
-    "num_stacks": "--num-stacks",
-    "num_modules": "--num-stacks",
-    "num_features": "--num-features",
-}
-"""The flag that sets each model argument (FAN's modules are ``--num-stacks``)."""
-
-
-def model_args(
-    model: str,
-    backbone: str | None,
-    input_size: int | None,
-    num_nb: int | None,
-    net_stride: int | None,
-    num_stacks: int | None,
-    num_features: int | None,
-    num_lms: int | None = None,
-) -> dict[str, Any]:
-    """Constructor arguments from flags; a flag that does not apply to the model, or a value
-    no model can be made of (``--input-size 0``, ``--num-nb 0``), is an error naming the flag,
-    raised before any tracing or training. With ``num_lms`` (the layout's points) it is among
-    the arguments and bounds ``--num-nb``."""
-    from lmk.checkpoint import check_model_args  # torch: only once flags are parsed
-
-    given = {
-        "--backbone": backbone,
-        "--num-nb": num_nb,
-        "--net-stride": net_stride,
-        "--num-stacks": num_stacks,
-        "--num-features": num_features,
-    }
-    applies = {
-        "pipnet": ("--backbone", "--num-nb", "--net-stride"),
-        "hourglass": ("--num-stacks", "--num-features"),
-        "fan": ("--num-stacks",),
-    }[model]
-    wrong = [flag for flag, value in given.items() if value is not None and flag not in applies]
-    if wrong:
-        raise LmkError(f"{', '.join(wrong)} does not apply to --model {model}")
-    args: dict[str, Any] = {"input_size": 256 if input_size is None else input_size}
-    if model == "pipnet":
-        args.update(backbone=backbone or "resnet18", num_nb=num_nb, net_stride=net_stride)
-    elif model == "hourglass":
-        args.update(num_stacks=num_stacks, num_features=num_features)
-    else:
-        args["num_modules"] = num_stacks
-    args["num_lms"] = num_lms
-    args = {k: v for k, v in args.items() if v is not None}
-    check_model_args(model, args, label=lambda key: FLAGS.get(key, key))
-    return args

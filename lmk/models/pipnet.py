@@ -13,10 +13,15 @@ no such checkpoint exists; here the heads take the 512 channels they are actuall
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lmk.models.backbones import build_backbone
+from lmk.core.errors import LmkError
+from lmk.models.arguments import Label, in_range, whole
+from lmk.models.backbones import BACKBONES, build_backbone
 
 NET_STRIDES = (16, 32, 64, 128)
 _EXTRA_CHANNELS = 512
@@ -103,3 +108,20 @@ class PIPNet(nn.Module):
         for conv, bn in self._extra:
             x = F.relu(getattr(self, bn)(getattr(self, conv)(x)))
         return tuple(head(x) for head in self.heads())  # type: ignore[return-value]
+
+
+def check_args(full: Mapping[str, Any], label: Label) -> int:
+    """Backbone, stride and neighbour count (at most the other points, when ``num_lms`` is
+    known: not ``None``); returns what the crop size must be a multiple of: the stride."""
+    if full["backbone"] not in BACKBONES:
+        raise LmkError(
+            f"{label('backbone')} must be one of {', '.join(BACKBONES)}, got {full['backbone']!r}"
+        )
+    if whole(full["net_stride"], label("net_stride")) not in NET_STRIDES:
+        raise LmkError(
+            f"{label('net_stride')} must be one of {', '.join(map(str, NET_STRIDES))}, "
+            f"got {full['net_stride']}"
+        )
+    most = full["num_lms"] - 1 if full["num_lms"] is not None else 10000
+    in_range(full["num_nb"], 1, max(most, 1), label("num_nb"))
+    return int(full["net_stride"])

@@ -11,13 +11,13 @@ from typing import Any
 
 import click
 
-from lmk.core.cli_util import exit_with, model_args
+from lmk.core.cli_util import exit_with
 from lmk.core.errors import LmkError
 from lmk.core.geometry import CropPolicy
-from lmk.models import ModelSpec
+from lmk.models import FAMILIES, ModelSpec, flag_of, model_args
 from lmk.train.data import SYNTH_LAYOUTS, parse_data_spec, parse_flip
 
-MODEL_NAMES = ("pipnet", "hourglass", "fan")
+LANDMARK_FAMILIES = tuple(name for name, f in FAMILIES.items() if f.kind == "landmarks")
 
 
 class RecordingCommand(click.Command):
@@ -37,7 +37,7 @@ def recorded_command(prog: str) -> str:
 
 
 @click.command(cls=RecordingCommand, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--model", type=click.Choice(MODEL_NAMES), default="pipnet", show_default=True)
+@click.option("--model", type=click.Choice(LANDMARK_FAMILIES), default="pipnet", show_default=True)
 @click.option(
     "--backbone", help="PIPNet backbone: resnet18 (default), resnet34/50/101, mobilenetv2"
 )
@@ -165,7 +165,17 @@ def train_command(
         if "model" in given and model != taken["model"]:
             raise _contradiction(resume, f"--model {model}", taken["model"])
         model = taken["model"]
-    arch = model_args(model, backbone, input_size, num_nb, net_stride, num_stacks, num_features)
+    arch = model_args(
+        model,
+        {
+            "--backbone": backbone,
+            "--input-size": input_size,
+            "--num-nb": num_nb,
+            "--net-stride": net_stride,
+            "--num-stacks": num_stacks,
+            "--num-features": num_features,
+        },
+    )
     spec = parse_data_spec(data)
     fields: dict[str, Any] = {
         "model": model,
@@ -216,8 +226,8 @@ def train_command(
 
 
 ARCH_FLAGS = ("backbone", "input_size", "num_nb", "net_stride", "num_stacks", "num_features")
-"""Architecture flags, named as the model arguments they set (FAN's --num-stacks sets its
-num_modules)."""
+"""Architecture flags, by click parameter name; the family's registry entry says which model
+argument each sets (FAN's --num-stacks sets its num_modules)."""
 
 
 def _flag(name: str) -> str:
@@ -245,8 +255,9 @@ def _refuse_contradictions(
 
     model = taken["model"]
     full = ModelSpec(model, taken["model_args"]).full_args()
+    arg_of = {flag_of(model, arg): arg for arg in full}
     for name in ARCH_FLAGS:
-        held = full.get("num_modules" if model == "fan" and name == "num_stacks" else name)
+        held = full.get(arg_of.get(_flag(name), name))
         if name in given and params[name] != held:
             raise _contradiction(resume, f"{_flag(name)} {params[name]}", held)
     if "layout" in given and params["layout"] != taken["layout"]:

@@ -20,7 +20,6 @@ from lmk.core.errors import LmkError
 from lmk.core.geometry import crop_to_frame
 from lmk.core.layouts import Layout, NeighbourTable
 from lmk.core.metrics import evaluate, nme
-from lmk.decode import decode_outputs
 from lmk.losses import heatmap_loss, pipnet_loss
 from lmk.models import ModelSpec
 from lmk.targets import heatmap_targets, pipnet_targets
@@ -36,18 +35,14 @@ class Objective:
     sigma: float = 1.5
 
     def __post_init__(self) -> None:
-        args = self.spec.full_args()
-        if self.spec.name == "pipnet":
-            self.table: NeighbourTable | None = self.layout.neighbours(int(args["num_nb"]))
-            self.map_size = int(args["input_size"]) // int(args["net_stride"])
-        else:
-            self.table = None
-            self.map_size = int(args["input_size"]) // 4
+        # The targets are the decode's inverse: a neighbour-merge decode (PIPNet) reads score
+        # maps and offsets, the others read heatmaps.
+        self.table: NeighbourTable | None = self.spec.neighbour_table(self.layout)
+        self.map_size = self.spec.input_size // self.spec.map_stride
 
     def loss(self, outputs: Any, landmarks: Tensor) -> tuple[Tensor, dict[str, float]]:
         """Loss of raw ``outputs`` against normalised gt ``landmarks`` [N, L, 2]."""
-        if self.spec.name == "pipnet":
-            assert self.table is not None
+        if self.table is not None:
             return pipnet_loss(outputs, pipnet_targets(landmarks, self.table.nb, self.map_size))
         target = heatmap_targets(landmarks, self.map_size, self.sigma)
         return heatmap_loss(outputs, target, self.heatmap_loss)
@@ -57,13 +52,12 @@ def torch_predictor(
     model: nn.Module, spec: ModelSpec, layout: Layout, device: torch.device | str = "cpu"
 ) -> Callable[[dict[str, Any]], np.ndarray]:
     """``batch -> [N, L, 2]`` normalised landmarks: the model in eval mode + reference decode."""
-    table = layout.neighbours(int(spec.full_args()["num_nb"])) if spec.name == "pipnet" else None
+    table = spec.neighbour_table(layout)
 
     def predict(batch: dict[str, Any]) -> np.ndarray:
         with torch.no_grad():
-            outputs = model(batch["image"].to(device))
-            landmarks, _ = decode_outputs(outputs, spec.decode, table)
-        return landmarks.float().cpu().numpy()
+            landmarks, _ = spec.decode_outputs(model(batch["image"].to(device)), table)
+        return landmarks
 
     return predict
 

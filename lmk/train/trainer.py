@@ -42,8 +42,8 @@ from lmk.core.errors import LmkError
 from lmk.core.fileio import OutputSet, output_folder
 from lmk.core.geometry import CropPolicy
 from lmk.core.layouts import Layout
-from lmk.core.normalise import IMAGENET, UNIT_RANGE, Normalisation
-from lmk.models import ModelSpec
+from lmk.core.normalise import Normalisation
+from lmk.models import ModelSpec, get_family
 from lmk.models.backbones import imagenet_state_dict, load_backbone_weights
 from lmk.train.data import (
     DataSpec,
@@ -212,7 +212,7 @@ def state_hash(model: nn.Module) -> str:
 def model_spec(config: TrainConfig, layout: Layout) -> ModelSpec:
     args = dict(config.model_args)
     args["num_lms"] = layout.num_points
-    if config.model == "pipnet":
+    if get_family(config.model).decoder.uses_neighbours:
         args.setdefault("num_nb", min(layout.num_nb, layout.num_points - 1))
     return ModelSpec(config.model, {k: v for k, v in args.items() if v is not None})
 
@@ -582,7 +582,7 @@ def _run(
     if resumed is not None:
         normalisation = resumed.normalisation
     else:
-        normalisation = UNIT_RANGE if spec.name == "fan" else IMAGENET
+        normalisation = spec.family.normalisation
 
     augment = AugmentConfig() if config.augment else None
     train_set = LandmarkDataset(
@@ -603,7 +603,7 @@ def _run(
     model = spec.build()
     if config.backbone_weights is not None and resumed is None:
         backbone = spec.full_args().get("backbone")
-        if spec.name != "pipnet" or backbone is None:
+        if backbone is None:  # only PIPNet has an ImageNet backbone
             raise LmkError("--backbone-weights applies to PIPNet's ImageNet backbone only")
         load_backbone_weights(
             model, backbone, imagenet_state_dict(backbone, config.backbone_weights)

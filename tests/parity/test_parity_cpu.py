@@ -66,11 +66,10 @@ def test_fixed_batch_export_has_static_shapes_and_matches(parity_model):
 
 
 def test_fused_decode_on_onnx_raw_heads_equals_reference_decode_exactly(parity_model):
-    """The decode graph alone: fed ORT's own raw heads, it must agree with lmk/decode.py."""
+    """The decode graph alone: fed ORT's own raw heads, it must agree with the numpy reference
+    decode (lmk/core/decode.py)."""
     import onnxruntime as ort
-    import torch
 
-    from lmk.decode import decode_outputs
     from lmk.export.checks import onnx_feed
 
     checkpoint = parity_model.checkpoint
@@ -85,11 +84,6 @@ def test_fused_decode_on_onnx_raw_heads_equals_reference_decode_exactly(parity_m
         fused.SerializeToString(), providers=["CPUExecutionProvider"]
     ).run(None, feed)
     spec = checkpoint.spec
-    table = (
-        checkpoint.layout.neighbours(spec.full_args()["num_nb"])
-        if spec.decode == "pipnet_nrm"
-        else None
-    )
-    ref_lm, ref_sc = decode_outputs(tuple(torch.from_numpy(o) for o in raw_out), spec.decode, table)
-    assert np.abs(lm - ref_lm.numpy()).max() <= 1e-6
-    assert np.abs(sc - ref_sc.numpy()).max() <= 1e-6
+    ref_lm, ref_sc = spec.decoder.decode(raw_out, spec.neighbour_table(checkpoint.layout))
+    assert np.abs(lm - ref_lm).max() <= 1e-6
+    assert np.abs(sc - ref_sc).max() <= 1e-6

@@ -95,7 +95,7 @@ def _nme(pred: np.ndarray, t: Trained) -> float:
 def test_bundled_onnx_files_match_their_pytorch_checkpoints(trained):
     model = InferenceModel(bundled_model(trained.name))
     got, _ = model.infer(trained.crops)
-    stored_fp16 = model.info.extra.get("lmk.weight_storage") == "fp16"
+    stored_fp16 = model.info.weight_storage == "fp16"
     assert stored_fp16 == (trained.name == "pipnet")
     distance = np.linalg.norm(got - trained.reference, axis=-1)
     assert distance.max() <= (STORED_FP16_MAX if stored_fp16 else 1e-5)

@@ -273,7 +273,7 @@ def export_to_file(
             quantize_network,
         )
 
-        plan = int8_plan(int8_target, int8_activations, int8_recipe, ckpt.spec.decode)
+        plan = int8_plan(int8_target, int8_activations, int8_recipe, ckpt.spec.family.int8_recipe)
         crops = calibration_images(ckpt, calib, calib_size)
     torch_model = ckpt.build_model()
     fp16 = options.precision == "fp16"

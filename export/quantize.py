@@ -72,7 +72,7 @@ class Int8Plan:
 
     target: str = "cpu"
     activations: str = "u8"
-    recipe: str = "full"  # full | float-trunk (auto resolved by the model family), or
+    recipe: str = "full"  # full | float-trunk (auto: the model family's int8_recipe), or
     # conv-minmax (convolutions only, min/max ranges: for sensitivity studies)
     float_tail: bool = True
     """float-trunk: keep the convolutions after the last upsampling (the last stack's head
@@ -98,9 +98,13 @@ class Int8Plan:
 
 
 def int8_plan(
-    target: str = "cpu", activations: str | None = None, recipe: str = "auto", decode: str = ""
+    target: str = "cpu",
+    activations: str | None = None,
+    recipe: str = "auto",
+    family_recipe: str = "full",
 ) -> Int8Plan:
-    """Resolve the INT8 flags for a model whose raw decode is ``decode`` (one place decides)."""
+    """Resolve the INT8 flags; ``auto`` takes ``family_recipe``, the recipe the model's family
+    declares (``Family.int8_recipe`` in lmk.models.registry)."""
     if target not in INT8_TARGETS:
         raise LmkError(f"unknown INT8 target {target!r}; choose from {', '.join(INT8_TARGETS)}")
     if activations is None:
@@ -114,7 +118,7 @@ def int8_plan(
     if recipe not in RECIPES:
         raise LmkError(f"--int8-recipe must be one of {', '.join(RECIPES)}, got {recipe!r}")
     if recipe == "auto":
-        recipe = "float-trunk" if decode.startswith("heatmap") else "full"
+        recipe = family_recipe
     return Int8Plan(target, activations, recipe)
 
 

@@ -420,16 +420,15 @@ def test_openvino_int8_target_has_symmetric_per_channel_int8_weights(
     assert "int8:     target openvino" in stdout
 
 
-@pytest.mark.parametrize(
-    ("decode", "add_quantized"), [("pipnet_nrm", True), ("heatmap_quarter", False)]
-)
-def test_int8_recipe_keeps_a_heatmap_models_trunk_adds_float(decode, add_quantized):
+@pytest.mark.parametrize(("family", "add_quantized"), [("pipnet", True), ("hourglass", False)])
+def test_int8_recipe_keeps_a_heatmap_models_trunk_adds_float(family, add_quantized):
     """auto recipe: PIPNet quantizes every op; a heatmap model keeps its residual trunk's
     sums float (their outliers make 8-bit Adds useless) but quantizes its convolutions; the
     head stays FP32 in both."""
     from lmk.export.quantize import int8_plan, quantize_network
+    from lmk.models import get_family
 
-    plan = int8_plan("openvino", decode=decode)
+    plan = int8_plan("openvino", family_recipe=get_family(family).int8_recipe)
     assert plan.recipe == ("full" if add_quantized else "float-trunk")
     calibration = np.random.default_rng(1).normal(size=(16, 3, 16, 16)).astype(np.float32)
     model = quantize_network(tiny_trunk(), calibration, plan)

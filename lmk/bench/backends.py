@@ -99,7 +99,7 @@ class Prepared:
             crops = synth_crops(
                 max(calib, 8), checkpoint.input_size, checkpoint.crop, seed=CALIBRATION_SEED
             )
-            plan = int8_plan(target, activations, decode=checkpoint.spec.decode)
+            plan = int8_plan(target, activations, family_recipe=checkpoint.spec.family.int8_recipe)
             self._int8[key] = (
                 quantize_network(
                     self.network, checkpoint.normalisation.apply_bgr_nhwc(crops), plan

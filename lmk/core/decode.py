@@ -158,26 +158,26 @@ class Decoder:
         return getattr(importlib.import_module(module), function)
 
 
-DECODERS: dict[str, Decoder] = {
-    d.name: d
-    for d in (
-        Decoder(
-            "pipnet_nrm",
-            ("cls", "x", "y", "nb_x", "nb_y"),
-            decode_pipnet,
-            "lmk.export.graphs:pipnet_decode_model",
-            uses_neighbours=True,
-            neighbour_heads=("nb_x", "nb_y"),
-        ),
-        Decoder(
-            "heatmap_quarter",
-            ("heatmaps",),
-            decode_heatmap,
-            "lmk.export.graphs:heatmap_decode_model",
-            stacked=True,
-        ),
-    )
-}
+PIPNET_NRM = Decoder(
+    "pipnet_nrm",
+    ("cls", "x", "y", "nb_x", "nb_y"),
+    decode_pipnet,
+    "lmk.export.graphs:pipnet_decode_model",
+    uses_neighbours=True,
+    neighbour_heads=("nb_x", "nb_y"),
+)
+"""PIPNet: score-map peak + offsets, merged with the neighbours' predictions (NRM)."""
+
+HEATMAP_QUARTER = Decoder(
+    "heatmap_quarter",
+    ("heatmaps",),
+    decode_heatmap,
+    "lmk.export.graphs:heatmap_decode_model",
+    stacked=True,
+)
+"""Heatmaps (hourglass, FAN): peak + face-alignment's quarter-pixel shift."""
+
+DECODERS: dict[str, Decoder] = {d.name: d for d in (PIPNET_NRM, HEATMAP_QUARTER)}
 """Every decode by name."""
 
 DECODE_NAMES = (*DECODERS, NO_DECODE)

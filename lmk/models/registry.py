@@ -14,8 +14,8 @@ Adding a family (e.g. ``faceapi68``, or a detector such as ``blazeface``):
    what the crop size must be a multiple of;
 2. if it reads published weights, write the importer (``path, layout, **importer_args ->
    Checkpoint``, e.g. in ``lmk/checkpoint.py`` or beside the module);
-3. if its outputs need a decode lmk does not have yet, add it to the table in
-   ``lmk/core/decode.py`` (numpy function + ONNX graph builder);
+3. if its outputs need a decode lmk does not have yet, add a :class:`~lmk.core.decode.Decoder`
+   to ``lmk/core/decode.py`` (numpy function + ONNX graph builder);
 4. add one :class:`Family` to :data:`FAMILIES` below. ``kind="detector"`` marks a family whose
    file is a face detector (``lmk.kind`` in its metadata) rather than a landmark model.
 
@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from torch import nn
 
-from lmk.core.decode import Decoder, get_decoder
+from lmk.core.decode import HEATMAP_QUARTER, PIPNET_NRM, Decoder
 from lmk.core.errors import LmkError
 from lmk.core.geometry import FAN_OFFICIAL_CROP, PIPNET_OFFICIAL_CROP, CropPolicy
 from lmk.core.layouts import Layout, NeighbourTable, get_layout
@@ -58,8 +58,8 @@ class Family:
     """``landmarks`` (crop in, points out) or ``detector`` (frame in, face boxes out)."""
     model_class: type[nn.Module]
     """Its constructor's keyword arguments are the family's model arguments."""
-    decode: str
-    """Name in :data:`lmk.core.decode.DECODERS` of the decode its raw outputs need."""
+    decoder: Decoder
+    """The decode its raw outputs need (an entry of :data:`lmk.core.decode.DECODERS`)."""
     default_layout: str
     """The layout used when neither a checkpoint nor ``--layout`` says."""
     normalisation: Normalisation
@@ -75,6 +75,10 @@ class Family:
     check_args: Callable[[Mapping[str, Any], Label], int]
     """Range-checks the full model arguments; returns what the crop size must be a multiple of
     (see ``check_args`` in its module)."""
+    int8_recipe: str = "full"
+    """``lmk-export --int8``'s default recipe (lmk.export.quantize): ``full`` quantizes every
+    op; ``float-trunk`` keeps a residual trunk's sums FP32 (heatmap models: their outliers make
+    8-bit Adds useless)."""
     importer: str | None = None
     """``module:function`` reading its published weights (a bare state_dict) as a
     :class:`~lmk.checkpoint.Checkpoint`, called ``importer(path, layout, **args)``; imported
@@ -86,11 +90,10 @@ class Family:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"family {self.name}: kind must be one of {KINDS}, got {self.kind!r}")
-        get_decoder(self.decode)
 
     @property
-    def decoder(self) -> Decoder:
-        return get_decoder(self.decode)
+    def decode(self) -> str:
+        return self.decoder.name
 
     def import_weights(self) -> Callable[..., Checkpoint] | None:
         """The importer of its published weights, or ``None`` when it has none."""
@@ -107,7 +110,7 @@ FAMILIES: dict[str, Family] = {
             name="pipnet",
             kind="landmarks",
             model_class=pipnet.PIPNet,
-            decode="pipnet_nrm",
+            decoder=PIPNET_NRM,
             default_layout="wflw98",
             normalisation=IMAGENET,
             crop=PIPNET_OFFICIAL_CROP,
@@ -122,26 +125,28 @@ FAMILIES: dict[str, Family] = {
             name="hourglass",
             kind="landmarks",
             model_class=hourglass.StackedHourglass,
-            decode="heatmap_quarter",
+            decoder=HEATMAP_QUARTER,
             default_layout="wflw98",
             normalisation=IMAGENET,
             crop=CropPolicy(),
             map_stride=lambda args: 4,
             flags={"--num-stacks": "num_stacks", "--num-features": "num_features"},
             check_args=hourglass.check_args,
+            int8_recipe="float-trunk",
             description="stacked hourglass (Newell et al. 2016), trained by lmk",
         ),
         Family(
             name="fan",
             kind="landmarks",
             model_class=fan.FAN,
-            decode="heatmap_quarter",
+            decoder=HEATMAP_QUARTER,
             default_layout="300w68",
             normalisation=UNIT_RANGE,
             crop=FAN_OFFICIAL_CROP,
             map_stride=lambda args: 4,
             flags={"--num-stacks": "num_modules"},
             check_args=fan.check_args,
+            int8_recipe="float-trunk",
             importer="lmk.checkpoint:load_face_alignment_fan",
             importer_args=("num_modules",),
             description="face-alignment's FAN, 2DFAN4 .pth.tar weights importable",

@@ -204,6 +204,7 @@ def parse_metadata(
         "batch": lambda key: values[key] if values[key] == "dynamic" else reader.integer(key, 1),
         "provenance": lambda key: reader.mapping(key),
         "weight_storage": lambda key: reader.name(key, ("fp16",)),
+        "int8": lambda key: reader.mapping(key),
     }
     info = ModelInfo(
         model=reader.name("lmk.model"),

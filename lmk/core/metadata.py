@@ -86,7 +86,11 @@ class ModelInfo:
     provenance: dict[str, Any] = field(default_factory=dict)
     """Where the weights came from (plain values only)."""
     weight_storage: str | None = None
-    """``fp16`` when FP32 compute reads FP16-stored weights (``--store-fp16``)."""
+    """``fp16`` when FP32 compute reads FP16-stored weights (``--store-fp16``; written by
+    ``lmk.export.exporter.store_weights_fp16``)."""
+    int8: dict[str, Any] | None = None
+    """How an INT8 file was quantized: ``{"target", "activations", "recipe"}`` (written by
+    ``lmk.export.quantize.add_int8_metadata``)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """``lmk.*`` keys this version does not know (a newer exporter's additions), as read."""
 

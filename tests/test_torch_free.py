@@ -124,3 +124,18 @@ def test_missing_onnxruntime_names_the_extra_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with pytest.raises(LmkError, match=r'pip install "lmk\[cpu\]"'):
         lmk.runtime.require_onnxruntime()
+
+
+def test_demo_runs_its_runtime_part_without_torch_onnx_or_scipy(tmp_path):
+    """``lmk demo`` on an ``lmk[cpu]`` box: it renders, tracks and scores (NME through
+    lmk.core.metrics), skipping only the PyTorch parity, and says so."""
+    out = tmp_path / "demo"
+    args = ["demo", "--out", str(out), "--frames", "4", "--size", "320x240"]
+    args += ["--models", "pipnet", "--runs", "1"]
+    result = _child("sys.argv = ['lmk', *sys.argv[2:]]\nfrom lmk.entry import lmk\nlmk()\n", *args)
+    assert result.returncode == 0, result.stderr
+    assert "PyTorch is not installed" in result.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    model = summary["models"]["pipnet"]
+    assert model["parity"] is None and "PyTorch is not installed" in model["note"]
+    assert model["frames"] == 4 and model["mean_nme"] > 0

@@ -55,17 +55,14 @@ def command_assets(assets: Path) -> Path:
     and a three-face WFLW data set."""
     import torch
 
-    from lmk.checkpoint import Checkpoint
     from lmk.core.cli_util import run_cli
     from lmk.core.layouts import get_layout
-    from lmk.models import ModelSpec
+    from lmk.models import random_checkpoint
     from lmk.synth.cli import cli as synth_cli
 
     root = assets / "commands"
     root.mkdir()
-    torch.manual_seed(0)
-    spec = ModelSpec("hourglass", dict(CHECKPOINT_ARGS))
-    Checkpoint.from_model(spec.build(), spec, get_layout("wflw98")).save(root / "ck.pt")
+    random_checkpoint("hourglass", CHECKPOINT_ARGS, 0, "wflw98").save(root / "ck.pt")
     data = torch.load(root / "ck.pt", weights_only=True)
     bad = {
         "size0.pt": _edited(data, model_args__input_size=0),

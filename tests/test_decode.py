@@ -8,7 +8,6 @@ import pytest
 from lmk.core.decode import (
     DECODERS,
     decode_heatmap,
-    decode_outputs,
     decode_pipnet,
     get_decoder,
     pipnet_candidates,
@@ -181,13 +180,15 @@ def test_heatmap_batch_equals_per_sample():
         np.testing.assert_array_equal(batch_sc[b : b + 1], sc)
 
 
-def test_decode_outputs_uses_the_last_hourglass_stack():
+def test_heatmap_decode_reads_the_last_hourglass_stack():
     first = _heatmap(peak=(3, 3))
     last = _heatmap(peak=(10, 12))
-    landmarks, _ = decode_outputs([first, last], "heatmap_quarter")
+    decoder = get_decoder("heatmap_quarter")
+    landmarks, _ = decoder.decode(decoder.select_heads([first, last]))
     np.testing.assert_allclose(landmarks[0, 0], [12.5 / 16, 10.5 / 16])
+    assert get_decoder("pipnet_nrm").select_heads([first, last]) == (first, last)
     with pytest.raises(LmkError, match="unknown decode 'dark'; known: pipnet_nrm, heatmap_quarter"):
-        decode_outputs([last], "dark")
+        get_decoder("dark")
 
 
 def test_decode_table_entries_name_their_heads_and_a_graph_builder_that_exists():

@@ -190,13 +190,3 @@ def get_decoder(name: str) -> Decoder:
         return DECODERS[name]
     except KeyError:
         raise LmkError(f"unknown decode {name!r}; known: {', '.join(DECODERS)}") from None
-
-
-def decode_outputs(
-    outputs: Any, decode: str, table: NeighbourTable | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """A network's raw outputs (numpy arrays, or torch tensors: anything ``np.asarray`` takes
-    once detached) -> ``(landmarks, scores)`` by decode name."""
-    decoder = get_decoder(decode)
-    heads = [np.asarray(h) for h in decoder.select_heads(outputs)]
-    return decoder.decode(heads, table)

@@ -6,15 +6,18 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 import onnx
 import torch
 
 from lmk.checkpoint import Checkpoint
-from lmk.decode import decode_outputs
 from lmk.errors import LmkError
-from lmk.export.exporter import ExportOptions, head_names
+from lmk.export.reference import TorchRunner
+from lmk.runtime.compare import Comparison, compare
+from lmk.runtime.runners import OnnxRuntimeRunner
+from lmk.runtime.session import RuntimeOptions
 
 # Ops lmk may put in a graph for TensorRT even where newer parsers accept more: integer Mod,
 # bit ops, loops and data-dependent shapes are what older TensorRT releases reject.
@@ -161,66 +164,25 @@ def sample_inputs(checkpoint: Checkpoint, batch: int, seed: int = 0) -> np.ndarr
     return synth_crops(batch, checkpoint.input_size, checkpoint.crop, seed=seed)
 
 
-def reference_outputs(
-    checkpoint: Checkpoint, model: torch.nn.Module, images: np.ndarray, decode: str
-) -> dict[str, np.ndarray]:
-    """PyTorch + reference decode on the same crops: what the ONNX file must reproduce."""
-    x = torch.from_numpy(checkpoint.normalisation.apply_bgr_nhwc(images))
-    spec = checkpoint.spec
-    with torch.no_grad():
-        raw = model(x)
-        if decode == "none":
-            heads = raw if spec.decode == "pipnet_nrm" else (raw[-1],)
-            return {name: t.numpy() for name, t in zip(head_names(spec), heads, strict=True)}
-        table = (
-            checkpoint.layout.neighbours(spec.full_args()["num_nb"])
-            if spec.decode == "pipnet_nrm"
-            else None
-        )
-        landmarks, scores = decode_outputs(raw, spec.decode, table)
-    return {"landmarks": landmarks.numpy(), "scores": scores.numpy()}
+def is_random(checkpoint: Checkpoint) -> bool:
+    """Whether the weights are random (``lmk-export`` without ``--checkpoint``, the bench's
+    and tests' models): their reduced-precision landmarks are not bounded (see
+    :data:`lmk.runtime.compare.TOLERANCES`)."""
+    return str(checkpoint.provenance.get("weights", "")).startswith("random")
 
 
-def onnx_feed(checkpoint: Checkpoint, options: ExportOptions, images: np.ndarray) -> np.ndarray:
-    if options.input_format == "uint8-bgr":
-        return images
-    return checkpoint.normalisation.apply_bgr_nhwc(images)
-
-
-@dataclass
-class ParityResult:
-    max_abs: dict[str, float]
-    worst_index: dict[str, tuple[int, ...]]
-
-
-def cpu_session(model_bytes: bytes):
-    """An ONNX Runtime CPU session, quiet, with full graph optimisation."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
-
-
-def parity(
+def self_check(
     checkpoint: Checkpoint,
-    model: bytes | object,
-    options: ExportOptions,
+    path: Path,
     images: np.ndarray,
     torch_model: torch.nn.Module | None = None,
-) -> ParityResult:
-    """ONNX Runtime CPU (``model``: file bytes or a session) against PyTorch + reference
-    decode on ``images``: max |diff| per output and where it is."""
-    session = cpu_session(model) if isinstance(model, bytes) else model
-    feed = {"image": onnx_feed(checkpoint, options, images)}
-    names = [o.name for o in session.get_outputs()]
-    got = dict(zip(names, session.run(names, feed), strict=True))
-    want = reference_outputs(
-        checkpoint, torch_model or checkpoint.build_model(), images, options.decode
-    )
-    max_abs, worst = {}, {}
-    for name, expected in want.items():
-        diff = np.abs(got[name].astype(np.float64) - expected.astype(np.float64))
-        max_abs[name] = float(diff.max())
-        worst[name] = tuple(int(i) for i in np.unravel_index(diff.argmax(), diff.shape))
-    return ParityResult(max_abs, worst)
+) -> tuple[Comparison, OnnxRuntimeRunner]:
+    """The written file under lmk's runtime (CPU EP, the session users get) against PyTorch +
+    reference decode on ``images``, held to the tolerance row of the file's precision.
+    Returns the comparison and the runner (for the latency line)."""
+    runner = OnnxRuntimeRunner(path, RuntimeOptions(ep="cpu"), name="onnxruntime-cpu")
+    reference = TorchRunner(
+        checkpoint, torch_model, heads=runner.model.info.decode == "none"
+    ).infer(images)
+    tolerance = runner.tolerance(random_weights=is_random(checkpoint))
+    return compare(reference, runner.infer(images), tolerance), runner

@@ -13,13 +13,6 @@ from lmk.errors import LmkError
 from lmk.fileio import atomic_output, plan_output
 
 MODEL_NAMES = ("pipnet", "hourglass", "fan")
-FP32_TOLERANCE = 1e-5
-# --store-fp16: FP32 compute on FP16-rounded weights. Rounding moves each weight by <= 2^-11
-# relative, which moves most landmarks by ~1e-5 of the crop; but where two cells of a score
-# map nearly tie, the argmax can pick the other one (the offsets then put the landmark within
-# a fraction of a cell of where it was). 1e-2 of the crop passes that and still catches a
-# broken graph, whose errors are whole cells (1/8 of a crop at stride 32).
-FP16_STORAGE_TOLERANCE = 1e-2
 
 
 def _parse_batch(value: str) -> int | None:
@@ -316,18 +309,17 @@ def export_to_file(
         checks.check_validity(onnx_model)
     trt = checks.tensorrt_check(onnx_model)
     model_bytes = onnx_model.SerializeToString()
+    # The self-check runs the file as written, through lmk's runtime; a failure leaves no
+    # file (``path`` is the temporary name the caller renames only on success).
+    onnx.save(onnx_model, str(path))
     images = checks.sample_inputs(ckpt, options.batch or 3)
-    session = checks.cpu_session(model_bytes)
-    result = checks.parity(ckpt, session, options, images, torch_model)
-    key = "landmarks" if options.decode == "fused" else next(iter(result.max_abs))
-    error = result.max_abs[key]
-    tolerance = FP16_STORAGE_TOLERANCE if store_fp16 else FP32_TOLERANCE
-    if options.precision == "fp32" and error > tolerance:
+    result, runner = checks.self_check(ckpt, path, images, torch_model)
+    if not result.ok:
         raise LmkError(
-            f"parity check failed: max |{key} diff| {error:.3g} > {tolerance:g} at {result.worst_index[key]} "
+            f"parity check failed ({runner.precision} tolerance): {result.summary()} "
             "(ONNX Runtime CPU vs PyTorch + reference decode)"
         )
-    onnx.save(onnx_model, str(path))
+    landmarks = result.diffs["landmarks"]
     return {
         "size_mb": len(model_bytes) / 1e6,
         "opset": options.opset,
@@ -338,8 +330,9 @@ def export_to_file(
         "inputs": [_describe(v) for v in onnx_model.graph.input],
         "outputs": [_describe(v) for v in onnx_model.graph.output],
         "parity": result.max_abs,
-        "parity_pixels": error * ckpt.input_size if options.decode == "fused" else None,
-        "latency_ms": _cpu_latency(session, ckpt, options, images),
+        "parity_pixels": landmarks.stats["max distance"] * ckpt.input_size,
+        "parity_limits": _limits(result.tolerance, runner.precision),
+        "latency_ms": _cpu_latency(runner.model, images),
         "latency_batch": len(images),
         "simplify": note,
         "seconds": time.perf_counter() - started,
@@ -353,18 +346,30 @@ def _describe(value) -> str:
     return f"{value.name} {onnx.helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type)} [{', '.join(dims)}]"
 
 
-def _cpu_latency(session, ckpt, options, images: np.ndarray, runs: int = 10) -> float:
+def _cpu_latency(model, images: np.ndarray, runs: int = 10) -> float:
     """Median ms per call on ORT CPU at the self-check batch (an indication, not a benchmark)."""
-    from lmk.export.checks import onnx_feed
-
-    feed = {"image": onnx_feed(ckpt, options, images)}
-    session.run(None, feed)
+    model.infer(images)
     times = []
     for _ in range(runs):
         start = time.perf_counter()
-        session.run(None, feed)
+        model.infer(images)
         times.append((time.perf_counter() - start) * 1000.0)
     return float(np.median(times))
+
+
+def _limits(tolerance, precision: str) -> str:
+    """The tolerance row applied, for the report line."""
+    named = {
+        "max distance": tolerance.landmarks_max,
+        "p99 distance": tolerance.landmarks_p99,
+        "mean distance": tolerance.landmarks_mean,
+    }
+    parts = [f"landmark {k} <= {v:g}" for k, v in named.items() if v is not None]
+    if tolerance.atol is not None:
+        parts.append(f"other |diff| <= {tolerance.atol:g} + {tolerance.rtol:g} x max|ref|")
+    if not any(v is not None for v in named.values()):
+        parts.append("landmarks not bounded (random weights: near-tied score maps)")
+    return f"{precision}: {', '.join(parts)}"
 
 
 def _print_report(report: dict) -> None:
@@ -382,6 +387,7 @@ def _print_report(report: dict) -> None:
         f"  tensorrt: {report['tensorrt']}",
         *([f"  int8:     {report['int8']}"] if report.get("int8") else []),
         f"  parity:   max |diff| vs PyTorch + reference decode: {parity}{pixels}",
+        f"  limits:   {report['parity_limits']}",
         f"  latency:  {report['latency_ms']:.2f} ms median on ORT CPU (batch {report['latency_batch']})",
         f"  graph:    {report['simplify']}",
     ]

@@ -73,8 +73,10 @@ class RuntimeOptions:
     max_batch: int = 16
     """Largest batch of the TensorRT optimisation profile (the dynamic batch's upper bound)."""
     opt_batch: int = 1
-    io_binding: bool = True
-    """CUDA/TensorRT: feed through IO binding (one explicit upload, outputs copied back once)."""
+    io_binding: bool | None = None
+    """Feed through IO binding (one explicit upload, outputs copied back once). ``None``: on
+    CUDA and TensorRT, where it saves a copy; ``True`` also on the CPU and OpenVINO EPs (the
+    same code path, which is how it is tested without a GPU)."""
     ov_precision: str = "fp32"
     """OpenVINO: inference precision, ``fp32`` or ``bf16`` (needs AVX512_BF16 or AMX)."""
     ov_cache_dir: Path | None = None
@@ -181,6 +183,56 @@ def resolve_ep(requested: str, available: list[str]) -> str:
     return candidate_eps(requested, available)[0]
 
 
+CUDA_TF32 = False
+"""Whether CUDA convolutions and matmuls may use TF32 (10-bit mantissa) on Ampere and newer
+GPUs. Off: an FP32 file runs in FP32 on every EP, so the FP32 tolerance row holds on CUDA as
+on the CPU; reduced precision is asked for explicitly (``--trt-fp16``, an FP16 export)."""
+
+
+def cuda_options(options: RuntimeOptions) -> dict[str, Any]:
+    """CUDA EP options, also the fallback behind TensorRT: the device and the TF32 decision
+    (:data:`CUDA_TF32`), the one place either is set."""
+    return {"device_id": options.device_id, "use_tf32": int(CUDA_TF32)}
+
+
+def tensorrt_precision(options: RuntimeOptions) -> str:
+    """``int8``, ``fp16`` or ``fp32``: what the TensorRT engine is built for (and cached as)."""
+    return "int8" if options.trt_int8 else "fp16" if options.trt_fp16 else "fp32"
+
+
+def tensorrt_cache_dir(options: RuntimeOptions, model_digest: str) -> Path:
+    """The engine and timing cache folder of one model file, precision and profile: a changed
+    file (another digest) or another precision or batch range never meets a stale engine."""
+    root = Path(options.trt_cache_dir) if options.trt_cache_dir else user_cache_dir() / "tensorrt"
+    return root / f"{model_digest}-{tensorrt_precision(options)}-b{options.max_batch}"
+
+
+def tensorrt_options(
+    options: RuntimeOptions, cache_dir: Path, profile: tuple[str, list[int]] | None
+) -> dict[str, Any]:
+    """TensorRT EP options: precision, workspace, engine and timing caches in ``cache_dir``,
+    and for a dynamic batch (``profile`` = input name and non-batch dims) an optimisation
+    profile spanning batch 1..``max_batch``. Pure: the caller creates the folder."""
+    result: dict[str, Any] = {
+        "device_id": options.device_id,
+        "trt_fp16_enable": options.trt_fp16,
+        "trt_int8_enable": options.trt_int8,
+        "trt_max_workspace_size": int(options.trt_workspace_gb * (1 << 30)),
+        "trt_engine_cache_enable": True,
+        "trt_engine_cache_path": str(cache_dir),
+        "trt_timing_cache_enable": True,
+        "trt_timing_cache_path": str(cache_dir),
+    }
+    if profile is not None:
+        name, dims = profile
+        rest = "x".join(str(d) for d in dims)
+        result["trt_profile_min_shapes"] = f"{name}:1x{rest}"
+        result["trt_profile_opt_shapes"] = f"{name}:{max(1, options.opt_batch)}x{rest}"
+        result["trt_profile_max_shapes"] = f"{name}:{max(1, options.max_batch)}x{rest}"
+    result.update(options.extra_provider_options)
+    return result
+
+
 def session_config(options: RuntimeOptions, ep: str) -> dict[str, str]:
     """The session config entries lmk sets for ``ep``: on the CPU and OpenVINO EPs, idle
     intra-op and inter-op threads sleep instead of spinning unless ``options.spin``."""
@@ -278,7 +330,7 @@ class InferenceModel:
 
     def _provider_list(self, ep: str) -> list[Any]:
         o = self.options
-        cuda = ("CUDAExecutionProvider", {"device_id": o.device_id})
+        cuda = ("CUDAExecutionProvider", cuda_options(o))
         if ep == "cpu":
             return ["CPUExecutionProvider"]
         if ep == "cuda":
@@ -295,33 +347,15 @@ class InferenceModel:
         ]
 
     def tensorrt_options(self) -> dict[str, Any]:
-        """TensorRT EP options: precision, workspace, a cache keyed by model digest and
-        precision (a changed file never meets a stale engine), a profile for the batch."""
-        o = self.options
-        precision = "int8" if o.trt_int8 else "fp16" if o.trt_fp16 else "fp32"
-        cache = (o.trt_cache_dir or user_cache_dir() / "tensorrt") / (
-            f"{file_digest(self.path)}-{precision}-b{o.max_batch}"
-        )
-        cache.mkdir(parents=True, exist_ok=True)
-        options: dict[str, Any] = {
-            "device_id": o.device_id,
-            "trt_fp16_enable": o.trt_fp16,
-            "trt_int8_enable": o.trt_int8,
-            "trt_max_workspace_size": int(o.trt_workspace_gb * (1 << 30)),
-            "trt_engine_cache_enable": True,
-            "trt_engine_cache_path": str(cache),
-            "trt_timing_cache_enable": True,
-            "trt_timing_cache_path": str(cache),
-        }
-        shape = self._profile_shape()
-        if shape is not None:
-            name, dims = shape
-            rest = "x".join(str(d) for d in dims)
-            options["trt_profile_min_shapes"] = f"{name}:1x{rest}"
-            options["trt_profile_opt_shapes"] = f"{name}:{max(1, o.opt_batch)}x{rest}"
-            options["trt_profile_max_shapes"] = f"{name}:{max(1, o.max_batch)}x{rest}"
-        options.update(o.extra_provider_options)
-        return options
+        """This file's TensorRT EP options (:func:`tensorrt_options`), its cache folder made."""
+        cache = tensorrt_cache_dir(self.options, file_digest(self.path))
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LmkError(
+                f"cannot create the TensorRT cache folder {cache}: {exc.strerror}"
+            ) from None
+        return tensorrt_options(self.options, cache, self._profile_shape())
 
     def _profile_shape(self) -> tuple[str, list[int]] | None:
         """The input's name and non-batch dims when the batch is dynamic (read with onnx-free
@@ -388,7 +422,10 @@ class InferenceModel:
         if info.decode == "none" and info.raw_decode == "pipnet_nrm":
             meanface = np.asarray(info.meanface, dtype=np.float64).reshape(-1, 2)
             self._gather = NeighbourTable.from_meanface(meanface, info.num_nb).gather
-        self._bind = self.ep in ("cuda", "tensorrt") and self.options.io_binding
+        binding = self.options.io_binding
+        self._bind = self.ep in ("cuda", "tensorrt") if binding is None else binding
+        # Where the bound input lives: the GPU for CUDA/TensorRT, host memory otherwise.
+        self._bind_device = "cuda" if self.ep in ("cuda", "tensorrt") else "cpu"
 
     @property
     def input_size(self) -> int:
@@ -400,6 +437,12 @@ class InferenceModel:
 
     def infer(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """uint8 BGR crops [N, S, S, 3] -> (landmarks [N, L, 2] in [0, 1], scores [N, L])."""
+        return self.landmarks(self.run_graph(crops))
+
+    def run_graph(self, crops: np.ndarray) -> dict[str, np.ndarray]:
+        """The graph's own outputs by name for uint8 BGR crops [N, S, S, 3], fed as the file
+        wants (a float-rgb file gets the metadata's normalisation): the landmarks of a fused
+        file, the raw heads of a ``--decode none`` one. Nothing decoded on the host."""
         crops = np.asarray(crops)
         size = self.info.input_size
         if crops.ndim != 4 or crops.shape[1:] != (size, size, 3) or crops.dtype != np.uint8:
@@ -407,30 +450,34 @@ class InferenceModel:
                 f"crops must be uint8 [N, {size}, {size}, 3], got {crops.dtype} {list(crops.shape)}"
             )
         if len(crops) == 0:
-            lms = np.zeros((0, self.num_landmarks, 2), np.float32)
-            return lms, np.zeros((0, self.num_landmarks), np.float32)
+            shapes = {"landmarks": (0, self.num_landmarks, 2), "scores": (0, self.num_landmarks)}
+            return {name: np.zeros(shapes.get(name, (0,)), np.float32) for name in shapes}
         feed = crops if self.uint8_input else self.normalisation.apply_bgr_nhwc(crops)
         outputs = self._run_batched(np.ascontiguousarray(feed))
-        if self.info.decode != "none":
-            landmarks = outputs[self.output_names.index("landmarks")]
-            scores = (
-                outputs[self.output_names.index("scores")]
-                if "scores" in self.output_names
-                else np.ones(landmarks.shape[:2], np.float32)
-            )
+        return dict(zip(self.output_names, outputs, strict=True))
+
+    def landmarks(self, outputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(landmarks [N, L, 2], scores [N, L]) float32 from :meth:`run_graph`'s outputs: as
+        they are for a fused file, decoded in numpy for a raw-heads one."""
+        if "landmarks" in outputs:
+            landmarks = outputs["landmarks"]
+            scores = outputs.get("scores")
+            if scores is None:
+                scores = np.ones(landmarks.shape[:2], np.float32)
             return landmarks.astype(np.float32), scores.astype(np.float32)
         if self._gather is not None:
-            heads = [outputs[self.output_names.index(n)] for n in ("cls", "x", "y", "nb_x", "nb_y")]
+            heads = [outputs[n] for n in ("cls", "x", "y", "nb_x", "nb_y")]
             landmarks, scores = numpy_pipnet_decode(*heads, self._gather)
         else:
-            landmarks, scores = numpy_heatmap_decode(outputs[0])
+            landmarks, scores = numpy_heatmap_decode(outputs[self.output_names[0]])
         return landmarks.astype(np.float32), scores.astype(np.float32)
 
     def _run(self, feed: np.ndarray) -> list[np.ndarray]:
         if not self._bind:
             return self.session.run(None, {self.input_name: feed})
         binding = self.session.io_binding()
-        value = self._ort.OrtValue.ortvalue_from_numpy(feed, "cuda", self.options.device_id)
+        device_id = self.options.device_id if self._bind_device == "cuda" else 0
+        value = self._ort.OrtValue.ortvalue_from_numpy(feed, self._bind_device, device_id)
         binding.bind_ortvalue_input(self.input_name, value)
         for name in self.output_names:
             binding.bind_output(name, "cpu")

@@ -1,0 +1,53 @@
+"""The reference runner: PyTorch + the reference decode (``lmk.decode``), what every ONNX
+file lmk writes must reproduce. Torch side: it implements the runner interface of
+:mod:`lmk.runtime.runners` so the comparator can set it beside an ONNX Runtime run."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from lmk.checkpoint import Checkpoint
+from lmk.decode import decode_outputs
+from lmk.export.exporter import head_names
+
+
+def reference_outputs(
+    checkpoint: Checkpoint, model: torch.nn.Module, images: np.ndarray, heads: bool = False
+) -> dict[str, np.ndarray]:
+    """PyTorch + reference decode on uint8 BGR ``images``: ``landmarks`` and ``scores``, and
+    with ``heads`` the raw heads under the names a ``--decode none`` file gives them."""
+    x = torch.from_numpy(checkpoint.normalisation.apply_bgr_nhwc(images))
+    spec = checkpoint.spec
+    with torch.no_grad():
+        raw = model(x)
+        table = (
+            checkpoint.layout.neighbours(spec.full_args()["num_nb"])
+            if spec.decode == "pipnet_nrm"
+            else None
+        )
+        landmarks, scores = decode_outputs(raw, spec.decode, table)
+    result = {"landmarks": landmarks.numpy(), "scores": scores.numpy()}
+    if heads:
+        tensors = raw if spec.decode == "pipnet_nrm" else (raw[-1],)
+        result.update({name: t.numpy() for name, t in zip(head_names(spec), tensors, strict=True)})
+    return result
+
+
+class TorchRunner:
+    """A checkpoint's network in eager PyTorch (eval mode) + the reference decode."""
+
+    def __init__(
+        self,
+        checkpoint: Checkpoint,
+        model: torch.nn.Module | None = None,
+        heads: bool = False,
+        name: str = "pytorch",
+    ) -> None:
+        self.checkpoint = checkpoint
+        self.model = (model or checkpoint.build_model()).eval()
+        self.heads = heads
+        self.name = name
+
+    def infer(self, crops: np.ndarray) -> dict[str, np.ndarray]:
+        return reference_outputs(self.checkpoint, self.model, crops, self.heads)

@@ -8,6 +8,7 @@ landmarks and per-landmark scores whatever the file's input format, batch or dec
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -275,6 +276,19 @@ _FALLBACK_CAUSES = {
 }
 
 
+_PRELOADED: list[bool] = []
+
+
+def _preload_gpu_libraries(ort: Any) -> None:
+    """Let onnxruntime-gpu find CUDA/cuDNN installed as pip packages (nvidia-*), which the
+    loader does not search by itself; a failure here shows up as the session's own error."""
+    if _PRELOADED or not hasattr(ort, "preload_dlls"):
+        return
+    _PRELOADED.append(True)
+    with contextlib.suppress(Exception):
+        ort.preload_dlls()
+
+
 class InferenceModel:
     """One ONNX Runtime session over an exported lmk file.
 
@@ -380,6 +394,8 @@ class InferenceModel:
         return options
 
     def _create(self, ep: str) -> Any:
+        if ep in ("cuda", "tensorrt"):
+            _preload_gpu_libraries(self._ort)
         session_options = self._session_options(ep)
         providers = self._provider_list(ep)
         try:

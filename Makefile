@@ -38,7 +38,7 @@ demo: venv
 test: venv venv-ov
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --cov --cov-report=term
 	$(OV_BIN)/python -m pytest -q -m openvino $(OV_TESTS)
 
 lint: venv

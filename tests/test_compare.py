@@ -229,3 +229,25 @@ def test_tensorrt_cache_folder_is_keyed_by_digest_precision_and_profile(tmp_path
 def test_cuda_runs_fp32_without_tf32_in_one_place():
     assert CUDA_TF32 is False
     assert cuda_options(RuntimeOptions(ep="cuda", device_id=2)) == {"device_id": 2, "use_tf32": 0}
+
+
+def test_the_runner_and_comparator_run_with_torch_onnx_and_scipy_blocked():
+    """They belong to the runtime side: a deployment box can check a file against saved
+    reference outputs without the export stack."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "for name in ('torch', 'onnx', 'onnxscript', 'scipy'): sys.modules[name] = None\n"
+        "from lmk.runtime.bundled import bundled_model\n"
+        "from lmk.runtime.compare import compare\n"
+        "from lmk.runtime.runners import OnnxRuntimeRunner\n"
+        "from lmk.synth import synth_crops\n"
+        "runner = OnnxRuntimeRunner(bundled_model('hourglass'))\n"
+        "crops = synth_crops(2, 128, seed=3)\n"
+        "print(compare(runner.infer(crops), runner.infer(crops), runner.tolerance()).ok)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "True"

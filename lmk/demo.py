@@ -24,6 +24,7 @@ from lmk.metrics import nme
 from lmk.runtime.bundled import BUNDLED, bundled_model
 from lmk.synth.cli import parse_size
 from lmk.synth.video import write_clip
+from lmk.web.cli import web_command
 
 # What the demo asserts of itself (CI runs it): the bundled models track the clip within
 # these NME bounds and the ONNX files match PyTorch within the export's stated tolerance
@@ -218,6 +219,7 @@ def lmk_group() -> None:
 
 
 lmk_group.add_command(demo_command, "demo")
+lmk_group.add_command(web_command, "web")
 
 
 def main() -> None:

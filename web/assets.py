@@ -42,7 +42,9 @@ def ort_dist() -> Path:
     """The installed onnxruntime-web ``dist`` folder, checked against the pinned version."""
     installed = ORT_PACKAGE / "package.json"
     if not installed.is_file():
-        raise LmkError(f"onnxruntime-web is not installed in {WEB_DIR / 'node_modules'}; {INSTALL_HINT}")
+        raise LmkError(
+            f"onnxruntime-web is not installed in {WEB_DIR / 'node_modules'}; {INSTALL_HINT}"
+        )
     version = json.loads(installed.read_text(encoding="utf-8")).get("version")
     pinned = pinned_ort_version()
     if version != pinned:
@@ -82,7 +84,9 @@ def check_models(paths: list[Path]) -> list[SiteModel]:
                 "inside: export it with --decode fused"
             )
         if any(m.name == path.name for m in models):
-            raise LmkError(f"two models are named {path.name}; rename one (the page lists files by name)")
+            raise LmkError(
+                f"two models are named {path.name}; rename one (the page lists files by name)"
+            )
         models.append(SiteModel(path.name, path, f"{info.model} {info.precision}"))
     return models
 

@@ -11,12 +11,26 @@ from lmk.errors import LmkError
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("models", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
-              help="0: any free port")
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="the address to listen on (0.0.0.0: every interface)")
-@click.option("--export", "export_dir", type=click.Path(path_type=Path), default=None,
-              help="write the page, the ORT files and the models into DIR instead of serving")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8000,
+    show_default=True,
+    help="0: any free port",
+)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="the address to listen on (0.0.0.0: every interface)",
+)
+@click.option(
+    "--export",
+    "export_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="write the page, the ORT files and the models into DIR instead of serving",
+)
 @click.option("--overwrite", is_flag=True, help="with --export: write into a folder that has files")
 def web_command(
     models: tuple[Path, ...], port: int, host: str, export_dir: Path | None, overwrite: bool

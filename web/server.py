@@ -34,14 +34,16 @@ CONTENT_TYPES = {
 }
 
 
-def make_handler(files: dict[str, Path], generated: dict[str, bytes]) -> type[BaseHTTPRequestHandler]:
+def make_handler(
+    files: dict[str, Path], generated: dict[str, bytes]
+) -> type[BaseHTTPRequestHandler]:
     """A handler serving exactly ``files`` (site path -> file) and ``generated`` (site path
     -> bytes); anything else is 404, so nothing outside the site can be read."""
 
     class SiteHandler(BaseHTTPRequestHandler):
         server_version = "lmk-web"
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:
             pass  # one line per request would bury the page's address
 
         def _headers(self, status: HTTPStatus, content_type: str, length: int) -> None:
@@ -92,7 +94,9 @@ def open_server(
         server = ThreadingHTTPServer((host, port), make_handler(files, generated))
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
-            raise LmkError(f"port {port} is in use; pick another with --port (0: any free port)") from None
+            raise LmkError(
+                f"port {port} is in use; pick another with --port (0: any free port)"
+            ) from None
         raise LmkError(f"cannot serve on {host}:{port}: {exc.strerror}") from None
     server.daemon_threads = True
     return server

@@ -87,8 +87,9 @@ function roundEven(v) {
  *
  * This is what lmk.crop.warp_crop gets from OpenCV's warpAffine (INTER_LINEAR,
  * BORDER_CONSTANT 0): the half-pixel shift to OpenCV's pixel-centre convention, the inverse
- * map in double precision, then source coordinates and interpolation in float32 and round
- * half to even. On OpenCV >= 4.11 the crops are the same bytes for upright crops (tests pin it).
+ * map in double precision, then source coordinates in float32 (each row's start rounded
+ * twice, each pixel's x by a fused multiply-add), interpolation in float32, round half to
+ * even. With OpenCV 5's warpAffine the crops are the same bytes (tests pin it).
  */
 export function warpCrop(frame, matrix, size, out, offset = 0) {
   const { data, width, height } = frame;
@@ -103,8 +104,9 @@ export function warpCrop(frame, matrix, size, out, offset = 0) {
     const rowX = f32(f32(m1 * y) + m2);
     const rowY = f32(f32(m4 * y) + m5);
     for (let x = 0; x < size; x++) {
-      const sx = f32(f32(m0 * x) + rowX);
-      const sy = f32(f32(m3 * x) + rowY);
+      // One rounding, as OpenCV's fused multiply-add (m0 * x is exact in a double).
+      const sx = f32(m0 * x + rowX);
+      const sy = f32(m3 * x + rowY);
       const ix = Math.floor(sx);
       const iy = Math.floor(sy);
       const a = f32(sx - ix);

@@ -8,7 +8,7 @@ the same inputs. Tolerances (normalised to the crop, as lmk's parity suite state
   vs x86 AVX2 MLAS), whose float sums differ in order.
 - The INT8 file: 1e-3. Its integer kernels differ between builds too (WASM SIMD, AVX2,
   VNNI), and a requantised activation that lands on a rounding boundary in one and not the
-  other moves by a whole INT8 step; measured 1.2e-7 here (AMD EPYC, AVX2), the bound leaves
+  other moves by a whole INT8 step; measured 1.2e-7 here (Intel Xeon, AVX-512 VNNI + AMX), the bound leaves
   room for such a step on other CPUs.
 """
 

@@ -22,7 +22,8 @@ from lmk.errors import LmkError
     "--host",
     default="127.0.0.1",
     show_default=True,
-    help="the address to listen on (0.0.0.0: every interface)",
+    help="the address to listen on (0.0.0.0: every interface; a browser on another machine "
+    "gets plain http, not a secure context: one WASM thread, no WebGPU)",
 )
 @click.option(
     "--export",

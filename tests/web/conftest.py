@@ -26,7 +26,7 @@ from lmk.web.browser import chromium, chromium_path, open_page, serve_page
 
 REQUIRE_ENV = "LMK_REQUIRE_BROWSER"
 CLIP_SEED = 11
-CLIP_FRAMES = 24
+CLIP_FRAMES = 16
 CLIP_SIZE = (320, 240)
 CLIP_FPS = 25
 

@@ -91,12 +91,17 @@ def test_lmk_web_says_when_its_port_is_taken(ort_installed):
         one_error_line(lmk_web("--port", str(port)), f"port {port} is in use")
 
 
-def test_lmk_web_export_writes_the_site_and_keeps_a_folder_it_would_overwrite(
-    tmp_path, ort_installed
-):
-    site = tmp_path / "site"
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, ort_installed) -> Path:
+    """``lmk web --export`` once for the module's tests (it copies ~60 MB)."""
+    site = tmp_path_factory.mktemp("export") / "site"
     result = lmk_web("--export", str(site))
     assert result.returncode == 0, result.stderr
+    return site
+
+
+def test_lmk_web_export_writes_the_site_and_keeps_a_folder_it_would_overwrite(exported):
+    site = exported
     names = set(digests(site))
     assert {"index.html", "app.js", "models/index.json", "_headers"} <= names
     assert {f"ort/{name}" for name in ORT_FILES} <= names
@@ -108,11 +113,10 @@ def test_lmk_web_export_writes_the_site_and_keeps_a_folder_it_would_overwrite(
     assert digests(site) == before
 
 
-def test_exported_site_runs_on_a_plain_static_host_on_one_thread(tmp_path, browser, ort_installed):
+def test_exported_site_runs_on_a_plain_static_host_on_one_thread(exported, browser):
     """No COOP/COEP headers (Python's http.server): no cross-origin isolation, so the WASM EP
     runs one thread, and the page says so and still works."""
-    site = tmp_path / "site"
-    assert lmk_web("--export", str(site)).returncode == 0
+    site = exported
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]

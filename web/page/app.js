@@ -55,6 +55,7 @@ async function loadModel(source) {
     bytes = new Uint8Array(await source.arrayBuffer());
   }
   const model = await LandmarkModel.load(app.runtime, bytes, name);
+  await app.model?.session.release(); // one session at a time: WASM memory is not unlimited
   app.model = model;
   model.stages = app.stages;
   app.stages.clear();

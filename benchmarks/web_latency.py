@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -108,6 +109,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     cores = usable_cores()
     threads = sorted({1, cores})
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         models = {
             "PIPNet-MobileNetV2 128 (bundled)": bundled_model("pipnet"),
@@ -156,6 +158,7 @@ def main() -> None:
         "webgpu": "available"
         if webgpu == "webgpu"
         else "not offered (headless Chromium with --disable-gpu, no GPU)",
+        "load_average": {"before": load_before, "after": os.getloadavg()},
         "runs": args.runs,
         "rounds": args.rounds,
         "rows": rows,
@@ -167,7 +170,8 @@ def main() -> None:
         f"Machine: {machine.get('cpu')} ({cores} cores), flags {', '.join(machine.get('cpu_flags', []))}.",
         f"Browser: {result['chromium']}, headless. WebGPU: {result['webgpu']}.",
         f"Median of {args.rounds} rounds x {args.runs} runs; per face = batch time / batch.",
-        f"**{result['load_note']}.**",
+        f"**{result['load_note']}** (1/5/15-min load average {load_before[0]:.1f} / "
+        f"{load_before[1]:.1f} / {load_before[2]:.1f} before, on {cores} cores).",
         "",
         "| model | batch | threads | WASM ms/face | ORT CPU ms/face | WASM / CPU |",
         "|---|---|---|---|---|---|",

@@ -58,7 +58,7 @@ def test_page_reads_each_models_metadata_and_shows_ep_and_fps(page, web_models, 
     assert got["crop"]["enlarge"] == want.crop["enlarge"]
     assert (got["int8"] is not None) == (name == "pipnet_int8")
     urls = [f"testdata/{p.name}" for p in clip.pngs[:4]]
-    page.evaluate("(urls) => window.lmk.track(urls)", urls)
+    page.evaluate("([urls, box]) => window.lmk.track(urls, {box})", [urls, list(clip.box)])
     shown = page.evaluate("window.lmk.info()")["shown"]
     assert shown["error"] == ""
     assert shown["ep"].startswith("WASM, SIMD, ")

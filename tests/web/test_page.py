@@ -141,35 +141,50 @@ def test_page_tracks_a_clip_with_ort_cpus_landmarks_on_its_crops(page, web_model
     assert abs(page_mean - python_mean) <= TRACKER_NME_GAP, (page_mean, python_mean)
 
 
-def test_camera_path_on_chromiums_fake_device_tracks_the_clip(page, web_models, clip):
-    """Chromium's fake camera plays the clip (y4m, looping); each frame the page tracked is
-    matched to the clip frame it shows (nearest 4x-downsampled grey picture) and scored
-    against that frame's ground truth."""
-    load(page, web_models["pipnet"])
-    out = page.evaluate("(n) => window.lmk.camera(n)", 20)
-    assert (out["width"], out["height"]) == clip.frames[0].shape[1::-1]
-    assert out["info"]["fps"] > 0
-    thumbs = [
-        cv2_grey_thumb(frame, out["frames"][0]["w"], out["frames"][0]["h"]) for frame in clip.frames
-    ]
+def mean_nme_on_clip(out: dict, clip) -> float:
+    """Mean NME of the frames a live input delivered: each is matched to the clip frame it
+    shows (nearest 4x-downsampled grey picture) and scored against that frame's truth."""
+    w, h = out["frames"][0]["w"], out["frames"][0]["h"]
+    thumbs = [f[: 4 * h : 4, : 4 * w : 4].astype(np.float64).mean(axis=2) for f in clip.frames]
     layout = get_layout("wflw98")
     errors = []
     for frame in out["frames"]:
-        thumb = np.asarray(frame["thumb"], np.float64).reshape(frame["h"], frame["w"])
+        thumb = np.asarray(frame["thumb"], np.float64).reshape(h, w)
         index = int(np.argmin([np.abs(thumb - t).mean() for t in thumbs]))
         if not frame["faces"]:
             errors.append(np.inf)
             continue
-        errors.append(
-            float(nme(np.asarray(frame["faces"][0]["landmarks"]), clip.truth[index], layout)[0])
-        )
-    mean = float(np.mean(errors))
+        points = np.asarray(frame["faces"][0]["landmarks"])
+        errors.append(float(nme(points, clip.truth[index], layout)[0]))
+    return float(np.mean(errors))
+
+
+def test_camera_path_on_chromiums_fake_device_tracks_the_clip(page, web_models, clip):
+    """Chromium's fake camera plays the clip (y4m, looping) through getUserMedia."""
+    load(page, web_models["pipnet"])
+    out = page.evaluate("(n) => window.lmk.camera(n)", 20)
+    assert (out["width"], out["height"]) == clip.frames[0].shape[1::-1]
+    assert out["info"]["fps"] > 0
+    mean = mean_nme_on_clip(out, clip)
     assert mean <= CAMERA_NME_BOUND, f"camera path mean NME {100 * mean:.2f} % > 8 %"
 
 
-def cv2_grey_thumb(frame: np.ndarray, w: int, h: int) -> np.ndarray:
-    """What the page's camera hook reports: every 4th pixel, mean of R, G, B."""
-    return frame[: 4 * h : 4, : 4 * w : 4].astype(np.float64).mean(axis=2)
+def test_video_file_chosen_in_the_page_is_tracked(page, web_models, clip, tmp_path):
+    """The clip as a WebM (VP8) file, chosen through the page's file input."""
+    video = tmp_path / "clip.webm"
+    h, w = clip.frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"VP80"), 25, (w, h))
+    if not writer.isOpened():
+        pytest.skip("this OpenCV cannot write VP8 WebM")
+    for frame in clip.frames:
+        writer.write(frame)
+    writer.release()
+    load(page, web_models["pipnet"])
+    page.set_input_files("#video-file", str(video))
+    out = page.evaluate("(n) => window.lmk.collect(n)", 12)
+    assert (out["width"], out["height"]) == (w, h)
+    mean = mean_nme_on_clip(out, clip)
+    assert mean <= CAMERA_NME_BOUND, f"video file mean NME {100 * mean:.2f} % > 8 %"
 
 
 def test_page_reports_a_file_that_is_not_a_model_as_one_error_line(page, tmp_path, web_models):

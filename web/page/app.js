@@ -330,24 +330,31 @@ window.lmk = {
     app.model.record = null;
     return { frames, records, detections: app.tracker.detections };
   },
-  /** Run the camera path for `count` frames: each frame's faces and a 4x-downsampled grey
-   * thumbnail (to find which frame of a known clip the camera delivered). */
+  /** Run the camera path for `count` frames; see `collect`. */
   async camera(count) {
     stopInputs();
+    app.stream = await openCamera($("video"));
+    await runVideo($("video"));
+    return this.collect(count);
+  },
+  /** The next `count` frames the running camera or video file gives (then it stops): each
+   * frame's faces and a 4x-downsampled grey thumbnail (to find which frame of a known clip
+   * was delivered). */
+  async collect(count) {
     const video = $("video");
-    app.stream = await openCamera(video);
-    await runVideo(video);
     const frames = [];
     await new Promise((resolve) => {
       const poll = () => {
-        if (app.lastFrame && frames.length < count && app.lastFrame !== frames.at(-1)?.ref) {
+        if (app.lastFrame && app.stopVideo && app.lastFrame !== frames.at(-1)?.ref) {
           const { frame } = app.lastFrame;
           const w = Math.floor(frame.width / 4);
           const h = Math.floor(frame.height / 4);
           const grey = new Array(w * h);
-          for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) {
-            const p = (y * 4 * frame.width + x * 4) * 4;
-            grey[y * w + x] = (frame.data[p] + frame.data[p + 1] + frame.data[p + 2]) / 3;
+          for (let y = 0; y < h; y++) {
+            for (let x = 0; x < w; x++) {
+              const p = (y * 4 * frame.width + x * 4) * 4;
+              grey[y * w + x] = (frame.data[p] + frame.data[p + 1] + frame.data[p + 2]) / 3;
+            }
           }
           frames.push({ ref: app.lastFrame, faces: app.lastFaces.map(faceJson), thumb: grey, w, h });
         }

@@ -99,7 +99,12 @@ def _inputs(checkpoint: Path | None, calib: str) -> list[Path]:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--model", "model", required=True, help="pipnet, hourglass or fan")
+@click.option(
+    "--model",
+    "model",
+    required=True,
+    help="pipnet, hourglass, fan, or blazeface (a detector, from its .tflite)",
+)
 @click.option(
     "--checkpoint",
     type=click.Path(path_type=Path),
@@ -213,6 +218,18 @@ def export_command(
     """Export a landmark model to ONNX with the decode inside the graph."""
     from lmk.export.exporter import ExportOptions
 
+    if model == "blazeface":
+        _export_detector(
+            checkpoint,
+            opset,
+            batch,
+            output,
+            overwrite,
+            fp16 or int8 or store_fp16,
+            decode,
+            input_format,
+        )
+        return
     if model not in MODEL_NAMES:
         raise LmkError(f"unknown model {model!r}; choose from {', '.join(MODEL_NAMES)}")
     if fp16 and int8:
@@ -266,6 +283,29 @@ def export_command(
         )
     report["file"] = str(output)
     _print_report(report)
+
+
+def _export_detector(checkpoint, opset, batch, output, overwrite, reduced, decode, input_format):
+    """``--model blazeface``: MediaPipe's ``.tflite`` to an lmk detector file (FP32, fused)."""
+    from lmk.export.blazeface import export_blazeface
+
+    if checkpoint is None:
+        raise LmkError(
+            "--model blazeface needs --checkpoint face_detection_back.tflite (or short_range); "
+            "`lmk models fetch blazeface` downloads it"
+        )
+    if reduced or decode != "fused" or input_format != "uint8-bgr":
+        raise LmkError(
+            "--model blazeface exports FP32 with the fused decode and uint8 BGR input only"
+        )
+    output = output or Path("blazeface.onnx")
+    target = plan_output(output, overwrite, inputs=[checkpoint])
+    started = time.perf_counter()
+    with atomic_output(target) as tmp:
+        report = export_blazeface(checkpoint, tmp, opset, _parse_batch(batch))
+    lines = [f"wrote {output} in {time.perf_counter() - started:.1f} s: {report.pop('model')}"]
+    lines += [f"  {key}: {value}" for key, value in report.items()]
+    click.echo("\n".join(lines))
 
 
 def export_to_file(

@@ -61,6 +61,17 @@ def decode_reference(
     return boxes.astype(np.float32), keypoints.astype(np.float32), scores.astype(np.float32)
 
 
+def to_frame(
+    boxes: np.ndarray, keypoints: np.ndarray, frame_box: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised boxes ``[N, A, 4]`` / keypoints ``[N, A, P, 2]`` -> frame pixels, where
+    ``frame_box [N, 4]`` is the (x0, y0, w, h) the square input showed."""
+    origin = frame_box[:, None, :2].astype(np.float32)
+    extent = frame_box[:, None, 2:].astype(np.float32)
+    boxes = np.concatenate([origin + boxes[..., :2] * extent, boxes[..., 2:] * extent], axis=-1)
+    return boxes, origin[:, :, None, :] + keypoints * extent[:, :, None, :]
+
+
 def _iou_with(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """IoU of one (x, y, w, h) box with each of ``boxes``."""
     x0 = np.maximum(box[0], boxes[:, 0])

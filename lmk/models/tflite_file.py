@@ -183,7 +183,8 @@ def _parse(buf: bytes) -> TFLiteGraph:
         dtype = _TENSOR_TYPES.get(int(t.scalar(1, "b")))
         raw = buffers[int(t.scalar(2, "I"))].vector(0, np.uint8) if buffers else None
         data = None
-        if raw is not None and raw.size and dtype is not None:
+        sparse = t.table(6) is not None  # stored compressed; a DENSIFY op expands it
+        if raw is not None and raw.size and dtype is not None and not sparse:
             data = raw.view(np.dtype(dtype).newbyteorder("<")).astype(dtype).reshape(shape)
         tensors.append(Tensor(t.string(3), shape, data))
     operators = []

@@ -43,10 +43,6 @@ KEYPOINT_NAMES = ["right_eye", "left_eye", "nose_tip", "mouth", "right_ear", "le
 RAW_TOLERANCE = 1e-2
 DECODE_TOLERANCE_PX = 1e-3  # boxes/keypoints on a 1000 px frame box
 SCORE_TOLERANCE = 1e-5
-# How the detector box becomes a landmark model's crop, read by the runtime (part 6 of
-# issue 12): BlazeFace's box spans brows to chin and misses the forehead, so the landmark
-# box is this box scaled by ``grow`` about its centre, moved down by ``shift_y`` x height.
-LANDMARK_BOX = {"grow": 1.1, "shift_y": 0.0}
 
 
 def decode_model(input_size: int, top_k: int, opset: int, ir_version: int, batch: int | str):
@@ -176,7 +172,7 @@ def metadata(model: BlazeFace, source: Path, top_k: int, batch: int | None) -> d
         "lmk.nms": {"method": "weighted", "iou": host.NMS_IOU},
         # MediaPipe's own detection threshold for these graphs (min_score_thresh).
         "lmk.min_score": host.MEDIAPIPE_MIN_SCORE,
-        "lmk.landmark_box": LANDMARK_BOX,
+        "lmk.landmark_box": host.LANDMARK_BOX,
         "lmk.batch": batch or "dynamic",
         "lmk.provenance": {"source": source.name, "sha256": digest, "licence": "Apache-2.0"},
         "lmk.version": lmk.__version__,

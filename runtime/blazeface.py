@@ -27,6 +27,11 @@ SCORE_CLIP = 100.0
 # MediaPipe's min_score_thresh for these graphs (the detection threshold lmk defaults to).
 MEDIAPIPE_MIN_SCORE = 0.5
 _STRIDES = {128: (8, 16, 16, 16), 256: (16, 32, 32, 32)}
+INPUT_SIDES = tuple(_STRIDES)
+# How a BlazeFace box becomes the box a landmark model crops (issue 12 part 6): BlazeFace's
+# box spans brows to chin and misses the forehead; the landmark box is it scaled by ``grow``
+# about its centre, moved by ``shift_y`` x its height. Exported into ``lmk.landmark_box``.
+LANDMARK_BOX = {"grow": 1.1, "shift_y": 0.0}
 
 
 def anchor_centres(input_size: int) -> np.ndarray:
@@ -103,7 +108,7 @@ def weighted_nms(
     order = np.argsort(-scores, kind="stable")
     boxes, keypoints, scores = boxes[order], keypoints[order], scores[order]
     corners = np.concatenate([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], axis=1)
-    points = keypoints.reshape(len(scores), -1)
+    points = keypoints.reshape(len(scores), int(np.prod(keypoints.shape[1:])))
     out_boxes, out_points, out_scores = [], [], []
     remaining = np.arange(len(scores))
     while remaining.size:

@@ -89,12 +89,13 @@ def format_summary(summary: RunSummary, session: LandmarkSession, skipped: int) 
     type=click.Choice(DETECTORS),
     default="auto",
     show_default=True,
-    help="auto: yunet when its model file is known, else frame",
+    help="auto: blazeface when fetched (lmk models fetch blazeface), else yunet when its "
+    "model file is known, else frame (the SynthFace/demo detector)",
 )
 @click.option(
     "--detector-model",
     type=click.Path(path_type=Path),
-    help="YuNet .onnx (or set LMK_YUNET_MODEL)",
+    help="BlazeFace .onnx/.tflite or YuNet .onnx (or set LMK_YUNET_MODEL)",
 )
 @click.option("--box", callback=_parse_box, help="frame detector: the face region x,y,w,h")
 @click.option(
@@ -214,7 +215,7 @@ def run_command(
             rotate=rotate,
         )
         click.echo(
-            f"{session.model.describe()}; detector {tracker.detector.name}; {frames.description}",
+            f"{session.model.describe()}; detector {tracker.detector.describe}; {frames.description}",
             err=True,
         )
         sinks = Sinks(show=show, indices=indices)

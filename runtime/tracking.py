@@ -123,6 +123,8 @@ class Tracker:
         cfg = self.config
         with self.session.stages.time("detect"):
             found = face_boxes(self.detector.detect(frame), "detector box")
+        # Each detector says how its box becomes the box a landmark model crops.
+        found = [self.detector.to_landmark_box(r) for r in found]
         self.detections += 1
         room = cfg.max_faces - len(self._tracks)
         candidates = [

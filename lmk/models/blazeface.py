@@ -7,7 +7,7 @@ Two variants share one head layout (a 16x16 map with 2 anchors per cell and an 8
 - ``back``: 256 px input, smaller faces (rear camera, group photos).
 
 The module is written from the TFLite graphs' own structure (read with
-:mod:`lmk.models.tflite_file`): a 5x5 stride-2 stem, then BlazeBlocks (3x3 depthwise +
+:mod:`lmk.runtime.tflite_file`): a 5x5 stride-2 stem, then BlazeBlocks (3x3 depthwise +
 1x1 pointwise, a residual that is max-pooled on stride 2 and zero-padded to the new channel
 count, ReLU after the add). TFLite's ``SAME`` padding is asymmetric on stride 2 (the extra
 row/column goes bottom/right), so the module pads explicitly to give the same numbers.

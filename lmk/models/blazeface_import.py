@@ -14,7 +14,7 @@ import torch
 
 from lmk.errors import LmkError
 from lmk.models.blazeface import VARIANTS, BlazeFace
-from lmk.models.tflite_file import TFLiteGraph, read_tflite
+from lmk.runtime.tflite_file import TFLiteGraph, read_tflite
 
 _CONV_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D")
 

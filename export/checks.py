@@ -224,3 +224,19 @@ def parity(
         max_abs[name] = float(diff.max())
         worst[name] = tuple(int(i) for i in np.unravel_index(diff.argmax(), diff.shape))
     return ParityResult(max_abs, worst)
+
+
+# lmk.min_score: the tracker drops a face whose mean landmark score is below it. Set at export
+# from held-out SynthFace faces (seeds apart from training's and the self-check's): the
+# MIN_SCORE_QUANTILE of their per-face mean scores, so ~2 % of validation faces would count
+# as lost. The model's own scale, instead of one constant for every model.
+MIN_SCORE_FACES = 64
+MIN_SCORE_QUANTILE = 0.02
+MIN_SCORE_SEED = 7_000_003
+
+
+def validation_min_score(checkpoint: Checkpoint, options: ExportOptions, session) -> float:
+    """``lmk.min_score`` for a fused landmark file, from its scores on held-out faces."""
+    images = sample_inputs(checkpoint, MIN_SCORE_FACES, seed=MIN_SCORE_SEED)
+    scores = session.run(["scores"], {"image": onnx_feed(checkpoint, options, images)})[0]
+    return round(float(np.quantile(scores.mean(axis=1), MIN_SCORE_QUANTILE)), 3)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -367,8 +368,14 @@ def export_to_file(
             f"parity check failed: max |{key} diff| {error:.3g} > {tolerance:g} at {result.worst_index[key]} "
             "(ONNX Runtime CPU vs PyTorch + reference decode)"
         )
+    min_score = None
+    if options.decode == "fused":
+        min_score = checks.validation_min_score(ckpt, options, session)
+        entry = onnx_model.metadata_props.add()
+        entry.key, entry.value = "lmk.min_score", json.dumps(min_score)
     onnx.save(onnx_model, str(path))
     return {
+        "min_score": min_score,
         "size_mb": len(model_bytes) / 1e6,
         "opset": options.opset,
         "precision": options.precision + (" (weights stored fp16)" if store_fp16 else ""),
@@ -424,6 +431,11 @@ def _print_report(report: dict) -> None:
         f"  parity:   max |diff| vs PyTorch + reference decode: {parity}{pixels}",
         f"  latency:  {report['latency_ms']:.2f} ms median on ORT CPU (batch {report['latency_batch']})",
         f"  graph:    {report['simplify']}",
+        *(
+            [f"  min_score: {report['min_score']} (2nd percentile of held-out SynthFace faces)"]
+            if report.get("min_score") is not None
+            else []
+        ),
     ]
     click.echo("\n".join(lines))
 

@@ -108,9 +108,9 @@ def format_summary(summary: RunSummary, session: LandmarkSession, skipped: int) 
 @click.option(
     "--min-score",
     type=click.FloatRange(min=0),
-    default=TrackerConfig.min_score,
-    show_default=True,
-    help="a face whose mean landmark score falls below this is lost",
+    default=None,
+    help="a face whose mean landmark score falls below this is lost (default: the model's "
+    f"lmk.min_score, else {TrackerConfig.min_score})",
 )
 @click.option("--max-faces", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--smooth", is_flag=True, help="One Euro smoothing of the landmarks")
@@ -152,7 +152,7 @@ def run_command(
     detector_model: Path | None,
     box: tuple[float, float, float, float] | None,
     detect_every: int,
-    min_score: float,
+    min_score: float | None,
     max_faces: int,
     smooth: bool,
     rotate: bool,

@@ -41,6 +41,7 @@ def letterbox(frame: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
 
 class _BlazeFaceBase:
     name = "blazeface"
+    finds_faces = True
     input_size: int
     min_score: float
     iou: float = host.NMS_IOU

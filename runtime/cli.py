@@ -29,6 +29,7 @@ from lmk.runtime.outputs import (
     plan_outputs,
 )
 from lmk.runtime.pipeline import STAGES, RunSummary, Sinks, run_pipeline
+from lmk.runtime.public_models import resolve_model_arg
 from lmk.runtime.session import EP_CHOICES, OV_PRECISIONS
 from lmk.runtime.sources import Source, open_source
 from lmk.runtime.tracking import TrackerConfig
@@ -81,7 +82,8 @@ def format_summary(summary: RunSummary, session: LandmarkSession, skipped: int) 
 @click.option(
     "--model",
     type=click.Path(path_type=Path),
-    help="exported lmk .onnx (default: the bundled PIPNet-MobileNetV2 SynthFace model)",
+    help="exported lmk .onnx, or the name of a fetched public model (faceapi68) "
+    "(default: the bundled PIPNet-MobileNetV2 SynthFace model)",
 )
 @click.option("--ep", type=click.Choice(EP_CHOICES), default="auto", show_default=True)
 @click.option(
@@ -181,6 +183,7 @@ def run_command(
     # FFmpeg's own complaints about a damaged video would flood the terminal; lmk-run says
     # itself how many frames could not be decoded.
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    model = resolve_model_arg(model)  # a fetched public model by name (lmk models fetch)
     with open_source(source) as frames:
         # Every check before any work; no output may be a file the run reads.
         files = [model or bundled_model(), detector_model or os.environ.get(YUNET_ENV)]

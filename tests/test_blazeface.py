@@ -131,3 +131,17 @@ def test_auto_detector_takes_blazeface_only_when_it_is_cached(tmp_path, monkeypa
     assert make_detector("auto").name == "frame"
     with pytest.raises(LmkError, match="lmk models fetch blazeface"):
         make_detector("blazeface")
+
+
+def test_a_wrong_blazeface_model_file_is_one_clear_error(tmp_path):
+    from lmk.runtime.bundled import bundled_model
+    from lmk.runtime.detectors import make_detector
+
+    junk = tmp_path / "junk.tflite"
+    junk.write_bytes(b"junk")
+    with pytest.raises(LmkError, match="not a TFLite model"):
+        make_detector("blazeface", junk)
+    with pytest.raises(LmkError, match="not an lmk BlazeFace detector file"):
+        make_detector("blazeface", bundled_model())  # a landmark model, not a detector
+    with pytest.raises(LmkError, match="BlazeFace model not found"):
+        make_detector("blazeface", tmp_path / "missing.onnx")

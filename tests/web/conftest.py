@@ -9,6 +9,7 @@ browser fails them, so CI can never pass by skipping.
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import cv2
 import numpy as np
 import pytest
 
+import lmk.export
 from lmk.runtime.bundled import BUNDLED, bundled_model
 from lmk.runtime.session import user_cache_dir
 from lmk.synth.video import render_clip
@@ -90,11 +92,11 @@ def clip(tmp_path_factory) -> Clip:
 
 
 def _int8_model() -> Path:
-    """The bundled PIPNet as lmk-export's CPU INT8 file, made once per checkpoint (cached)."""
+    """The bundled PIPNet as lmk-export's CPU INT8 file, made once per checkpoint and
+    exporter (cached: a changed checkpoint or export/*.py makes it again)."""
     checkpoint = bundled_model("pipnet", "pt")
-    import hashlib
-
-    digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()[:16]
+    sources = [checkpoint, *sorted((Path(lmk.export.__file__).parent).glob("*.py"))]
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()[:16]
     path = user_cache_dir() / "web" / f"pipnet_mbv2_synth_int8_{digest}.onnx"
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)

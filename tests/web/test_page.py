@@ -24,6 +24,7 @@ from lmk.metrics import nme
 from lmk.runtime.api import LandmarkSession
 from lmk.runtime.faces import landmarks_to_frame
 from lmk.runtime.session import InferenceModel, RuntimeOptions
+from lmk.runtime.tracking import TrackerConfig
 from lmk.synth import synth_crops
 from tests.web.conftest import b64, from_b64
 
@@ -56,6 +57,9 @@ def test_page_reads_each_models_metadata_and_shows_ep_and_fps(page, web_models, 
         want.input_format, want.decode, want.precision,
     )  # fmt: skip
     assert got["crop"]["enlarge"] == want.crop["enlarge"]
+    # The tracker's lost-face threshold: the file's lmk.min_score, as LandmarkSession takes it.
+    page_min_score = got["minScore"] if got["minScore"] is not None else TrackerConfig.min_score
+    assert page_min_score == LandmarkSession(path, ep="cpu").default_min_score
     assert (got["int8"] is not None) == (name == "pipnet_int8")
     urls = [f"testdata/{p.name}" for p in clip.pngs[:4]]
     page.evaluate("([urls, box]) => window.lmk.track(urls, {box})", [urls, list(clip.box)])

@@ -1,11 +1,13 @@
-// Where the tracker's fresh faces come from: `detect(frame) -> [faceBox]` (maybe async), the
-// interface of lmk/runtime/detectors.py. FrameDetector is that file's "frame" detector: a
+// Where the tracker's fresh faces come from, the interface of lmk/runtime/detectors.py:
+// `detect(frame) -> [faceBox]` (maybe async), `toLandmarkBox(region)` (how the detector's
+// box becomes the box a landmark model crops) and `findsFaces` (true for a real face
+// detector, whose boxes are faces even where the landmark model scores them low). FrameDetector is that file's "frame" detector: a
 // fixed (or user-drawn) box, or, without one, windows over the frame at four scales that the
 // tracker ranks by the landmark model's own score, so faces are found with no detector file.
 //
 // A detector file plugs in here: a file whose metadata says lmk.kind = "detector" is loaded
 // by model.js like a landmark file (metadata.js returns kind "detector"), and a class with
-// the same `name` + `detect(frame)` runs it (crop the frame to its input, run, map its boxes
+// the same `name`, `findsFaces` (true), `detect(frame)` and `toLandmarkBox` runs it (crop the frame to its input, run, map its boxes
 // back to frame pixels with its lmk metadata's box rule) and is handed to the Tracker in
 // place of FrameDetector. The tracker itself does not change: it refines every detection on
 // landmark boxes, as lmk-run does.
@@ -31,7 +33,13 @@ export class FrameDetector {
       throw new Error("a face box is x, y, w, h with a positive width and height");
     }
     this.name = "frame";
+    this.findsFaces = false; // windows need the landmark score to tell faces from background
     this.box = box;
+  }
+
+  /** A window or drawn box is already the region to crop. */
+  toLandmarkBox(region) {
+    return region;
   }
 
   detect(frame) {

@@ -153,6 +153,7 @@ export function parseLmkMetadata(props, source = "model") {
   if (typeof crop !== "object" || crop === null || !(crop.enlarge > 0 && crop.enlarge <= 100)) {
     throw fail(source, "lmk.crop", 'an object {"enlarge": > 0, "shift_y": ..., "square": ...}', crop);
   }
+  const minScore = values["lmk.min_score"];
   const std = numbers(values, "lmk.std", 3, source);
   if (!std.every((v) => v > 0)) throw fail(source, "lmk.std", "3 positive numbers", std);
   return {
@@ -172,6 +173,8 @@ export function parseLmkMetadata(props, source = "model") {
       shiftY: Number.isFinite(crop.shift_y) ? crop.shift_y : 0,
       square: crop.square !== false,
     },
+    // The tracker's lost-face threshold, set at export from validation scores (lmk.min_score).
+    minScore: Number.isFinite(minScore) && minScore >= 0 && minScore <= 1 ? minScore : null,
     precision: String(values["lmk.precision"] ?? "fp32"),
     int8: values["lmk.int8"] ?? null,
     version: String(values["lmk.version"] ?? ""),

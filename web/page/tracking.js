@@ -24,7 +24,9 @@ export class Tracker {
   constructor(model, detector, config = {}) {
     this.model = model;
     this.detector = detector;
-    this.config = { ...TRACKER_DEFAULTS, ...config };
+    // Without minScore, the model's own lmk.min_score (LandmarkSession.default_min_score).
+    const minScore = config.minScore ?? model.info.minScore ?? TRACKER_DEFAULTS.minScore;
+    this.config = { ...TRACKER_DEFAULTS, ...config, minScore };
     this.reset();
     this.frameCount = 0;
     this.detections = 0;
@@ -86,7 +88,9 @@ export class Tracker {
    */
   async detect(frame, stages) {
     const cfg = this.config;
-    const found = await stages.time("detect", async () => this.detector.detect(frame));
+    const detected = await stages.time("detect", async () => this.detector.detect(frame));
+    // Each detector says how its box becomes the box a landmark model crops.
+    const found = detected.map((r) => this.detector.toLandmarkBox(r));
     this.detections += 1;
     const room = cfg.maxFaces - this.tracks.length;
     const candidates = found.filter((r) => this.tracks.every((t) => boxIou(r.box, t.region.box) < 0.3));
@@ -99,7 +103,9 @@ export class Tracker {
     const fresh = [];
     for (const face of byScore(best)) {
       const region = this.region(face);
-      if (face.score < cfg.minScore) continue;
+      // A face detector's box is a face even where a landmark model trained elsewhere scores
+      // it low (SynthFace models on photos); the frame detector's windows are not.
+      if (face.score < cfg.minScore && !this.detector.findsFaces) continue;
       if (fresh.some((r) => boxIou(region.box, r.box) > 0.3)) continue;
       if (this.tracks.some((t) => boxIou(region.box, t.region.box) > 0.3)) continue;
       fresh.push(region);

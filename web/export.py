@@ -12,7 +12,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from lmk.fileio import atomic_output, filled_folder
+from lmk.fileio import atomic_output, filled_folder, plan_output
 from lmk.web.assets import SiteModel, models_index, site_files
 from lmk.web.server import ISOLATION_HEADERS
 
@@ -34,10 +34,14 @@ def export_site(out: Path, models: list[SiteModel], overwrite: bool = False) -> 
     with filled_folder(out, overwrite) as run:
         for folder in sorted({Path(name).parent for name in [*files, *generated]} - {Path(".")}):
             run.mkdir(out / folder)
+        # Every target is checked before the first is written: a refusal changes nothing.
+        targets = {name: plan_output(out / name, True, inputs) for name in [*files, *generated]}
         for name, source in files.items():
-            with atomic_output(run.add(out / name), overwrite=True, inputs=inputs) as tmp:
+            run.add(out / name)
+            with atomic_output(targets[name]) as tmp:
                 shutil.copyfile(source, tmp)
         for name, data in generated.items():
-            with atomic_output(run.add(out / name), overwrite=True, inputs=inputs) as tmp:
+            run.add(out / name)
+            with atomic_output(targets[name]) as tmp:
                 tmp.write_bytes(data)
     return sorted([*files, *generated])

@@ -144,3 +144,16 @@ def test_exported_site_runs_on_a_plain_static_host_on_one_thread(exported, brows
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_lmk_web_export_never_writes_over_one_of_its_models(tmp_path, ort_installed):
+    """With --overwrite into a folder that holds the model being exported: refused before
+    anything is written, every file as it was."""
+    site = tmp_path / "site"
+    (site / "models").mkdir(parents=True)
+    model = site / "models" / bundled_model("pipnet").name
+    model.write_bytes(bundled_model("pipnet").read_bytes())
+    (site / "index.html").write_text("my own page\n")
+    before = digests(site)
+    one_error_line(lmk_web(str(model), "--export", str(site), "--overwrite"), "is an input")
+    assert digests(site) == before

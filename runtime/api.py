@@ -126,4 +126,4 @@ class LandmarkSession:
         with open_source(source) as frames:
             dt = 1.0 / (frames.fps or 30.0)
             for frame in frames:
-                yield frame, tracker.step(frame.image, dt)
+                yield frame, tracker.step(frame.image, dt, still=frames.kind == "images")

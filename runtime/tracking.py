@@ -75,9 +75,17 @@ class Tracker:
     def _region(self, face: Face) -> FaceBox:
         return region_from_landmarks(face.landmarks, self._eyes)
 
-    def step(self, frame: np.ndarray, dt: float = 1.0 / 30.0) -> list[Face]:
+    def step(self, frame: np.ndarray, dt: float = 1.0 / 30.0, still: bool = False) -> list[Face]:
         """Landmarks of every tracked face in ``frame`` (frame pixels). ``frame`` is checked
-        and converted as :meth:`LandmarkSession.predict` does (uint8 BGR, gray or BGRA)."""
+        and converted as :meth:`LandmarkSession.predict` does (uint8 BGR, gray or BGRA).
+
+        ``still``: ``frame`` is an image of its own (one of a set of photos), not the next
+        frame of a video: nothing is carried over from the previous one (the faces are
+        detected afresh and numbered from 0), so each image's result is the same whatever
+        images came before it."""
+        if still:
+            self.reset()
+            self._next_id = 0
         frame = bgr_image(frame)
         cfg = self.config
         height, width = frame.shape[:2]

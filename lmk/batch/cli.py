@@ -176,6 +176,7 @@ def batch_command(
             stop()
     if not address:
         dataset.remove_temporaries()  # local actors are gone: what they left half-written
+    dataset.remove_duplicates()
     summary = build_summary(dataset, inputs, stats)
     dataset.write_summary(summary)
     _report(summary, shown)

@@ -117,13 +117,30 @@ class Dataset:
             inputs, _ = read_footer(shard)
             for record in inputs:
                 key = (record["path"], record["size"], record["mtime_ns"])
-                done[key] = {**record, "shard": shard}
+                done.setdefault(key, {**record, "shard": shard})
         return done
+
+    def remove_duplicates(self) -> int:
+        """Keep each input path in one shard only (the first by name); returns how many
+        copies were dropped. A retried unit rewrites its own shard, so copies can only come
+        from a worker of a killed run that finished a unit after the rerun had listed what
+        was done; this check at the start and end of every run keeps them out."""
+        owner: dict[str, Path] = {}
+        extra: dict[Path, set[str]] = {}
+        for shard in self.shards():
+            inputs, _ = read_footer(shard)
+            for record in inputs:
+                if owner.setdefault(record["path"], shard) != shard:
+                    extra.setdefault(shard, set()).add(record["path"])
+        for shard, paths in extra.items():
+            drop_inputs(shard, paths)
+        return sum(len(paths) for paths in extra.values())
 
     def pending(self, inputs: list[InputFile]) -> list[InputFile]:
         """The inputs still to do. A file whose path the dataset holds under another key
         changed since: its old rows are dropped first (so the dataset never holds one path
         twice), then it is done again."""
+        self.remove_duplicates()
         done = self.records()
         wanted = {item.key for item in inputs}
         names = {item.name for item in inputs}

@@ -30,7 +30,7 @@ def require_ray() -> Any:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     try:
         import ray
-        import ray.data  # noqa: F401
+        import ray.data
     except ImportError:
         raise LmkError('lmk-batch needs Ray Data: pip install "lmk[batch]"') from None
     return ray

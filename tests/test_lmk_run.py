@@ -148,6 +148,22 @@ def test_image_folder_skips_and_counts_corrupt_files(tmp_path, capsys):
     assert not (tmp_path / "again.csv").exists()
 
 
+def test_images_of_a_set_are_annotated_each_on_its_own(tmp_path, capsys):
+    """A photo's landmarks do not depend on the photo before it (no tracking between the
+    images of a set), and each image numbers its faces from 0."""
+    frames = _write_clip(tmp_path / "c.mp4", seed=6, frames=12)
+    (tmp_path / "pair").mkdir()
+    (tmp_path / "alone").mkdir()
+    cv2.imwrite(str(tmp_path / "pair" / "a.png"), frames[0][0])  # the face elsewhere
+    for folder in ("pair", "alone"):
+        cv2.imwrite(str(tmp_path / folder / "b.png"), frames[11][0])
+        code, err = _lmk_run(capsys, tmp_path / folder, "--json", tmp_path / f"{folder}.jsonl")
+        assert code == 0, err
+    pair, alone = _records(tmp_path / "pair.jsonl"), _records(tmp_path / "alone.jsonl")
+    assert [f["id"] for r in pair for f in r["faces"]] == [0, 0]
+    assert pair[1]["faces"] == alone[0]["faces"]
+
+
 def test_single_image_in_annotated_image_out(tmp_path, capsys):
     image, _ = _write_clip(tmp_path / "c.mp4", seed=4, frames=1)[0]
     cv2.imwrite(str(tmp_path / "face.png"), image)

@@ -56,6 +56,8 @@ class UnitResult:
     faces: int
     failed: int
     frames: int
+    seconds: float
+    """Wall time the worker spent on the unit (annotating and writing its shard)."""
     stages: dict[str, float]
 
 
@@ -98,6 +100,7 @@ class UnitAnnotator:
 
     def run(self, unit: Unit, shard: Path) -> UnitResult:
         """Annotate ``unit`` and write it to ``shard`` (atomically)."""
+        began = time.perf_counter()
         rows, records, stages = self.annotate(unit)
         start = time.perf_counter()
         write_shard(shard, rows, records, stages)
@@ -108,6 +111,7 @@ class UnitAnnotator:
             faces=rows.faces,
             failed=sum(1 for r in records if r["status"] == "failed"),
             frames=sum(r["frames"] for r in records),
+            seconds=time.perf_counter() - began,
             stages=stages,
         )
 

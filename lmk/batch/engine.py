@@ -42,7 +42,8 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> Callable
     ray = require_ray()
     if ray.is_initialized():
         return lambda: None
-    quiet: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
+    # Ray's own notices (token authentication, start-up) would bury lmk-batch's lines.
+    quiet: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False}
     try:
         if address:
             ray.init(address=address, **quiet)

@@ -3,6 +3,8 @@ last run went (with where its workers' time went).
 
 The counts come from the shards' footers, so they describe the dataset as it is on disk
 (also after an interrupted run, and across reruns); ``run`` describes the last run only.
+``faces_per_s`` counts from Ray being up (actor start-up included); ``faces_per_worker_s``
+is faces over the seconds workers spent on units (summed), the steady rate of one worker.
 Stage seconds are summed over the workers and overlap (each worker reads the next frame
 while it infers the current one), so they say where the time goes, not the wall time.
 """
@@ -30,6 +32,8 @@ class RunStats:
     faces: int = 0
     failed: int = 0
     frames: int = 0
+    busy: float = 0.0
+    """Seconds the workers spent on units, summed: what start-up and idling do not count."""
     stages: dict[str, float] = field(default_factory=dict)
     interrupted: bool = False
 
@@ -38,6 +42,7 @@ class RunStats:
         self.faces += int(row["faces"])
         self.failed += int(row["failed"])
         self.frames += int(row["frames"])
+        self.busy += float(row["seconds"])
         for key, value in json.loads(row["stages"]).items():
             self.stages[key] = self.stages.get(key, 0.0) + float(value)
 
@@ -96,6 +101,8 @@ def build_summary(dataset: Dataset, inputs: list[InputFile], run: RunStats) -> d
             "seconds": round(seconds, 3),
             "files_per_s": round(run.rate(run.files), 2),
             "faces_per_s": round(run.rate(run.faces), 2),
+            "worker_busy_seconds": round(run.busy, 3),
+            "faces_per_worker_s": round(run.faces / run.busy, 2) if run.busy else 0.0,
             "worker_stage_seconds": {k: round(v, 3) for k, v in sorted(run.stages.items())},
         },
     }

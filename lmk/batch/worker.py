@@ -19,7 +19,7 @@ from lmk.batch.annotate import AnnotatorConfig, UnitAnnotator
 from lmk.batch.dataset import shard_path
 from lmk.batch.inputs import Unit
 
-RESULT_COLUMNS = ("unit", "files", "faces", "failed", "frames", "stages")
+RESULT_COLUMNS = ("unit", "files", "faces", "failed", "frames", "seconds", "stages")
 
 
 class ShardWriter:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from lmk.batch.dataset import read_dataset
 from lmk.runtime.bundled import bundled_model
@@ -18,6 +19,8 @@ from tests.batch.conftest import (
     lmk_batch,
     no_duplicate_rows,
 )
+
+pytestmark = pytest.mark.ray  # on the session's local Ray (tests/batch/conftest.py)
 
 
 def test_parquet_landmarks_equal_single_process_lmk_run_within_1e5_of_the_crop(

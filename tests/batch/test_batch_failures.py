@@ -7,9 +7,12 @@ import json
 import shutil
 
 import numpy as np
+import pytest
 
 from lmk.batch.dataset import read_dataset
 from tests.batch.conftest import lmk_batch
+
+pytestmark = pytest.mark.ray  # on the session's local Ray (tests/batch/conftest.py)
 
 
 def test_corrupt_zero_byte_and_missing_inputs_are_failure_rows(collection, ray_address, tmp_path):

@@ -9,8 +9,12 @@ import signal
 import threading
 import time
 
+import pytest
+
 from lmk.batch.dataset import read_dataset
 from tests.batch.conftest import assert_matches_reference, lmk_batch, no_duplicate_rows
+
+pytestmark = pytest.mark.ray  # on the session's local Ray (tests/batch/conftest.py)
 
 
 def _workers() -> list[dict]:

@@ -11,9 +11,13 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from lmk.batch.dataset import read_dataset
 from lmk.batch.shard import read_footer
 from tests.batch.conftest import BOX, assert_matches_reference, no_duplicate_rows
+
+pytestmark = pytest.mark.ray  # on the session's local Ray (tests/batch/conftest.py)
 
 LMK_BATCH = Path(sys.executable).parent / "lmk-batch"
 

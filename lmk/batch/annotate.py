@@ -140,6 +140,28 @@ class UnitAnnotator:
     def _images(
         self, items: list[InputFile], rows: ShardRows, records: list[dict], stages: dict
     ) -> None:
+        """The images as one set through the pipeline. Should anything fail (a bug, an
+        image OpenCV decodes but cannot warp), each image goes again on its own, so the one
+        at fault becomes a failure row and the others are kept."""
+        before = len(rows)
+        try:
+            self._image_set(items, rows, records, stages)
+        except Exception:
+            if len(items) == 1:
+                raise
+            rows.truncate(before)
+            for item in items:
+                before = len(rows)
+                try:
+                    self._image_set([item], rows, records, stages)
+                except Exception as exc:
+                    rows.truncate(before)
+                    rows.add_failure(item.name, _reason(exc))
+                    records.append(_record(item, "failed", _reason(exc)))
+
+    def _image_set(
+        self, items: list[InputFile], rows: ShardRows, records: list[dict], stages: dict
+    ) -> None:
         paths = [Path(item.path) for item in items]
         source = Source("images", f"{len(items)} images", count=len(items), files=paths)
         _, faces = self._pipeline(source, rows, lambda frame: frame.name, stages)
@@ -165,7 +187,7 @@ class UnitAnnotator:
                 summary, faces = self._pipeline(source, rows, lambda _: item.name, stages)
                 lost = source.lost
         except Exception as exc:  # one bad file must not stop the other million
-            reason = str(exc) if isinstance(exc, LmkError) else f"{type(exc).__name__}: {exc}"
+            reason = _reason(exc)
             rows.truncate(before)
             rows.add_failure(item.name, reason)
             records.append(_record(item, "failed", reason))
@@ -173,6 +195,11 @@ class UnitAnnotator:
         record = _record(item, "ok", None, summary.frames, faces.get(item.name, 0))
         record["lost_frames"] = lost
         records.append(record)
+
+
+def _reason(exc: Exception) -> str:
+    """A failure row's reason: lmk's own message, or the exception's type and text."""
+    return str(exc) if isinstance(exc, LmkError) else f"{type(exc).__name__}: {exc}"
 
 
 def _record(

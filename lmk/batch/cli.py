@@ -19,10 +19,17 @@ from lmk.batch.dataset import Dataset, DatasetModel
 from lmk.batch.inputs import list_inputs, make_units
 from lmk.batch.summary import RunStats, build_summary
 from lmk.errors import LmkError
+from lmk.runtime import available_providers
 from lmk.runtime.bundled import bundled_model
 from lmk.runtime.cli import parse_box_option
 from lmk.runtime.detectors import DETECTORS, YUNET_ENV, make_detector
-from lmk.runtime.session import EP_CHOICES, InferenceModel, RuntimeOptions, file_digest
+from lmk.runtime.session import (
+    EP_CHOICES,
+    InferenceModel,
+    RuntimeOptions,
+    candidate_eps,
+    file_digest,
+)
 from lmk.runtime.sources import display_name
 from lmk.runtime.tracking import TrackerConfig
 
@@ -116,6 +123,8 @@ def batch_command(
         raise LmkError(f"--gpus-per-worker goes with --ep cuda or tensorrt, not --ep {ep}")
     if trt_fp16 and ep != "tensorrt":
         raise LmkError("--trt-fp16 applies only to --ep tensorrt")
+    if not address:  # the workers run here: an EP this machine lacks is an error now
+        candidate_eps(ep, available_providers())
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # lmk counts bad frames itself
     model = (model or bundled_model()).resolve()
     detector_model = detector_model or os.environ.get(YUNET_ENV) or None

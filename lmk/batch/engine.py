@@ -98,4 +98,20 @@ def annotate_units(
         compute=ray.data.ActorPoolStrategy(size=workers),
         **remote,
     )
-    yield from mapped.iter_rows()
+    try:
+        yield from mapped.iter_rows()
+    except ray.exceptions.RayError as exc:
+        # An actor that cannot start (an EP the workers lack, a model they cannot read) or
+        # a unit that fails beyond Ray's retries: one line, not Ray's traceback.
+        raise LmkError(f"the Ray job failed: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    """The root cause of a Ray error: lmk's own message when a worker raised one (Ray
+    passes it on as text inside its own error), else the error's last line."""
+    text = str(exc)
+    for line in text.splitlines():
+        if "LmkError: " in line:
+            return line.split("LmkError: ", 1)[1].strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__

@@ -117,3 +117,31 @@ def test_an_lmk_batch_dataset_of_the_same_model_is_reopened_not_refused(tmp_path
     with pytest.raises(LmkError, match="not an lmk-batch dataset"):
         _dataset(tmp_path / "mine")
     assert np.array_equal(sorted(p.name for p in (tmp_path / "mine").iterdir()), ["a.txt"])
+
+
+def test_an_image_that_breaks_the_pipeline_fails_alone(
+    collection, annotator, tmp_path, monkeypatch
+):
+    src = tmp_path / "src"
+    src.mkdir()
+    for path in collection.images[:3]:
+        shutil.copy(path, src / path.name)
+    odd = src / "odd.png"
+    cv2.imwrite(str(odd), cv2.resize(cv2.imread(str(collection.images[3])), (100, 100)))
+    real = annotator.session.predict_regions
+
+    def predict_regions(image, regions):
+        if image.shape[0] == 100:
+            raise ValueError("cannot warp this one")
+        return real(image, regions)
+
+    monkeypatch.setattr(annotator.session, "predict_regions", predict_regions)
+    dataset = _dataset(tmp_path / "faces")
+    _annotate(dataset, annotator, src, per_task=4)
+    table = read_dataset(dataset.folder).to_pylist()
+    failed = [r for r in table if r["status"] == "failed"]
+    assert [(r["path"], r["error"]) for r in failed] == [
+        (str(odd), "ValueError: cannot warp this one")
+    ]
+    expected = sum(len(collection.reference[(str(p), 0)]) for p in collection.images[:3])
+    assert sum(r["status"] == "ok" for r in table) == expected

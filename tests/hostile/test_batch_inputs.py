@@ -79,6 +79,12 @@ CASES = [
         match="--gpus-per-worker goes with --ep cuda or tensorrt",
     ),
     Case(
+        "batch-ep-this-machine-lacks",  # the workers run here: said before Ray starts
+        "lmk-batch",
+        ["{assets}/images", "--out", "{work}/ds", "--ep", "cuda"],
+        match="--ep cuda is not available here",
+    ),
+    Case(
         "batch-model-not-lmk",
         "lmk-batch",
         ["{assets}/images", "--out", "{work}/ds", "--model", "{assets}/notes.txt"],

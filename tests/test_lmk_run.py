@@ -115,11 +115,11 @@ def test_interrupted_run_keeps_the_frames_it_did(tmp_path, capsys, monkeypatch):
 
     real_step, calls = tracking.Tracker.step, []
 
-    def step(self, frame, dt=1 / 30):
+    def step(self, frame, dt=1 / 30, still=False):
         calls.append(1)
         if len(calls) == 6:
             raise KeyboardInterrupt
-        return real_step(self, frame, dt)
+        return real_step(self, frame, dt, still)
 
     monkeypatch.setattr(tracking.Tracker, "step", step)
     code, err = _lmk_run(

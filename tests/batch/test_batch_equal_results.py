@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 
 from lmk.batch.dataset import read_dataset
+from lmk.cli_util import run_cli
 from lmk.runtime.bundled import bundled_model
 from lmk.runtime.session import file_digest
 from tests.batch.conftest import (
+    BOX,
     CLIP_FRAMES,
     CLIPS,
     IMAGES,
@@ -49,3 +51,25 @@ def test_parquet_landmarks_equal_single_process_lmk_run_within_1e5_of_the_crop(
     assert summary["dataset"]["failed"] == 0 and summary["failures"] == []
     assert summary["run"]["workers"] == 2 and summary["run"]["faces_per_s"] > 0
     assert summary["run"]["worker_stage_seconds"]["infer"] > 0
+
+
+def test_the_single_process_reference_is_what_lmk_run_writes(collection, tmp_path, capsys):
+    """The reference above is lmk-run's engine called in-process (full precision); lmk-run
+    itself writes the same landmarks to its JSONL (rounded there to 0.01 px)."""
+    from lmk.runtime.cli import run_command
+
+    for source in (str(collection.folder / "img000*.png"), str(collection.clips[1])):
+        jsonl = tmp_path / "lm.jsonl"
+        args = [source, "--detector", "frame", "--box", BOX, "--json", jsonl, "--quiet"]
+        code = run_cli(run_command, [*map(str, args), "--overwrite"])
+        assert code == 0, capsys.readouterr().err
+        records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+        assert len(records) == (10 if "*" in source else CLIP_FRAMES)
+        for record in records:
+            name = str(collection.clips[1]) if "*" not in source else record["name"]
+            frame = record["frame"] if "*" not in source else 0
+            faces = collection.reference[(name, frame)]
+            assert [f["id"] for f in record["faces"]] == [f.track_id for f in faces]
+            for written, face in zip(record["faces"], faces, strict=True):
+                diff = np.abs(np.array(written["landmarks"]) - face.landmarks).max()
+                assert diff <= 0.005 + 1e-6, (name, frame, diff)

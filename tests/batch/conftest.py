@@ -1,7 +1,7 @@
 """lmk-batch's tests share one local Ray instance of 2 CPUs (starting Ray takes seconds and
-most of a 2-core machine) and one small SynthFace collection with its single-process
-reference: what lmk-run's own engine (``run_pipeline``, one process, no Ray) finds in each
-file, at full precision."""
+most of a 2-core machine; it is stopped once tests/batch/ is done) and one small SynthFace
+collection with its single-process reference: what lmk-run's own engine (``run_pipeline``,
+one process, no Ray) finds in each file, at full precision."""
 
 from __future__ import annotations
 
@@ -24,9 +24,9 @@ BOX = "0,0,112,112"
 three crops an image instead of ~35 scanning windows, so 300 images stay quick on 2 cores."""
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def ray_address() -> str:
-    """A local Ray of 2 CPUs for the whole session; lmk-batch run in-process uses it as is,
+    """A local Ray of 2 CPUs for tests/batch/; lmk-batch run in-process uses it as is,
     a subprocess joins it with ``--ray ADDRESS``."""
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     ray = pytest.importorskip("ray", reason='Ray is not installed (pip install "lmk[batch]")')
@@ -105,7 +105,7 @@ def write_face_clip(path: Path, seed: int) -> None:
     writer.release()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def collection(tmp_path_factory) -> Collection:
     """300 SynthFace images and 3 short clips in one folder (the clips in a subfolder)."""
     from lmk.synth.render import render_face, sample_seed

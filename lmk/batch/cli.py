@@ -68,7 +68,12 @@ def _model_facts(model: Path) -> DatasetModel:
 )
 @click.option("--max-faces", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--rotate", is_flag=True, help="turn tracked crops upright by the face's roll")
-@click.option("--ray", "address", help="join the Ray cluster at ADDRESS (default: start Ray here)")
+@click.option(
+    "--ray",
+    "address",
+    metavar="ADDRESS",
+    help="join the Ray cluster at ADDRESS, or 'auto' (default: start Ray on this machine)",
+)
 @click.option(
     "--workers", type=click.IntRange(min=1), help="actors (default: as many as the cluster holds)"
 )
@@ -158,6 +163,7 @@ def batch_command(
     )
     stats = RunStats(workers=0, engine=address or "local", planned_files=len(pending))
     interruption: KeyboardInterrupt | None = None
+    failure: LmkError | None = None
     if units:
         stop = connect(address)
         try:
@@ -181,6 +187,8 @@ def batch_command(
         except KeyboardInterrupt as exc:
             interruption = exc
             stats.interrupted = True
+        except LmkError as exc:  # the Ray job failed: the shards written so far still count
+            failure = exc
         finally:
             stop()
     if not address:
@@ -188,14 +196,16 @@ def batch_command(
     dataset.remove_duplicates()
     summary = build_summary(dataset, inputs, stats)
     dataset.write_summary(summary)
-    _report(summary, shown)
+    _report(summary, shown, failed=failure is not None)
+    if failure is not None:
+        raise failure
     if interruption is not None:
         raise interruption  # run_cli: "interrupted" (130) or "terminated" (143)
 
 
-def _report(summary: dict, shown: str) -> None:
+def _report(summary: dict, shown: str, failed: bool = False) -> None:
     run, held = summary["run"], summary["dataset"]
-    state = "interrupted" if run["interrupted"] else "done"
+    state = "stopped" if failed else "interrupted" if run["interrupted"] else "done"
     click.echo(
         f"{state}: {run['files']} files, {run['faces']} faces, {run['failed']} failed in "
         f"{run['seconds']:.1f} s ({run['faces_per_s']:.1f} faces/s, {run['workers']} workers); "

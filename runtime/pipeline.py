@@ -171,7 +171,6 @@ def run_pipeline(
         target=_writer, args=(sinks, results, write_times, failures, hurry), daemon=True
     )
     dt = 1.0 / (source.fps or 30.0)
-    still = source.kind == "images"  # a set of photos: each image on its own
     before = dict(session.stages.seconds)
     started = time.perf_counter()
     reader.start()
@@ -189,7 +188,9 @@ def run_pipeline(
             if failures:
                 break
             step_start = time.perf_counter()
-            faces = tracker.step(item.image, dt, still)
+            if source.kind == "images":
+                tracker.reset()  # still images are unrelated: each one is detected afresh
+            faces = tracker.step(item.image, dt)
             stepping += time.perf_counter() - step_start
             results.put((item, faces))
             summary.frames += 1

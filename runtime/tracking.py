@@ -75,17 +75,9 @@ class Tracker:
     def _region(self, face: Face) -> FaceBox:
         return region_from_landmarks(face.landmarks, self._eyes)
 
-    def step(self, frame: np.ndarray, dt: float = 1.0 / 30.0, still: bool = False) -> list[Face]:
+    def step(self, frame: np.ndarray, dt: float = 1.0 / 30.0) -> list[Face]:
         """Landmarks of every tracked face in ``frame`` (frame pixels). ``frame`` is checked
-        and converted as :meth:`LandmarkSession.predict` does (uint8 BGR, gray or BGRA).
-
-        ``still``: ``frame`` is an image of its own (one of a set of photos), not the next
-        frame of a video: nothing is carried over from the previous one (the faces are
-        detected afresh and numbered from 0), so each image's result is the same whatever
-        images came before it."""
-        if still:
-            self.reset()
-            self._next_id = 0
+        and converted as :meth:`LandmarkSession.predict` does (uint8 BGR, gray or BGRA)."""
         frame = bgr_image(frame)
         cfg = self.config
         height, width = frame.shape[:2]
@@ -131,6 +123,8 @@ class Tracker:
         cfg = self.config
         with self.session.stages.time("detect"):
             found = face_boxes(self.detector.detect(frame), "detector box")
+        # Each detector says how its box becomes the box a landmark model crops.
+        found = [self.detector.to_landmark_box(r) for r in found]
         self.detections += 1
         room = cfg.max_faces - len(self._tracks)
         candidates = [
@@ -145,7 +139,9 @@ class Tracker:
         fresh: list[FaceBox] = []
         for face in sorted(best, key=lambda f: -f.score):
             region = self._region(face)
-            if face.score < cfg.min_score:
+            # A face detector's box is a face even where a landmark model trained elsewhere
+            # scores it low (SynthFace models on photos); the frame detector's windows are not.
+            if face.score < cfg.min_score and not self.detector.finds_faces:
                 continue
             if any(box_iou(region.box, r.box) > 0.3 for r in fresh):
                 continue

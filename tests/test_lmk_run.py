@@ -115,11 +115,11 @@ def test_interrupted_run_keeps_the_frames_it_did(tmp_path, capsys, monkeypatch):
 
     real_step, calls = tracking.Tracker.step, []
 
-    def step(self, frame, dt=1 / 30, still=False):
+    def step(self, frame, dt=1 / 30):
         calls.append(1)
         if len(calls) == 6:
             raise KeyboardInterrupt
-        return real_step(self, frame, dt, still)
+        return real_step(self, frame, dt)
 
     monkeypatch.setattr(tracking.Tracker, "step", step)
     code, err = _lmk_run(
@@ -146,22 +146,6 @@ def test_image_folder_skips_and_counts_corrupt_files(tmp_path, capsys):
     last = err.strip().splitlines()[-1]
     assert code == 2 and last.startswith("error: no readable frame") and "4 unreadable" in last
     assert not (tmp_path / "again.csv").exists()
-
-
-def test_images_of_a_set_are_annotated_each_on_its_own(tmp_path, capsys):
-    """A photo's landmarks do not depend on the photo before it (no tracking between the
-    images of a set), and each image numbers its faces from 0."""
-    frames = _write_clip(tmp_path / "c.mp4", seed=6, frames=12)
-    (tmp_path / "pair").mkdir()
-    (tmp_path / "alone").mkdir()
-    cv2.imwrite(str(tmp_path / "pair" / "a.png"), frames[0][0])  # the face elsewhere
-    for folder in ("pair", "alone"):
-        cv2.imwrite(str(tmp_path / folder / "b.png"), frames[11][0])
-        code, err = _lmk_run(capsys, tmp_path / folder, "--json", tmp_path / f"{folder}.jsonl")
-        assert code == 0, err
-    pair, alone = _records(tmp_path / "pair.jsonl"), _records(tmp_path / "alone.jsonl")
-    assert [f["id"] for r in pair for f in r["faces"]] == [0, 0]
-    assert pair[1]["faces"] == alone[0]["faces"]
 
 
 def test_single_image_in_annotated_image_out(tmp_path, capsys):
@@ -305,3 +289,26 @@ def test_a_failed_write_discards_every_output_of_the_run(tmp_path, capsys, monke
     )
     assert code == 2 and err.strip().splitlines()[-1].startswith("error: disk full")
     assert list(out.iterdir()) == []  # neither the outputs nor their temporary files
+
+
+def test_each_still_image_of_a_folder_is_detected_afresh(tmp_path, capsys):
+    # Three frames of one clip as unrelated stills: no face is carried from one image into
+    # the next, so the detector runs on every image (a clip would be tracked: 1 run).
+    folder = tmp_path / "stills"
+    folder.mkdir()
+    for k, (image, _) in enumerate(_write_clip(tmp_path / "c.mp4", seed=1, frames=3)):
+        cv2.imwrite(str(folder / f"{k}.png"), image)
+    code, err = _lmk_run(capsys, folder, "--detector", "frame", "--json", tmp_path / "s.jsonl")
+    assert code == 0, err
+    assert "3 frames, 3 faces, 3 detector runs" in err
+    code, err = _lmk_run(
+        capsys, tmp_path / "c.mp4", "--detector", "frame", "--json", tmp_path / "v.jsonl"
+    )
+    assert code == 0 and "1 detector runs" in err
+
+
+def test_default_min_score_is_the_models_own(session):
+    # lmk.min_score of the bundled PIPNet: the 10th percentile of held-out SynthFace scores.
+    assert session.default_min_score == pytest.approx(0.702)
+    assert session.tracker("frame").config.min_score == pytest.approx(0.702)
+    assert session.tracker("frame", min_score=0.5).config.min_score == 0.5

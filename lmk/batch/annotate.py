@@ -129,7 +129,8 @@ class UnitAnnotator:
 
         def on_frame(frame: Frame, found: list) -> None:
             name = name_of(frame)
-            rows.add_faces(name, frame.index if video else 0, frame.time, found)
+            # An image's faces are numbered from 0: the tracker's ids run on across a set.
+            rows.add_faces(name, frame.index if video else 0, frame.time, found, not video)
             faces[name] = faces.get(name, 0) + len(found)
 
         summary = run_pipeline(self.session, self._tracker(), source, Sinks(), on_frame=on_frame)

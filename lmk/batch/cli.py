@@ -64,7 +64,11 @@ def _model_facts(model: Path) -> DatasetModel:
 @click.option("--box", callback=parse_box_option, help="frame detector: the face region x,y,w,h")
 @click.option("--detect-every", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option(
-    "--min-score", type=click.FloatRange(min=0), default=TrackerConfig.min_score, show_default=True
+    "--min-score",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="a face whose mean landmark score falls below this is lost (default: the model's "
+    f"lmk.min_score, else {TrackerConfig.min_score})",
 )
 @click.option("--max-faces", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--rotate", is_flag=True, help="turn tracked crops upright by the face's roll")
@@ -105,7 +109,7 @@ def batch_command(
     detector_model: Path | None,
     box: tuple[float, float, float, float] | None,
     detect_every: int,
-    min_score: float,
+    min_score: float | None,
     max_faces: int,
     rotate: bool,
     address: str | None,

@@ -88,9 +88,13 @@ class ShardRows:
     def faces(self) -> int:
         return sum(1 for s in self.status if s == "ok")
 
-    def add_faces(self, name: str, frame: int, seconds: float, faces: list[Face]) -> None:
-        for face in faces:
-            self._add(name, frame, seconds, face.track_id, "ok", None)
+    def add_faces(
+        self, name: str, frame: int, seconds: float, faces: list[Face], numbered: bool = False
+    ) -> None:
+        """One row per face; ``numbered``: face ids 0, 1, ... in order (an image's faces),
+        else the faces' track ids (a video's)."""
+        for number, face in enumerate(faces):
+            self._add(name, frame, seconds, number if numbered else face.track_id, "ok", None)
             self.box.append(np.asarray(face.region.box, np.float32))
             self.angle.append(float(face.region.angle))
             self.score.append(face.score)

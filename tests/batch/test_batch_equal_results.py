@@ -69,7 +69,8 @@ def test_the_single_process_reference_is_what_lmk_run_writes(collection, tmp_pat
             name = str(collection.clips[1]) if "*" not in source else record["name"]
             frame = record["frame"] if "*" not in source else 0
             faces = collection.reference[(name, frame)]
-            assert [f["id"] for f in record["faces"]] == [f.track_id for f in faces]
-            for written, face in zip(record["faces"], faces, strict=True):
+            if "*" not in source:  # an image's track ids run on across the set lmk-run saw
+                assert [f["id"] for f in record["faces"]] == [i for i, _ in faces]
+            for written, (_, face) in zip(record["faces"], faces, strict=True):
                 diff = np.abs(np.array(written["landmarks"]) - face.landmarks).max()
                 assert diff <= 0.005 + 1e-6, (name, frame, diff)

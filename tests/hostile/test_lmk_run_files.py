@@ -699,11 +699,11 @@ def test_hostile_lmk_run_signal_at_a_frame(case, at_call, raised, work, assets, 
     exc = cli_util.Terminated if raised == "Terminated" else raised
     real_step, calls = tracking.Tracker.step, []
 
-    def step(self, frame, dt=1 / 30, still=False):
+    def step(self, frame, dt=1 / 30):
         calls.append(1)
         if len(calls) == at_call:
             raise exc()
-        return real_step(self, frame, dt, still)
+        return real_step(self, frame, dt)
 
     monkeypatch.setattr(tracking.Tracker, "step", step)
     check_case(case, work, assets)

@@ -36,7 +36,7 @@ from lmk.runtime.tracking import TrackerConfig
 from lmk.runtime.validate import box_values
 
 
-def _parse_box(_ctx: click.Context, _param: click.Parameter, value: str | None):
+def parse_box_option(_ctx: click.Context, _param: click.Parameter, value: str | None):
     """``--box x,y,w,h``, checked as the API checks a box (finite, w and h > 0)."""
     if value is None:
         return None
@@ -99,7 +99,7 @@ def format_summary(summary: RunSummary, session: LandmarkSession, skipped: int) 
     type=click.Path(path_type=Path),
     help="BlazeFace .onnx/.tflite or YuNet .onnx (or set LMK_YUNET_MODEL)",
 )
-@click.option("--box", callback=_parse_box, help="frame detector: the face region x,y,w,h")
+@click.option("--box", callback=parse_box_option, help="frame detector: the face region x,y,w,h")
 @click.option(
     "--detect-every",
     type=click.IntRange(min=0),

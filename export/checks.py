@@ -17,7 +17,7 @@ from lmk.errors import LmkError
 from lmk.export.reference import TorchRunner
 from lmk.runtime.compare import Comparison, compare
 from lmk.runtime.runners import OnnxRuntimeRunner
-from lmk.runtime.session import RuntimeOptions
+from lmk.runtime.session import InferenceModel, RuntimeOptions
 
 # Ops lmk may put in a graph for TensorRT even where newer parsers accept more: integer Mod,
 # bit ops, loops and data-dependent shapes are what older TensorRT releases reject.
@@ -186,3 +186,24 @@ def self_check(
     ).infer(images)
     tolerance = runner.tolerance(random_weights=is_random(checkpoint))
     return compare(reference, runner.infer(images), tolerance), runner
+
+
+# lmk.min_score: the tracker drops a face whose mean landmark score is below it. Set at export
+# from held-out SynthFace faces (seeds apart from training's and the self-check's): the 10th
+# percentile of their per-face mean scores. The model's own scale instead of one constant for
+# every model; it must stay high enough to reject the frame detector's non-face windows (the
+# lowest validation score, 0.48 for the bundled PIPNet, let clutter through). Random weights
+# get none (their scores mean nothing), which also keeps random-weight exports quick.
+MIN_SCORE_FACES = 16
+MIN_SCORE_QUANTILE = 0.1
+MIN_SCORE_SEED = 7_000_003
+
+
+def validation_min_score(checkpoint: Checkpoint, model: InferenceModel) -> float | None:
+    """``lmk.min_score`` for a fused landmark file (``model``: it under lmk's runtime) from
+    its scores on held-out faces; None for random weights."""
+    if is_random(checkpoint):
+        return None
+    images = sample_inputs(checkpoint, MIN_SCORE_FACES, seed=MIN_SCORE_SEED)
+    _, scores = model.infer(images)
+    return round(float(np.quantile(scores.mean(axis=1), MIN_SCORE_QUANTILE)), 3)

@@ -22,8 +22,10 @@ from lmk.fileio import atomic_output, check_video_frames, filled_folder
 from lmk.layouts import get_layout
 from lmk.metrics import nme
 from lmk.runtime.bundled import BUNDLED, bundled_model
+from lmk.runtime.models_cli import models_group
 from lmk.synth.cli import parse_size
 from lmk.synth.video import write_clip
+from lmk.web.cli import web_command
 
 # What the demo asserts of itself (CI runs it): the bundled models track the clip within
 # this NME bound, and each ONNX file matches its PyTorch checkpoint within the file's row of
@@ -226,6 +228,8 @@ def lmk_group() -> None:
 
 
 lmk_group.add_command(demo_command, "demo")
+lmk_group.add_command(web_command, "web")
+lmk_group.add_command(models_group, "models")
 
 
 def main() -> None:

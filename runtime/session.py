@@ -276,6 +276,18 @@ _FALLBACK_CAUSES = {
 }
 
 
+def graph_session(model: bytes | str | Path) -> Any:
+    """A quiet CPU session of any ONNX graph, lmk metadata or not, with full graph
+    optimisation: for checks of graphs that are not lmk landmark files (a detector's raw
+    network, a bare trace). An lmk file runs through :class:`InferenceModel` instead."""
+    ort = require_onnxruntime()
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    source = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+
+
 _PRELOADED: list[bool] = []
 
 

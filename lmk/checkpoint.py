@@ -161,6 +161,8 @@ def check_model_args(name: str, args: Mapping[str, Any], label: Callable[[str], 
             raise LmkError(f"{label('num_features')} must be even, got {full['num_features']}")
         _in_range(full["num_blocks"], 1, MAX_STACKS, label("num_blocks"))
         multiple = 4 * 2 ** _in_range(full["depth"], 1, 6, label("depth"))
+    elif name == "faceapi68":
+        return  # fixed architecture: its constructor refuses any other size or point count
     else:
         _in_range(full["num_modules"], 1, MAX_STACKS, label("num_modules"))
         multiple = 64
@@ -475,6 +477,10 @@ def open_checkpoint(
     """Any supported checkpoint: an lmk file, or (with ``model`` naming the origin) an official
     PIPNet ``.pth`` or face-alignment FAN file. Fields an lmk file holds come from the file."""
     path = Path(path)
+    if model == "faceapi68" and path.suffix.lower() == ".json":
+        from lmk.faceapi_weights import load_faceapi68
+
+        return load_faceapi68(path)
     data = _read_weights(path)
     if _is_lmk(data):
         checkpoint = _lmk_checkpoint(data, path)

@@ -16,21 +16,25 @@ import numpy as np
 class CropPolicy:
     """Crop region from a box ``(x, y, w, h)`` in frame pixels.
 
-    ``square``: side = ``enlarge * (w + h) / 2`` about the (shifted) box centre; otherwise the
-    crop is ``enlarge * w`` by ``enlarge * h`` (stretched to the square input, as the official
-    PIPNet preprocessing does). ``shift_y`` moves the centre by that fraction of ``h``.
+    ``square``: side = ``enlarge * (w + h) / 2`` about the (shifted) box centre, or
+    ``enlarge * max(w, h)`` with ``side="max"`` (face-api.js pads the box to a square on its
+    longer side); otherwise the crop is ``enlarge * w`` by ``enlarge * h`` (stretched to the
+    square input, as the official PIPNet preprocessing does). ``shift_y`` moves the centre by
+    that fraction of ``h``.
     """
 
     enlarge: float = 1.2
     shift_y: float = 0.0
     square: bool = True
+    side: str = "mean"
 
     def region(self, box: np.ndarray | tuple[float, float, float, float]) -> np.ndarray:
         """[x0, y0, x1, y1] of the crop, float frame pixels (may extend past the frame)."""
         x, y, w, h = (float(v) for v in box)
         cx, cy = x + w / 2.0, y + h / 2.0 + self.shift_y * h
         if self.square:
-            half_w = half_h = self.enlarge * (w + h) / 4.0
+            side = max(w, h) if self.side == "max" else (w + h) / 2.0
+            half_w = half_h = self.enlarge * side / 2.0
         else:
             half_w, half_h = self.enlarge * w / 2.0, self.enlarge * h / 2.0
         return np.array([cx - half_w, cy - half_h, cx + half_w, cy + half_h])
@@ -59,6 +63,7 @@ class CropPolicy:
             enlarge=float(data["enlarge"]),
             shift_y=float(data.get("shift_y", 0.0)),
             square=bool(data.get("square", True)),
+            side=str(data.get("side", "mean")),
         )
 
 
@@ -66,6 +71,9 @@ LMK_CROP = CropPolicy(enlarge=1.2)
 PIPNET_OFFICIAL_CROP = CropPolicy(enlarge=1.2, square=False)
 # face-alignment: centre moved up by 0.12 h, side = 200 * (w + h) / 195.
 FAN_OFFICIAL_CROP = CropPolicy(enlarge=400.0 / 195.0, shift_y=-0.12)
+# face-api.js: the box padded to a square on its longer side, centred (extractFaces +
+# NetInput.toBatchTensor(112, isCenterInputs=true)); ``enlarge`` fits it to landmark boxes.
+FACEAPI_CROP = CropPolicy(enlarge=1.0, side="max")
 
 
 def crop_matrix(region: np.ndarray, size: int) -> np.ndarray:

@@ -13,14 +13,17 @@ from typing import Any
 from torch import nn
 
 from lmk.errors import LmkError
+from lmk.models.faceapi import FaceLandmark68Net
 from lmk.models.fan import FAN
 from lmk.models.hourglass import StackedHourglass
 from lmk.models.pipnet import PIPNet
 
 MODELS: dict[str, type[nn.Module]] = {"pipnet": PIPNet, "hourglass": StackedHourglass, "fan": FAN}
+MODELS["faceapi68"] = FaceLandmark68Net  # imported only (lmk.faceapi_weights): no training
 
 # Which decode turns a family's raw outputs into landmarks (DESIGN section 3).
 DECODERS = {"pipnet": "pipnet_nrm", "hourglass": "heatmap_quarter", "fan": "heatmap_quarter"}
+DECODERS["faceapi68"] = "regression"  # coordinates straight out of a fully connected layer
 
 
 @dataclass(frozen=True)

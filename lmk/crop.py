@@ -72,8 +72,10 @@ PIPNET_OFFICIAL_CROP = CropPolicy(enlarge=1.2, square=False)
 # face-alignment: centre moved up by 0.12 h, side = 200 * (w + h) / 195.
 FAN_OFFICIAL_CROP = CropPolicy(enlarge=400.0 / 195.0, shift_y=-0.12)
 # face-api.js: the box padded to a square on its longer side, centred (extractFaces +
-# NetInput.toBatchTensor(112, isCenterInputs=true)); ``enlarge`` fits it to landmark boxes.
-FACEAPI_CROP = CropPolicy(enlarge=1.0, side="max")
+# NetInput.toBatchTensor(112, isCenterInputs=true)). Its box came from its SSD detector;
+# lmk crops from 68-point landmark boxes (annotations, tracking), so the side is 1.2x the
+# box's longer side: lmk's own default margin, not tuned on the evaluation photos (README).
+FACEAPI_CROP = CropPolicy(enlarge=1.2, side="max")
 
 
 def crop_matrix(region: np.ndarray, size: int) -> np.ndarray:

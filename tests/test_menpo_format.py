@@ -37,7 +37,7 @@ def test_ljson_points_are_row_column_and_zero_based_at_pixel_centres(tmp_path):
 def test_bad_ljson_is_one_error_naming_the_file(tmp_path, text, message):
     path = tmp_path / "bad.ljson"
     path.write_text(text)
-    with pytest.raises(LmkError, match=f"bad.ljson: .*{message}"):
+    with pytest.raises(LmkError, match=rf"bad\.ljson: .*{message}"):
         read_ljson(path)
 
 
@@ -53,5 +53,5 @@ def test_menpo_folder_pairs_each_annotation_with_its_image_and_filters_by_points
     kept, skipped = with_points(records, 68)
     assert [r.image for r in kept] == ["a.ppm"] and skipped == ["b.png (3 points)"]
     (tmp_path / "c.pts").write_text("version: 1\nn_points: 1\n{\n1 1\n}\n")
-    with pytest.raises(LmkError, match="c.pts: no image beside it"):
+    with pytest.raises(LmkError, match=r"c\.pts: no image beside it"):
         read_menpo_folder(tmp_path)

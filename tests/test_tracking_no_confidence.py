@@ -119,6 +119,6 @@ def test_without_a_jump_or_schedule_the_detector_runs_once():
 
 def test_the_frame_scan_needs_confidence_and_says_what_to_use_instead():
     model = ScriptedModel([None])
-    with pytest.raises(LmkError, match="no per-point confidence.*give --box"):
+    with pytest.raises(LmkError, match=r"no per-point confidence.*give --box"):
         Tracker(model, FrameDetector(), TrackerConfig())
     Tracker(model, FrameDetector((1, 2, 30, 40)), TrackerConfig())  # a fixed box is fine

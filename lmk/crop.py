@@ -104,14 +104,24 @@ def warp_crop(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
     ``matrix`` is in continuous coordinates; OpenCV indexes pixel centres at integers, so the
     half-pixel shift is applied here and nowhere else. Outside the frame is black.
     """
+    return warp_image(image, matrix, (size, size))
+
+
+def warp_image(
+    image: np.ndarray,
+    matrix: np.ndarray,
+    size: tuple[int, int],
+    border: int = cv2.BORDER_CONSTANT,
+) -> np.ndarray:
+    """:func:`warp_crop` into a ``(width, height)`` image, with any OpenCV border mode."""
     cv = matrix.astype(np.float64).copy()
     cv[:, 2] += cv[:, 0] * 0.5 + cv[:, 1] * 0.5 - 0.5
     return cv2.warpAffine(
         image,
         cv,
-        (size, size),
+        (int(size[0]), int(size[1])),
         flags=cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_CONSTANT,
+        borderMode=border,
         borderValue=0,
     )
 

@@ -45,7 +45,7 @@ FACE_HEIGHT = 0.35
 class Camera:
     """Where the face is in one frame: its centre (fraction of the frame), zoom, roll
     (radians), brightness gain, how far the occluder has travelled (None: no occluder)
-    and the motion blur length in pixels along x."""
+    and the motion blur length along x (a fraction of the frame width)."""
 
     centre: tuple[float, float]
     zoom: float = 1.0
@@ -78,9 +78,10 @@ def camera_at(u: float, frames: int) -> Camera:
     if name == "occlude":
         return Camera((0.5, 0.5), occluder=v)
     if name == "blur":
-        # Left and back in one segment: x = 0.5 - 0.25 sin(2 pi v); speed in frame widths/frame.
+        # Left and back in one segment: x = 0.5 - 0.25 sin(2 pi v); speed in frame widths
+        # per frame; the blur is half of each frame's travel (a 180-degree shutter).
         speed = 0.25 * 2.0 * math.pi * math.cos(2.0 * math.pi * v) / (0.10 * frames)
-        return Camera((0.5 - 0.25 * wave, 0.5), blur=speed)
+        return Camera((0.5 - 0.25 * wave, 0.5), blur=0.5 * speed)
     if name == "leave":
         # Out to the right (centre 1.0 + 0.6 face heights) over the first third, out for the
         # middle third, back over the last.

@@ -11,7 +11,8 @@ A model without per-point confidence (``lmk.confidence`` false: faceapi68) canno
 a face, so the detector confirms its faces instead: every ``verify_every`` frames, and on the
 frame after a face's landmark box jumped (overlapping its previous box by IoU under
 ``max_jump``; a face moves far less between frames, while a regressor that lost it draws a
-face-shaped guess elsewhere). A tracked face that no detection overlaps is dropped.
+face-shaped guess elsewhere). A tracked face that no detection overlaps is dropped; one that
+a detection overlaps restarts from that detection (as a new face would), so drift is undone.
 """
 
 from __future__ import annotations
@@ -111,11 +112,7 @@ class Tracker:
         if not self._tracks or self._lost or due:
             found = self._run_detector(frame)
             if not self._confidence:  # only the detector can say a face is gone
-                self._tracks = [
-                    t
-                    for t in self._tracks
-                    if any(box_iou(t.region.box, f.box) >= 0.3 for f in found)
-                ]
+                self._reseed(frame, found)
             fresh = self._new_faces(frame, found)
         regions = [t.region for t in self._tracks] + fresh
         faces = self.session.predict_regions(frame, regions)
@@ -153,6 +150,25 @@ class Tracker:
             self._tracks.append(track)
             out.append(face)
         return out
+
+    def _reseed(self, frame: np.ndarray, found: list[FaceBox]) -> None:
+        """No confidence: keep the tracks a detection overlaps (IoU >= 0.3) and restart each
+        from its detection, refined as a new one is, so a drifted track is pulled back; drop
+        the others."""
+        kept, seeds = [], []
+        for track in self._tracks:
+            overlaps = [box_iou(track.region.box, f.box) for f in found]
+            if overlaps and max(overlaps) >= 0.3:
+                kept.append(track)
+                seeds.append(found[int(np.argmax(overlaps))])
+        self._tracks = kept
+        if not kept:
+            return
+        faces = self.session.predict_regions(frame, seeds)
+        for _ in range(self.config.refine):
+            faces = self.session.predict_regions(frame, [self._region(f) for f in faces])
+        for track, face in zip(kept, faces, strict=True):
+            track.region = self._region(face)
 
     def _run_detector(self, frame: np.ndarray) -> list[FaceBox]:
         with self.session.stages.time("detect"):

@@ -84,10 +84,14 @@ def nme68(predicted: np.ndarray | None, truth: np.ndarray) -> float:
 
 
 def mosaic(
-    faces: list[RealFace], predictions: list[np.ndarray | None], tile: int = 320
+    faces: list[RealFace],
+    predictions: list[np.ndarray | None],
+    tile: int = 320,
+    photo: bool = True,
 ) -> np.ndarray:
     """One image: each face cropped around its annotation, ground truth in green, the
-    prediction in red, its NME written on it."""
+    prediction in red, its NME written on it. ``photo=False`` draws the points on white
+    instead, for a figure that may be committed (the photos' rights are not all clear)."""
     tiles = []
     for face, predicted in zip(faces, predictions, strict=True):
         x, y, w, h = face.box
@@ -97,7 +101,10 @@ def mosaic(
         matrix = np.array(
             [[scale, 0.0, tile / 2.0 - scale * cx], [0.0, scale, tile / 2.0 - scale * cy]]
         )
-        view = cv2.warpAffine(face.image, matrix, (tile, tile), flags=cv2.INTER_AREA)
+        if photo:
+            view = cv2.warpAffine(face.image, matrix, (tile, tile), flags=cv2.INTER_AREA)
+        else:
+            view = np.full((tile, tile, 3), 255, np.uint8)
         for points, colour in ((face.landmarks, (0, 200, 0)), (predicted, (0, 0, 255))):
             if points is None:
                 continue

@@ -34,8 +34,10 @@ from lmk.runtime.faces import FaceBox
 from lmk.synth.photo_clip import photo_clip, segment_at
 
 RULES = {
-    "confirm every 10 + on jump (default)": {"verify_every": 10, "max_jump": 0.5},
-    "confirm on jump only": {"verify_every": 0, "max_jump": 0.5},
+    "every 10 + jump IoU < 0.7 (default)": {"verify_every": 10, "max_jump": 0.7},
+    "every 10 + jump IoU < 0.5": {"verify_every": 10, "max_jump": 0.5},
+    "every 5 + jump IoU < 0.7": {"verify_every": 5, "max_jump": 0.7},
+    "jump IoU < 0.7 only": {"verify_every": 0, "max_jump": 0.7},
     "no confirmation": {"verify_every": 0, "max_jump": 0.0},
     "detect every frame": {"detect_every": 1, "verify_every": 0, "max_jump": 0.0},
 }

@@ -52,7 +52,7 @@ class TrackerConfig:
     beta: float = 0.05
     verify_every: int = 10
     """Models without confidence: confirm tracked faces with the detector every N frames."""
-    max_jump: float = 0.5
+    max_jump: float = 0.7
     """Models without confidence: a landmark box overlapping the previous one by IoU under
     this has jumped, and the detector confirms the face on the next frame."""
 

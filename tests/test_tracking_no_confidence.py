@@ -103,7 +103,7 @@ def test_a_guess_that_jumps_is_dropped_on_the_next_frame():
 
 
 def test_a_landmark_box_jump_makes_the_detector_confirm_the_face_next_frame():
-    """A face that moves 40 % of its size in one frame (box IoU ~0.4 < max_jump 0.5) is
+    """A face that moves 40 % of its size in one frame (box IoU ~0.4 < max_jump 0.7) is
     checked by the detector on the next frame, and kept because the detector sees it."""
     truth = [face_at(200, 150, 120)] * 5 + [face_at(248, 150, 120)] * 10
     found, runs = run(truth, verify_every=0)

@@ -1,4 +1,5 @@
-"""The model families by name: ``pipnet``, ``hourglass`` (stacked, Newell) and ``fan``.
+"""The model families by name: ``pipnet``, ``hourglass`` (stacked, Newell), ``fan`` and
+``faceapi68`` (face-api.js's 68-point net, imported only).
 
 A :class:`ModelSpec` (name + constructor arguments) is what checkpoints store, so a model is
 rebuilt from plain data and never from pickled code.

@@ -12,8 +12,8 @@ import torch
 
 from lmk.checkpoint import Checkpoint
 from lmk.export.checks import sample_inputs
-from lmk.faceapi_weights import FACEAPI_NORMALISATION
 from lmk.export.exporter import export_network
+from lmk.faceapi_weights import FACEAPI_NORMALISATION
 from lmk.layouts import get_layout
 from lmk.models import ModelSpec
 from lmk.normalise import IMAGENET, UNIT_RANGE

@@ -366,6 +366,8 @@ def _check_fields(checkpoint: Checkpoint, data: Mapping[str, Any], path: Path) -
             f"{path}: field crop needs enlarge in (0, 10] and a finite shift_y, got "
             f"enlarge {crop.enlarge}, shift_y {crop.shift_y}"
         )
+    if crop.side not in ("mean", "max"):
+        raise LmkError(f'{path}: field crop.side must be "mean" or "max", got {crop.side!r}')
     bad = [k for k, v in checkpoint.state_dict.items() if not isinstance(v, torch.Tensor)]
     if bad:
         raise LmkError(f"{path}: field state_dict holds a non-tensor under {bad[0]!r}")

@@ -95,7 +95,10 @@ def fetch(archive: RegistryArchive, cache: Path | None = None, timeout: float = 
         unpacked = tmp_path / "unpacked"
         with tarfile.open(tarball) as tar:
             members = [m for m in tar.getmembers() if m.name.startswith(archive.inner + "/")]
-            tar.extractall(unpacked, members=members, filter="data")
+            unsafe = [m.name for m in members if not (m.isfile() or m.isdir()) or ".." in m.name]
+            if unsafe:
+                raise LmkError(f"{archive.filename}: unexpected archive entry {unsafe[0]}")
+            tar.extractall(unpacked, members=members)  # entries checked above
         (unpacked / ".complete").write_text(archive.sha256 + "\n", encoding="utf-8")
         if root.exists():  # a half-finished earlier attempt
             shutil.rmtree(root)

@@ -40,7 +40,12 @@ class CropPolicy:
         return np.array([cx - half_w, cy - half_h, cx + half_w, cy + half_h])
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Plain data; ``side`` only when not the default, so the files of every other
+        family read exactly as before it existed."""
+        data = asdict(self)
+        if data["side"] == "mean":
+            del data["side"]
+        return data
 
     def matrix(
         self, box: np.ndarray | tuple[float, float, float, float], size: int, angle: float = 0.0

@@ -25,6 +25,7 @@ from lmk.fileio import atomic_output, check_video_frames, filled_folder
 from lmk.layouts import get_layout
 from lmk.metrics import nme
 from lmk.runtime.bundled import BUNDLED, bundled_model
+from lmk.runtime.models_cli import models_group
 from lmk.synth.cli import parse_size
 from lmk.synth.video import write_clip
 
@@ -278,6 +279,7 @@ def lmk_group() -> None:
 
 
 lmk_group.add_command(demo_command, "demo")
+lmk_group.add_command(models_group, "models")
 
 
 def main() -> None:

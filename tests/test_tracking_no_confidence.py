@@ -60,6 +60,10 @@ class ScriptedModel:
 
 class ScriptedDetector:
     name = "scripted"
+    finds_faces = True
+
+    def to_landmark_box(self, region):
+        return region
 
     def __init__(self, model: ScriptedModel):
         self.model, self.runs = model, []

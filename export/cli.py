@@ -13,7 +13,7 @@ from lmk.cli_util import exit_with, model_args
 from lmk.errors import LmkError
 from lmk.fileio import atomic_output, plan_output
 
-MODEL_NAMES = ("pipnet", "hourglass", "fan")
+MODEL_NAMES = ("pipnet", "hourglass", "fan", "faceapi68")
 
 
 def _parse_batch(value: str) -> int | None:
@@ -56,7 +56,7 @@ def _checkpoint_from_flags(
         else:
             extra = {}
         return open_checkpoint(checkpoint, model=model, layout=layout, **extra)
-    layout_obj = get_layout(layout or ("300w68" if model == "fan" else "wflw98"))
+    layout_obj = get_layout(layout or ("300w68" if model in ("fan", "faceapi68") else "wflw98"))
     args = model_args(
         model,
         backbone,
@@ -75,11 +75,17 @@ def _checkpoint_from_flags(
         err=True,
     )
     normalisation = UNIT_RANGE if model == "fan" else IMAGENET
+    crop = None
+    if model == "faceapi68":
+        from lmk.faceapi_weights import FACEAPI_CROP, FACEAPI_NORMALISATION
+
+        normalisation, crop = FACEAPI_NORMALISATION, FACEAPI_CROP
     return Checkpoint.from_model(
         spec.build(),
         spec,
         layout_obj,
         normalisation,
+        crop,
         provenance={"weights": f"random, seed {seed}"},
     )
 
@@ -97,12 +103,13 @@ def _inputs(checkpoint: Path | None, calib: str) -> list[Path]:
     "--model",
     "model",
     required=True,
-    help="pipnet, hourglass, fan, or blazeface (a detector, from its .tflite)",
+    help="pipnet, hourglass, fan, faceapi68, or blazeface (a detector, from its .tflite)",
 )
 @click.option(
     "--checkpoint",
     type=click.Path(path_type=Path),
-    help="lmk checkpoint, official PIPNet .pth or face-alignment 2DFAN4 .pth.tar",
+    help="lmk checkpoint, official PIPNet .pth, face-alignment 2DFAN4 .pth.tar or face-api.js "
+    "face_landmark_68_model-weights_manifest.json",
 )
 @click.option("--layout", help="wflw98, 300w68, cofw29, aflw19 (default: from the checkpoint)")
 @click.option("--backbone", help="PIPNet backbone: resnet18/34/50/101, mobilenetv2")

@@ -60,7 +60,10 @@ class ExportOptions:
 
 
 def head_names(spec: ModelSpec) -> tuple[str, ...]:
-    """Names of the raw outputs (``--decode none``): PIPNet's five heads or the last heatmaps."""
+    """Names of the raw outputs (``--decode none``): PIPNet's five heads, the last heatmaps,
+    or a regression net's coordinates."""
+    if spec.decode == "regression":
+        return ("coords",)
     return PIPNET_HEADS if spec.decode == "pipnet_nrm" else ("heatmaps",)
 
 
@@ -198,7 +201,10 @@ def assemble(
     opset, ir = _opset(network), network.ir_version
     batch: int | str = options.batch or "batch"
     model = network
-    if options.decode == "fused":
+    if options.decode == "fused" and spec.decode == "regression":
+        decode = graphs.regression_decode_model(spec.num_lms, opset, ir, batch)
+        model = compose.merge_models(model, decode, io_map=[("coords", "coords")])
+    elif options.decode == "fused":
         out_shape = network.graph.output[0].type.tensor_type.shape
         height, width = (d.dim_value for d in out_shape.dim[2:4])
         if spec.decode == "pipnet_nrm":
@@ -255,6 +261,8 @@ def metadata_values(checkpoint: Checkpoint, options: ExportOptions) -> dict:
             k: v for k, v in checkpoint.provenance.items() if isinstance(v, (str, int, float))
         },
         "lmk.version": lmk.__version__,
+        # Whether ``scores`` measure anything: a regression net has no per-point confidence.
+        "lmk.confidence": spec.decode != "regression",
     }
 
 

@@ -177,6 +177,23 @@ def heatmap_decode_model(
     return g.model(inputs, outputs, opset, ir_version)
 
 
+def regression_decode_model(
+    num_lms: int, opset: int, ir_version: int, batch: int | str
+) -> onnx.ModelProto:
+    """coords [N, 2L] (x, y interleaved, normalised) -> (landmarks, scores of 1.0): a
+    regression net has no confidence; the ones keep every lmk file's two outputs."""
+    g = GraphBuilder("decode")
+    landmarks = g.reshape("coords", [0, num_lms, 2], out="landmarks")
+    first = g.op("Gather", landmarks, g.const(0, np.int64, "x_index"), axis=2)  # [N, L]
+    g.op("Add", g.op("Mul", first, g.const(0.0)), g.const(1.0), out="scores")
+    inputs = [_tensor("coords", FLOAT, [batch, 2 * num_lms])]
+    outputs = [
+        _tensor("landmarks", FLOAT, [batch, num_lms, 2]),
+        _tensor("scores", FLOAT, [batch, num_lms]),
+    ]
+    return g.model(inputs, outputs, opset, ir_version)
+
+
 def uint8_bgr_preprocess_model(
     normalisation: Normalisation, size: int, opset: int, ir_version: int, batch: int | str
 ) -> onnx.ModelProto:

@@ -161,6 +161,8 @@ def check_model_args(name: str, args: Mapping[str, Any], label: Callable[[str], 
             raise LmkError(f"{label('num_features')} must be even, got {full['num_features']}")
         _in_range(full["num_blocks"], 1, MAX_STACKS, label("num_blocks"))
         multiple = 4 * 2 ** _in_range(full["depth"], 1, 6, label("depth"))
+    elif name == "faceapi68":
+        return  # fixed architecture: its constructor refuses any other size or point count
     else:
         _in_range(full["num_modules"], 1, MAX_STACKS, label("num_modules"))
         multiple = 64
@@ -364,6 +366,8 @@ def _check_fields(checkpoint: Checkpoint, data: Mapping[str, Any], path: Path) -
             f"{path}: field crop needs enlarge in (0, 10] and a finite shift_y, got "
             f"enlarge {crop.enlarge}, shift_y {crop.shift_y}"
         )
+    if crop.side not in ("mean", "max"):
+        raise LmkError(f'{path}: field crop.side must be "mean" or "max", got {crop.side!r}')
     bad = [k for k, v in checkpoint.state_dict.items() if not isinstance(v, torch.Tensor)]
     if bad:
         raise LmkError(f"{path}: field state_dict holds a non-tensor under {bad[0]!r}")
@@ -475,6 +479,10 @@ def open_checkpoint(
     """Any supported checkpoint: an lmk file, or (with ``model`` naming the origin) an official
     PIPNet ``.pth`` or face-alignment FAN file. Fields an lmk file holds come from the file."""
     path = Path(path)
+    if model == "faceapi68" and path.suffix.lower() == ".json":
+        from lmk.faceapi_weights import load_faceapi68
+
+        return load_faceapi68(path)
     data = _read_weights(path)
     if _is_lmk(data):
         checkpoint = _lmk_checkpoint(data, path)

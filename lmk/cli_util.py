@@ -116,12 +116,17 @@ def model_args(
         "pipnet": ("--backbone", "--num-nb", "--net-stride"),
         "hourglass": ("--num-stacks", "--num-features"),
         "fan": ("--num-stacks",),
+        "faceapi68": (),
     }[model]
     wrong = [flag for flag, value in given.items() if value is not None and flag not in applies]
     if wrong:
         raise LmkError(f"{', '.join(wrong)} does not apply to --model {model}")
-    args: dict[str, Any] = {"input_size": 256 if input_size is None else input_size}
-    if model == "pipnet":
+    default_size = 112 if model == "faceapi68" else 256  # faceapi68: fixed by its weights
+    args: dict[str, Any] = {"input_size": default_size if input_size is None else input_size}
+    if model == "faceapi68":
+        if args["input_size"] != default_size:
+            raise LmkError(f"--input-size: faceapi68 takes {default_size} px only")
+    elif model == "pipnet":
         args.update(backbone=backbone or "resnet18", num_nb=num_nb, net_stride=net_stride)
     elif model == "hourglass":
         args.update(num_stacks=num_stacks, num_features=num_features)

@@ -94,12 +94,23 @@ def decode_heatmap(heatmaps: Tensor) -> tuple[Tensor, Tensor]:
     return torch.stack([lx, ly], dim=-1), scores
 
 
+def decode_regression(coords: Tensor) -> tuple[Tensor, Tensor]:
+    """Interleaved ``x0 y0 x1 y1 ...`` [N, 2L], already normalised to the crop -> [N, L, 2].
+
+    A regression net has no per-point confidence: the scores are 1.0 everywhere, only so every
+    lmk file has the same two outputs (``lmk.confidence`` is false in its metadata, and the
+    runtime does not read them as evidence)."""
+    landmarks = coords.reshape(coords.shape[0], -1, 2)
+    return landmarks, torch.ones_like(landmarks[..., 0])
+
+
 def decode_outputs(
     outputs: Tensor | tuple[Tensor, ...] | list[Tensor],
     decode: str,
     table: NeighbourTable | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Decode a model's raw ``forward`` output by decode name (``pipnet_nrm``/``heatmap_quarter``).
+    """Decode a model's raw ``forward`` output by decode name (``pipnet_nrm``,
+    ``heatmap_quarter`` or ``regression``).
 
     Heatmap models return one tensor per stack; only the last stack is decoded.
     """
@@ -110,4 +121,6 @@ def decode_outputs(
     if decode == "heatmap_quarter":
         heatmaps = outputs[-1] if isinstance(outputs, (list, tuple)) else outputs
         return decode_heatmap(heatmaps)
+    if decode == "regression":
+        return decode_regression(outputs[0] if isinstance(outputs, (list, tuple)) else outputs)
     raise ValueError(f"unknown decode {decode!r}")

@@ -135,9 +135,10 @@ TOLERANCES: tuple[ToleranceRow, ...] = (
             atol=2e-2,
             rtol=0.2,
             why="INT8 QDQ, heads and decode FP32: 8-bit activations; trained PIPNet measured "
-            "0.86 px mean of a 256 crop (bound 1.5 px)",
+            "0.86 px mean of a 256 crop (bound 1.5 px). A regression head (faceapi68) moves "
+            "continuously with its activations and is held to the same bound (not measured)",
         ),
-        decodes=("pipnet_nrm",),
+        decodes=("pipnet_nrm", "regression"),
     ),
     ToleranceRow(
         "int8",

@@ -59,3 +59,9 @@ def numpy_heatmap_decode(heatmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     dx = np.sign(value(1) - value(-1)) * 0.25 * inside
     dy = np.sign(value(w) - value(-w)) * 0.25 * inside
     return np.stack([(col + 0.5 + dx) / w, (row + 0.5 + dy) / h], axis=-1), scores
+
+
+def numpy_regression_decode(coords: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Interleaved normalised coordinates [N, 2L] -> landmarks [N, L, 2], scores of 1.0."""
+    landmarks = coords.reshape(coords.shape[0], -1, 2)
+    return landmarks, np.ones(landmarks.shape[:2], dtype=coords.dtype)

@@ -53,7 +53,7 @@ class ModelInfo:
     input_format: str  # uint8_nhwc_bgr | float_nchw_rgb
     mean: tuple[float, ...]
     std: tuple[float, ...]
-    decode: str  # pipnet_nrm | heatmap_quarter | none
+    decode: str  # pipnet_nrm | heatmap_quarter | regression | none
     raw_decode: str  # the decode the raw heads need (equals decode unless decode is none)
     num_nb: int
     net_stride: int
@@ -64,9 +64,15 @@ class ModelInfo:
     version: str
     extra: dict[str, Any]
 
+    @property
+    def has_confidence(self) -> bool:
+        """False for a file whose ``scores`` measure nothing (``lmk.confidence`` false: a
+        regression net); the tracker then never reads them as evidence of a face."""
+        return self.extra.get("lmk.confidence", True) is not False
+
 
 INPUT_FORMATS = ("uint8_nhwc_bgr", "float_nchw_rgb")
-RAW_DECODES = ("pipnet_nrm", "heatmap_quarter")
+RAW_DECODES = ("pipnet_nrm", "heatmap_quarter", "regression")
 DECODES = (*RAW_DECODES, "none")
 PIPNET_HEADS = ("cls", "x", "y", "nb_x", "nb_y")
 # The crop side as a multiple of the box (lmk 1.2, face-alignment 2.05); far outside this a
@@ -184,6 +190,8 @@ def _crop(reader: _Reader) -> dict[str, Any]:
         )
     if not isinstance(crop.get("square", True), bool):
         raise LmkError(f"{reader.source}: lmk metadata lmk.crop.square must be true or false")
+    if crop.get("side", "mean") not in ("mean", "max"):
+        raise LmkError(f'{reader.source}: lmk metadata lmk.crop.side must be "mean" or "max"')
     return dict(crop)
 
 
@@ -310,6 +318,11 @@ def check_graph(info: ModelInfo, graph: GraphSpec, source: str = "model") -> Non
         scores = graph.output("scores")
         if scores is not None and (_rank_differs(scores, 2) or _differs(scores, 1, num)):
             raise fail("lmk.num_landmarks", num, f"the graph's output is {_dims(scores)}")
+        return
+    if info.raw_decode == "regression":
+        coords = graph.outputs[0]
+        if _rank_differs(coords, 2) or _differs(coords, 1, 2 * num):
+            raise fail("lmk.num_landmarks", num, f"the graph's coordinates are {_dims(coords)}")
         return
     if info.raw_decode == "heatmap_quarter":
         heatmaps = graph.outputs[0]

@@ -17,6 +17,10 @@ def _exporter(family: str):
         from lmk.export.blazeface import export_blazeface
 
         return export_blazeface
+    if family == "faceapi68":
+        from lmk.faceapi_weights import export_faceapi68_file
+
+        return export_faceapi68_file
     return None
 
 

@@ -23,7 +23,11 @@ from lmk.errors import LmkError
 from lmk.layouts import NeighbourTable
 from lmk.normalise import Normalisation
 from lmk.runtime import cpu, require_onnxruntime
-from lmk.runtime.host_decode import numpy_heatmap_decode, numpy_pipnet_decode
+from lmk.runtime.host_decode import (
+    numpy_heatmap_decode,
+    numpy_pipnet_decode,
+    numpy_regression_decode,
+)
 from lmk.runtime.metadata import GraphSpec, ModelInfo, parse_metadata
 from lmk.runtime.validate import InputError
 
@@ -496,6 +500,8 @@ class InferenceModel:
         if self._gather is not None:
             heads = [outputs[n] for n in ("cls", "x", "y", "nb_x", "nb_y")]
             landmarks, scores = numpy_pipnet_decode(*heads, self._gather)
+        elif self.info.raw_decode == "regression":
+            landmarks, scores = numpy_regression_decode(outputs[0])
         else:
             landmarks, scores = numpy_heatmap_decode(outputs[self.output_names[0]])
         return landmarks.astype(np.float32), scores.astype(np.float32)

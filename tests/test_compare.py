@@ -97,7 +97,7 @@ def test_only_the_outputs_both_runs_have_are_compared():
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16-stored", "fp16", "int8"])
 @pytest.mark.parametrize("ep", ALL_EPS)
-@pytest.mark.parametrize("decode", ["pipnet_nrm", "heatmap_quarter"])
+@pytest.mark.parametrize("decode", ["pipnet_nrm", "heatmap_quarter", "regression"])
 def test_every_precision_ep_and_decode_has_exactly_one_row(precision, ep, decode):
     for random_weights in (False, True):
         matches = [

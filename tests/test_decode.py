@@ -187,3 +187,24 @@ def test_decode_outputs_uses_the_last_hourglass_stack():
     np.testing.assert_allclose(landmarks[0, 0].numpy(), [12.5 / 16, 10.5 / 16])
     with pytest.raises(ValueError, match="unknown decode"):
         decode_outputs([last], "dark")
+
+
+def test_regression_decode_is_the_same_reshape_in_torch_numpy_and_the_onnx_graph():
+    """Interleaved x, y -> [N, L, 2]; scores are exactly 1 (no confidence) on every side."""
+    import onnxruntime as ort
+
+    from lmk.decode import decode_regression
+    from lmk.export.graphs import regression_decode_model
+    from lmk.runtime.host_decode import numpy_regression_decode
+
+    coords = np.random.default_rng(0).random((3, 136)).astype(np.float32)
+    landmarks, scores = decode_regression(torch.from_numpy(coords))
+    assert landmarks.shape == (3, 68, 2) and landmarks[1, 5, 1] == coords[1, 11]
+    graph = regression_decode_model(68, 17, 8, "batch")
+    session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
+    onnx_landmarks, onnx_scores = session.run(["landmarks", "scores"], {"coords": coords})
+    host_landmarks, host_scores = numpy_regression_decode(coords)
+    for lms, sc in ((onnx_landmarks, onnx_scores), (host_landmarks, host_scores)):
+        np.testing.assert_array_equal(lms, landmarks.numpy())
+        np.testing.assert_array_equal(sc, scores.numpy())
+    assert np.all(onnx_scores == 1.0)

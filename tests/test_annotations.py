@@ -12,9 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from lmk.cli_util import run_cli
-from lmk.errors import LmkError
-from lmk.synth import (
+from lmk.annotations import (
     Annotation,
     read_300w,
     read_annotations,
@@ -22,14 +20,15 @@ from lmk.synth import (
     read_json,
     read_pts,
     read_wflw,
-    render_face,
-    sample_seed,
-    wflw98_to_300w68,
     write_csv,
     write_json,
     write_pts,
     write_wflw,
 )
+from lmk.cli_util import run_cli
+from lmk.errors import LmkError
+from lmk.layouts import wflw98_to_300w68
+from lmk.synth import render_face, sample_seed
 from lmk.synth.cli import WFLW_LIST, cli
 
 

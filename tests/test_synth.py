@@ -9,15 +9,8 @@ import numpy as np
 import pytest
 
 from lmk.errors import LmkError
-from lmk.layouts import get_layout
-from lmk.synth import (
-    WFLW_ATTRIBUTES,
-    WFLW_TO_300W,
-    render_clip,
-    render_face,
-    sample_seed,
-    wflw98_to_300w68,
-)
+from lmk.layouts import WFLW_ATTRIBUTES, WFLW_TO_300W, get_layout, wflw98_to_300w68
+from lmk.synth import render_clip, render_face, sample_seed
 
 POSE, EXPRESSION, ILLUMINATION, MAKEUP, OCCLUSION, BLUR = range(6)
 # A plain, well-lit, unblurred face: what the geometry tests look at.

@@ -1,7 +1,8 @@
 """Landmark annotation files: WFLW list files, 300W ``.pts``, and plain CSV / JSON.
 
-Why here: SynthFace writes its data in the public data sets' own formats, so the same
-readers serve the real WFLW / 300W releases and the built-in data, and a user's own layout
+Why a module of its own (outside ``lmk.synth``): these read the real WFLW / 300W releases
+and a user's own data; SynthFace only writes its data in the same formats, so one set of
+readers serves the public data sets and the built-in data alike, and a user's own layout
 can come in as CSV or JSON. Every reader returns ``Annotation`` records in lmk's pixel
 convention (0-based and continuous: pixel ``i`` covers ``[i, i + 1)``, its centre is
 ``i + 0.5``); a bad line raises ``LmkError("file:line: what is wrong")``.

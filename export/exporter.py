@@ -12,9 +12,12 @@ import contextlib
 import copy
 import io
 import logging
+import time
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import onnx
 import torch
 from onnx import TensorProto, compose, helper
@@ -32,6 +35,15 @@ DECODES = ("fused", "none")
 INPUT_FORMATS = {"uint8-bgr": "uint8_nhwc_bgr", "float-rgb": "float_nchw_rgb"}
 PRECISIONS = ("fp32", "fp16", "int8")
 PIPNET_HEADS = ("cls", "x", "y", "nb_x", "nb_y")
+FP32_TOLERANCE = 1e-5
+"""Largest landmark difference (normalised to the crop) an FP32 export may show against
+PyTorch + the reference decode in its self-check; a larger one is not written."""
+# --store-fp16: FP32 compute on FP16-rounded weights. Rounding moves each weight by <= 2^-11
+# relative, which moves most landmarks by ~1e-5 of the crop; but where two cells of a score
+# map nearly tie, the argmax can pick the other one (the offsets then put the landmark within
+# a fraction of a cell of where it was). 1e-2 of the crop passes that and still catches a
+# broken graph, whose errors are whole cells (1/8 of a crop at stride 32).
+FP16_STORAGE_TOLERANCE = 1e-2
 
 
 @dataclass(frozen=True)
@@ -287,7 +299,6 @@ def store_weights_fp16(model: onnx.ModelProto, min_elements: int = 1024) -> onnx
     cast back to FP32 by a ``Cast`` at the graph's start, which ONNX Runtime (and TensorRT)
     fold into a constant when the model loads. Run after simplification (onnxsim would fold
     the casts straight back). Weights change by FP16 rounding only (relative 2^-11)."""
-    import numpy as np
     from onnx import numpy_helper
 
     out = copy.deepcopy(model)
@@ -311,3 +322,103 @@ def store_weights_fp16(model: onnx.ModelProto, min_elements: int = 1024) -> onnx
     entry = out.metadata_props.add()
     entry.key, entry.value = "lmk.weight_storage", '"fp16"'
     return out
+
+
+def export_to_file(
+    ckpt: Checkpoint,
+    options: ExportOptions,
+    path: Path,
+    simplify: bool = True,
+    calib: str = "synth",
+    calib_size: int = 64,
+    int8_target: str = "cpu",
+    int8_activations: str | None = None,
+    int8_recipe: str = "auto",
+    store_fp16: bool = False,
+) -> dict:
+    """Export, simplify, check and self-check; writes ``path``. Returns the report fields.
+
+    The one path from a checkpoint to a file: ``lmk-export`` calls it inside its atomic
+    output, and the tools that make the bundled models and the benchmarks' files call it
+    too, so every ONNX file lmk makes passed the same checks."""
+    from lmk.export import checks  # checks imports this module (ExportOptions, head_names)
+
+    started = time.perf_counter()
+    plan = None
+    if options.precision == "int8":  # bad calibration input fails before any tracing
+        from lmk.export.quantize import (
+            add_int8_metadata,
+            calibration_images,
+            int8_plan,
+            quantize_network,
+        )
+
+        plan = int8_plan(int8_target, int8_activations, int8_recipe, ckpt.spec.decode)
+        crops = calibration_images(ckpt, calib, calib_size)
+    torch_model = ckpt.build_model()
+    fp16 = options.precision == "fp16"
+    network = export_network(torch_model, ckpt.spec, options.opset, options.batch, fp16)
+    if options.precision == "int8":
+        network = quantize_network(network, ckpt.normalisation.apply_bgr_nhwc(crops), plan)
+    onnx_model = build_onnx(ckpt, options, network)
+    if plan is not None:
+        add_int8_metadata(onnx_model, plan)
+    checks.check_validity(onnx_model)
+    note = "not simplified (--no-simplify)"
+    if simplify:
+        onnx_model, note = checks.simplify(onnx_model)
+        checks.check_validity(onnx_model)
+    if store_fp16:
+        onnx_model = store_weights_fp16(onnx_model)
+        checks.check_validity(onnx_model)
+    trt = checks.tensorrt_check(onnx_model)
+    model_bytes = onnx_model.SerializeToString()
+    images = checks.sample_inputs(ckpt, options.batch or 3)
+    session = checks.cpu_session(model_bytes)
+    result = checks.parity(ckpt, session, options, images, torch_model)
+    key = "landmarks" if options.decode == "fused" else next(iter(result.max_abs))
+    error = result.max_abs[key]
+    tolerance = FP16_STORAGE_TOLERANCE if store_fp16 else FP32_TOLERANCE
+    if options.precision == "fp32" and error > tolerance:
+        raise LmkError(
+            f"parity check failed: max |{key} diff| {error:.3g} > {tolerance:g} at {result.worst_index[key]} "
+            "(ONNX Runtime CPU vs PyTorch + reference decode)"
+        )
+    onnx.save(onnx_model, str(path))
+    return {
+        "size_mb": len(model_bytes) / 1e6,
+        "opset": options.opset,
+        "precision": options.precision + (" (weights stored fp16)" if store_fp16 else ""),
+        "int8": plan.describe() if plan is not None else None,
+        "ops": trt.ops,
+        "tensorrt": "ok" if trt.ok else "; ".join(trt.problems),
+        "inputs": [_describe(v) for v in onnx_model.graph.input],
+        "outputs": [_describe(v) for v in onnx_model.graph.output],
+        "parity": result.max_abs,
+        "parity_pixels": error * ckpt.input_size if options.decode == "fused" else None,
+        "latency_ms": _cpu_latency(session, ckpt, options, images),
+        "latency_batch": len(images),
+        "simplify": note,
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def _describe(value) -> str:
+    dims = [d.dim_param or str(d.dim_value) for d in value.type.tensor_type.shape.dim]
+    return f"{value.name} {onnx.helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type)} [{', '.join(dims)}]"
+
+
+def _cpu_latency(
+    session, ckpt: Checkpoint, options: ExportOptions, images: np.ndarray, runs: int = 10
+) -> float:
+    """Median ms per call on ORT CPU at the self-check batch (an indication, not a benchmark)."""
+    from lmk.export.checks import onnx_feed
+
+    feed = {"image": onnx_feed(ckpt, options, images)}
+    session.run(None, feed)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        session.run(None, feed)
+        times.append((time.perf_counter() - start) * 1000.0)
+    return float(np.median(times))

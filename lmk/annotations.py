@@ -485,17 +485,3 @@ def write_json(
     text = "[\n" + ",\n".join(lines) + ("\n]\n" if lines else "]\n")
     with atomic_output(path, overwrite) as tmp:
         tmp.write_text(text, encoding="utf-8")
-
-
-def read_annotations(path: str | Path) -> list[Annotation]:
-    """Read by kind: a folder is 300W, ``.txt`` WFLW, ``.csv`` CSV, ``.json`` JSON."""
-    path = Path(path)
-    if path.is_dir():
-        return read_300w(path)
-    readers = {".txt": read_wflw, ".csv": read_csv, ".json": read_json}
-    reader = readers.get(path.suffix.lower())
-    if reader is None:
-        raise LmkError(
-            f"{path}: unknown annotation format (use a .txt WFLW list, .csv, .json, or a 300W folder)"
-        )
-    return reader(path)

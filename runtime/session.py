@@ -176,11 +176,6 @@ def candidate_eps(requested: str, available: list[str]) -> list[str]:
     return [requested]
 
 
-def resolve_ep(requested: str, available: list[str]) -> str:
-    """The EP to use: ``requested`` if available here, or the best available for ``auto``."""
-    return candidate_eps(requested, available)[0]
-
-
 def session_config(options: RuntimeOptions, ep: str) -> dict[str, str]:
     """The session config entries lmk sets for ``ep``: on the CPU and OpenVINO EPs, idle
     intra-op and inter-op threads sleep instead of spinning unless ``options.spin``."""

@@ -416,16 +416,6 @@ class LandmarkDataset(Dataset):
 # ---- what the commands build ------------------------------------------------------------------
 
 
-@dataclass
-class DataSets:
-    """The training and held-out sets of one ``lmk-train`` run, and the layout they share."""
-
-    train: LandmarkDataset
-    val: LandmarkDataset
-    layout: Layout
-    description: dict[str, Any]
-
-
 def build_sources(
     spec: DataSpec,
     *,

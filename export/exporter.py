@@ -48,7 +48,8 @@ FP16_STORAGE_TOLERANCE = 1e-2
 
 @dataclass(frozen=True)
 class ExportOptions:
-    """What ``lmk-export`` flags choose; defaults are the DESIGN contract's."""
+    """What ``lmk-export`` flags choose; the defaults make the contract's file (docs/design.md
+    section 7): uint8 BGR input, fused decode, dynamic batch, FP32."""
 
     opset: int = 17
     decode: str = "fused"

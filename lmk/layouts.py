@@ -162,7 +162,7 @@ def custom_layout(
 
 @dataclass(frozen=True)
 class NeighbourTable:
-    """PIPNet's neighbour structure (DESIGN section 3), precomputed once per layout.
+    """PIPNet's neighbour structure (docs/design.md section 3), precomputed once per layout.
 
     ``nb[i, j]`` is the landmark that neighbour channel ``K*i + j`` predicts. ``gather[m]``
     lists indices into the concatenation ``[own (L), neighbour (L*K)]`` of predictions whose

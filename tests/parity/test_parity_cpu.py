@@ -1,6 +1,6 @@
 """ONNX Runtime CPU equals PyTorch + reference decode (FP32), for every model and variant.
 
-Tolerances: landmarks max |diff| <= 1e-5 in normalised crop units (DESIGN section 5); scores
+Tolerances: landmarks max |diff| <= 1e-5 in normalised crop units (docs/design.md section 11); scores
 and raw heads are network outputs, where two conv implementations differ by float rounding:
 |diff| <= 1e-4 + 1e-4 * |value|.
 """

@@ -110,15 +110,9 @@ def test_augmentation_is_reproducible_from_the_generator():
 
 
 def test_no_augment_config_draws_the_identity_geometry():
+    # every geometric draw switched off (the photometric ones do not touch the geometry)
     no_augment = AugmentConfig(
-        rotation_prob=0.0,
-        scale=0.0,
-        translate=0.0,
-        flip_prob=0.0,
-        occlusion_prob=0.0,
-        blur_prob=0.0,
-        grayscale_prob=0.0,
-        jitter_prob=0.0,
+        **dict.fromkeys(("rotation_prob", "scale", "translate", "flip_prob"), 0.0)
     )
     geometry = sample_geometry(np.random.default_rng(3), SIZE, no_augment)
     assert not geometry.flipped

@@ -206,10 +206,10 @@ def test_clip_face_leaves_and_comes_back():
     assert all(not visible[i] for i in range(gone[0], gone[-1] + 1))  # one absence
 
 
-def test_synth_imports_with_torch_blocked():
+def test_synth_and_annotation_files_import_with_torch_blocked():
     code = (
         "import sys; sys.modules['torch'] = None\n"
-        "import lmk.synth, lmk.synth.cli\n"
+        "import lmk.synth, lmk.synth.cli, lmk.annotations\n"
         "print(lmk.synth.render_face(0, 64).landmarks.shape)"
     )
     result = subprocess.run(

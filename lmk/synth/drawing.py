@@ -8,6 +8,7 @@ so drawing passes ``p - 0.5`` in fixed point with ``SHIFT`` fraction bits.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -91,6 +92,28 @@ def _blend(dst: np.ndarray, src: np.ndarray, mask: np.ndarray) -> None:
     """dst = dst + (src - dst) * mask / 255, in place (uint8 images, mask uint8 HxW)."""
     a = mask.astype(np.float32) * np.float32(1.0 / 255.0)
     dst[:] = cv2.blendLinear(src, dst, a, np.float32(1.0) - a)
+
+
+def _paint_inside(
+    img: np.ndarray,
+    outline: np.ndarray,
+    fill: tuple,
+    paint: Callable[[np.ndarray, np.ndarray], None],
+) -> None:
+    """Fill ``outline`` with ``fill`` and let ``paint(layer, origin)`` draw over it, all
+    clipped to the outline with anti-aliased edges (an eye's iris, the teeth in a mouth);
+    ``origin`` is the frame position of the layer's pixel 0."""
+    win = _roi(img, outline)
+    if win is None:
+        return
+    ys, xs, origin = win
+    roi = img[ys, xs]
+    layer = roi.copy()
+    _poly(layer, outline, fill, origin)
+    paint(layer, origin)
+    mask = np.zeros(roi.shape[:2], np.uint8)
+    _poly(mask, outline, 255, origin)
+    _blend(roi, layer, mask)
 
 
 def background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
@@ -180,12 +203,8 @@ def _draw_eye(img: np.ndarray, eye: np.ndarray, pupil: np.ndarray, p: FaceParams
     if eye_h < eye_w * 0.12:  # closed: just the lid line with lashes
         _line(img, eye[[0, 1, 2, 3, 4]], lid_color, thick)
         return
-    win = _roi(img, eye)
-    if win is not None:
-        ys, xs, origin = win
-        roi = img[ys, xs]
-        layer = roi.copy()
-        _poly(layer, eye, (228.0, 232.0, 238.0), origin)
+
+    def iris(layer: np.ndarray, origin: np.ndarray) -> None:
         r = 0.21 * eye_w
         rx = r * max(abs(math.cos(math.radians(p.yaw))), 0.35)
         ry = r * max(abs(math.cos(math.radians(p.pitch))), 0.35)
@@ -194,9 +213,8 @@ def _draw_eye(img: np.ndarray, eye: np.ndarray, pupil: np.ndarray, p: FaceParams
         _ellipse(layer, c, (rx, ry), p.roll, _scaled(p.iris, 0.6), max(1, round(r * 0.15)))
         _ellipse(layer, c, (rx * 0.42, ry * 0.42), p.roll, (12, 12, 14))
         _ellipse(layer, c + np.array([-0.13, -0.15]) * r, (r * 0.12, r * 0.12), 0, (250, 250, 250))
-        mask = np.zeros(roi.shape[:2], np.uint8)
-        _poly(mask, eye, 255, origin)
-        _blend(roi, layer, mask)
+
+    _paint_inside(img, eye, (228.0, 232.0, 238.0), iris)
     _line(img, eye[[0, 1, 2, 3, 4]], lid_color, thick * (1.0 + 1.5 * (p.makeup > 0.3)))
     _line(img, eye[[4, 5, 6, 7, 0]], _scaled(p.skin, 0.55), max(1.0, thick * 0.5))
 
@@ -213,18 +231,13 @@ def _draw_mouth(img: np.ndarray, lm: np.ndarray, p: FaceParams, unit: float) -> 
     gap = float(np.linalg.norm(inner[6] - inner[2]))
     line_color = _scaled(p.lips, 0.45)
     if gap > 0.012 * unit:
-        win = _roi(img, inner)
-        if win is not None:
-            ys, xs, origin = win
-            roi = img[ys, xs]
-            layer = roi.copy()
-            _poly(layer, inner, (30, 25, 60), origin)
+
+        def teeth(layer: np.ndarray, origin: np.ndarray) -> None:
             down = (inner[6] - inner[2]) / max(gap, 1e-6) * min(gap * 0.45, 0.035 * unit)
-            teeth = np.vstack([inner[[0, 1, 2, 3, 4]], inner[[3, 2, 1]] + down])
-            _poly(layer, teeth, (215, 225, 230), origin)
-            mask = np.zeros(roi.shape[:2], np.uint8)
-            _poly(mask, inner, 255, origin)
-            _blend(roi, layer, mask)
+            upper = np.vstack([inner[[0, 1, 2, 3, 4]], inner[[3, 2, 1]] + down])
+            _poly(layer, upper, (215, 225, 230), origin)
+
+        _paint_inside(img, inner, (30, 25, 60), teeth)
         _line(img, inner, line_color, max(1.0, unit * 0.006), closed=True)
     else:
         _line(img, inner[[0, 1, 2, 3, 4]], line_color, max(1.0, unit * 0.01))

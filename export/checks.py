@@ -224,3 +224,24 @@ def parity(
         max_abs[name] = float(diff.max())
         worst[name] = tuple(int(i) for i in np.unravel_index(diff.argmax(), diff.shape))
     return ParityResult(max_abs, worst)
+
+
+# lmk.min_score: the tracker drops a face whose mean landmark score is below it. Set at export
+# from held-out SynthFace faces (seeds apart from training's and the self-check's): the 10th
+# percentile of their per-face mean scores. The model's own scale instead of one constant for
+# every model; it must stay high enough to reject the frame detector's non-face windows (the
+# lowest validation score, 0.48 for the bundled PIPNet, let clutter through). Random weights
+# get none (their scores mean nothing), which also keeps random-weight exports quick.
+MIN_SCORE_FACES = 16
+MIN_SCORE_QUANTILE = 0.1
+MIN_SCORE_SEED = 7_000_003
+
+
+def validation_min_score(checkpoint: Checkpoint, options: ExportOptions, session) -> float | None:
+    """``lmk.min_score`` for a fused landmark file from its scores on held-out faces; None
+    for random weights."""
+    if str(checkpoint.provenance.get("weights", "")).startswith("random"):
+        return None
+    images = sample_inputs(checkpoint, MIN_SCORE_FACES, seed=MIN_SCORE_SEED)
+    scores = session.run(["scores"], {"image": onnx_feed(checkpoint, options, images)})[0]
+    return round(float(np.quantile(scores.mean(axis=1), MIN_SCORE_QUANTILE)), 3)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import json
 import logging
 import time
 import warnings
@@ -385,8 +386,15 @@ def export_to_file(
             f"parity check failed: max |{key} diff| {error:.3g} > {tolerance:g} at {result.worst_index[key]} "
             "(ONNX Runtime CPU vs PyTorch + reference decode)"
         )
+    min_score = None
+    if options.decode == "fused":
+        min_score = checks.validation_min_score(ckpt, options, session)
+    if min_score is not None:
+        entry = onnx_model.metadata_props.add()
+        entry.key, entry.value = "lmk.min_score", json.dumps(min_score)
     onnx.save(onnx_model, str(path))
     return {
+        "min_score": min_score,
         "size_mb": len(model_bytes) / 1e6,
         "opset": options.opset,
         "precision": options.precision + (" (weights stored fp16)" if store_fp16 else ""),

@@ -46,6 +46,14 @@ class GraphBuilder:
         )
         return output
 
+    def op_outputs(self, op_type: str, *inputs: str, count: int, **attrs) -> list[str]:
+        """A node with ``count`` outputs (TopK's values and indices, say)."""
+        outputs = [self._name(op_type.lower()) for _ in range(count)]
+        self.nodes.append(
+            helper.make_node(op_type, list(inputs), outputs, name=self._name(op_type), **attrs)
+        )
+        return outputs
+
     def reshape(self, x: str, shape: list[int], out: str | None = None) -> str:
         return self.op("Reshape", x, self.const(shape, np.int64, "shape"), out=out)
 

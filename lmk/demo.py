@@ -19,9 +19,11 @@ import numpy as np
 from lmk.errors import LmkError
 from lmk.fileio import atomic_output, check_video_frames, filled_folder
 from lmk.runtime.bundled import BUNDLED, bundled_model
+from lmk.runtime.models_cli import models_group
 from lmk.runtime.pipeline import track_clip
 from lmk.synth.cli import parse_size
 from lmk.synth.video import write_clip
+from lmk.web.cli import web_command
 
 # What the demo asserts of itself (CI runs it): the bundled models track the clip within
 # these NME bounds and the ONNX files match PyTorch within the export's stated tolerance
@@ -172,6 +174,8 @@ def lmk_group() -> None:
 
 
 lmk_group.add_command(demo_command, "demo")
+lmk_group.add_command(web_command, "web")
+lmk_group.add_command(models_group, "models")
 
 
 def main() -> None:

@@ -201,6 +201,11 @@ def parse_metadata(
         values = {key: json.loads(text) for key, text in props.items() if key.startswith("lmk.")}
     except json.JSONDecodeError as exc:
         raise LmkError(f"{source}: corrupt lmk metadata ({exc})") from None
+    if values.get("lmk.kind") == "detector":
+        raise LmkError(
+            f"{source} is a face detector file (lmk.kind = detector), not a landmark model; "
+            "pass it as --detector-model"
+        )
     reader = _Reader(values, source)
     if reader.integer("lmk.format", 1) > FORMAT_VERSION:
         raise LmkError(

@@ -193,6 +193,8 @@ def run_pipeline(
             if failures:
                 break
             step_start = time.perf_counter()
+            if source.kind == "images":
+                tracker.reset()  # still images are unrelated: each one is detected afresh
             faces = tracker.step(item.image, dt)
             stepping += time.perf_counter() - step_start
             results.put((item, faces))

@@ -123,6 +123,8 @@ class Tracker:
         cfg = self.config
         with self.session.stages.time("detect"):
             found = face_boxes(self.detector.detect(frame), "detector box")
+        # Each detector says how its box becomes the box a landmark model crops.
+        found = [self.detector.to_landmark_box(r) for r in found]
         self.detections += 1
         room = cfg.max_faces - len(self._tracks)
         candidates = [
@@ -137,7 +139,9 @@ class Tracker:
         fresh: list[FaceBox] = []
         for face in sorted(best, key=lambda f: -f.score):
             region = self._region(face)
-            if face.score < cfg.min_score:
+            # A face detector's box is a face even where a landmark model trained elsewhere
+            # scores it low (SynthFace models on photos); the frame detector's windows are not.
+            if face.score < cfg.min_score and not self.detector.finds_faces:
                 continue
             if any(box_iou(region.box, r.box) > 0.3 for r in fresh):
                 continue

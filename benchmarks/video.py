@@ -20,9 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from lmk.bench.machine import describe, machine_slug
-from lmk.demo import track_clip
 from lmk.runtime.bundled import bundled_model
-from lmk.runtime.pipeline import STAGES
+from lmk.runtime.pipeline import STAGES, track_clip
 from lmk.synth.video import write_clip
 
 SIZES = ((640, 480), (1280, 720))
@@ -31,8 +30,7 @@ SIZES = ((640, 480), (1280, 720))
 def int8_model(folder: Path) -> Path:
     """The bundled PIPNet checkpoint exported with --int8 (SynthFace calibration)."""
     from lmk.checkpoint import load_checkpoint
-    from lmk.export.cli import export_to_file
-    from lmk.export.exporter import ExportOptions
+    from lmk.export.exporter import ExportOptions, export_to_file
 
     path = folder / "pipnet_int8.onnx"
     export_to_file(

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import click
-import numpy as np
 
 from lmk.cli_util import exit_with, model_args
 from lmk.errors import LmkError
@@ -217,7 +215,7 @@ def export_command(
     overwrite,
 ):
     """Export a landmark model to ONNX with the decode inside the graph."""
-    from lmk.export.exporter import ExportOptions
+    from lmk.export.exporter import ExportOptions, export_to_file
 
     if model == "blazeface":
         _export_detector(
@@ -307,125 +305,6 @@ def _export_detector(checkpoint, opset, batch, output, overwrite, reduced, decod
     lines = [f"wrote {output} in {time.perf_counter() - started:.1f} s: {report.pop('model')}"]
     lines += [f"  {key}: {value}" for key, value in report.items()]
     click.echo("\n".join(lines))
-
-
-def export_to_file(
-    ckpt,
-    options,
-    path: Path,
-    simplify: bool = True,
-    calib: str = "synth",
-    calib_size: int = 64,
-    int8_target: str = "cpu",
-    int8_activations: str | None = None,
-    int8_recipe: str = "auto",
-    store_fp16: bool = False,
-) -> dict:
-    """Export, simplify, check and self-check; writes ``path``. Returns the report fields."""
-    import onnx
-
-    from lmk.export import checks
-    from lmk.export.exporter import build_onnx, export_network, store_weights_fp16
-
-    started = time.perf_counter()
-    plan = None
-    if options.precision == "int8":  # bad calibration input fails before any tracing
-        from lmk.export.quantize import (
-            add_int8_metadata,
-            calibration_images,
-            int8_plan,
-            quantize_network,
-        )
-
-        plan = int8_plan(int8_target, int8_activations, int8_recipe, ckpt.spec.decode)
-        crops = calibration_images(ckpt, calib, calib_size)
-    torch_model = ckpt.build_model()
-    fp16 = options.precision == "fp16"
-    network = export_network(torch_model, ckpt.spec, options.opset, options.batch, fp16)
-    if options.precision == "int8":
-        network = quantize_network(network, ckpt.normalisation.apply_bgr_nhwc(crops), plan)
-    onnx_model = build_onnx(ckpt, options, network)
-    if plan is not None:
-        add_int8_metadata(onnx_model, plan)
-    checks.check_validity(onnx_model)
-    note = "not simplified (--no-simplify)"
-    if simplify:
-        onnx_model, note = checks.simplify(onnx_model)
-        checks.check_validity(onnx_model)
-    if store_fp16:
-        onnx_model = store_weights_fp16(onnx_model)
-        checks.check_validity(onnx_model)
-    trt = checks.tensorrt_check(onnx_model)
-    model_bytes = onnx_model.SerializeToString()
-    # The self-check runs the file as written, through lmk's runtime; a failure leaves no
-    # file (``path`` is the temporary name the caller renames only on success).
-    onnx.save(onnx_model, str(path))
-    images = checks.sample_inputs(ckpt, options.batch or 3)
-    result, runner = checks.self_check(ckpt, path, images, torch_model)
-    if not result.ok:
-        raise LmkError(
-            f"parity check failed ({runner.precision} tolerance): {result.summary()} "
-            "(ONNX Runtime CPU vs PyTorch + reference decode)"
-        )
-    landmarks = result.diffs["landmarks"]
-    min_score = None
-    if options.decode == "fused":
-        min_score = checks.validation_min_score(ckpt, runner.model)
-    if min_score is not None:  # written into the file that passed the check
-        entry = onnx_model.metadata_props.add()
-        entry.key, entry.value = "lmk.min_score", json.dumps(min_score)
-        onnx.save(onnx_model, str(path))
-    return {
-        "min_score": min_score,
-        "size_mb": len(model_bytes) / 1e6,
-        "opset": options.opset,
-        "precision": options.precision + (" (weights stored fp16)" if store_fp16 else ""),
-        "int8": plan.describe() if plan is not None else None,
-        "ops": trt.ops,
-        "tensorrt": "ok" if trt.ok else "; ".join(trt.problems),
-        "inputs": [_describe(v) for v in onnx_model.graph.input],
-        "outputs": [_describe(v) for v in onnx_model.graph.output],
-        "parity": result.max_abs,
-        "parity_pixels": landmarks.stats["max distance"] * ckpt.input_size,
-        "parity_limits": _limits(result.tolerance, runner.precision),
-        "latency_ms": _cpu_latency(runner.model, images),
-        "latency_batch": len(images),
-        "simplify": note,
-        "seconds": time.perf_counter() - started,
-    }
-
-
-def _describe(value) -> str:
-    dims = [d.dim_param or str(d.dim_value) for d in value.type.tensor_type.shape.dim]
-    import onnx
-
-    return f"{value.name} {onnx.helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type)} [{', '.join(dims)}]"
-
-
-def _cpu_latency(model, images: np.ndarray, runs: int = 10) -> float:
-    """Median ms per call on ORT CPU at the self-check batch (an indication, not a benchmark)."""
-    model.infer(images)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        model.infer(images)
-        times.append((time.perf_counter() - start) * 1000.0)
-    return float(np.median(times))
-
-
-def _limits(tolerance, precision: str) -> str:
-    """The tolerance row applied, for the report line."""
-    named = {
-        "max distance": tolerance.landmarks_max,
-        "p99 distance": tolerance.landmarks_p99,
-        "mean distance": tolerance.landmarks_mean,
-    }
-    parts = [f"landmark {k} <= {v:g}" for k, v in named.items() if v is not None]
-    if tolerance.atol is not None:
-        parts.append(f"other |diff| <= {tolerance.atol:g} + {tolerance.rtol:g} x max|ref|")
-    if not any(v is not None for v in named.values()):
-        parts.append("landmarks not bounded (random weights: near-tied score maps)")
-    return f"{precision}: {', '.join(parts)}"
 
 
 def _print_report(report: dict) -> None:

@@ -47,18 +47,6 @@ class AugmentConfig:
         return asdict(self)
 
 
-NO_AUGMENT = AugmentConfig(
-    rotation_prob=0.0,
-    scale=0.0,
-    translate=0.0,
-    flip_prob=0.0,
-    occlusion_prob=0.0,
-    blur_prob=0.0,
-    grayscale_prob=0.0,
-    jitter_prob=0.0,
-)
-
-
 def compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
     """The 2x3 affine ``outer(inner(p))``."""
     o = np.vstack([np.asarray(outer, np.float64), [0.0, 0.0, 1.0]])

@@ -1,6 +1,6 @@
 """Checkpoints: lmk's own file, plus the official PIPNet and face-alignment FAN releases.
 
-An lmk checkpoint (DESIGN section 4) holds plain data only (model name and arguments, layout,
+An lmk checkpoint (docs/design.md section 8) holds plain data only (model name and arguments, layout,
 mean face, input size, normalisation, crop policy, provenance) beside the state_dict, and is
 read with ``torch.load(weights_only=True)``: no pickled code runs. Imported checkpoints carry
 only weights; the other fields come from their origin's conventions or from arguments.

@@ -72,7 +72,6 @@ class CropPolicy:
         )
 
 
-LMK_CROP = CropPolicy(enlarge=1.2)
 PIPNET_OFFICIAL_CROP = CropPolicy(enlarge=1.2, square=False)
 # face-alignment: centre moved up by 0.12 h, side = 200 * (w + h) / 195.
 FAN_OFFICIAL_CROP = CropPolicy(enlarge=400.0 / 195.0, shift_y=-0.12)

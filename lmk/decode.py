@@ -1,6 +1,6 @@
 """Reference decoders (torch, batched): the truth the ONNX decode graphs are tested against.
 
-Both follow DESIGN section 3 exactly and return ``(landmarks [N, L, 2], scores [N, L])`` with
+Both follow docs/design.md section 3 exactly and return ``(landmarks [N, L, 2], scores [N, L])`` with
 landmarks normalised to the input crop (0 = left edge of pixel 0, 1 = right edge of the last).
 """
 

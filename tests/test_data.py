@@ -8,12 +8,13 @@ import cv2
 import numpy as np
 import pytest
 
+from lmk.annotations import Annotation, write_csv, write_wflw
 from lmk.augment import AugmentConfig
 from lmk.crop import CropPolicy, apply_affine, warp_crop
 from lmk.errors import LmkError
 from lmk.layouts import get_layout
 from lmk.normalise import IMAGENET
-from lmk.synth import Annotation, render_face, sample_seed, write_csv, write_wflw
+from lmk.synth import render_face, sample_seed
 from lmk.train.data import (
     SYNTH_VAL_BASE,
     DataSpec,

@@ -1,4 +1,4 @@
-"""Reference decoders on hand-built maps with known answers (DESIGN section 3)."""
+"""Reference decoders on hand-built maps with known answers (docs/design.md section 3)."""
 
 from __future__ import annotations
 

@@ -12,9 +12,9 @@ import cv2
 import numpy as np
 import pytest
 
+from lmk.annotations import write_pts
 from lmk.crop import warp_image
 from lmk.layouts import get_layout
-from lmk.synth.formats import write_pts
 from lmk.synth.photo_clip import SEGMENTS, photo_clip
 
 LMK_SYNTH = str(Path(sys.executable).parent / "lmk-synth")

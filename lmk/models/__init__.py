@@ -22,7 +22,7 @@ from lmk.models.pipnet import PIPNet
 MODELS: dict[str, type[nn.Module]] = {"pipnet": PIPNet, "hourglass": StackedHourglass, "fan": FAN}
 MODELS["faceapi68"] = FaceLandmark68Net  # imported only (lmk.faceapi_weights): no training
 
-# Which decode turns a family's raw outputs into landmarks (DESIGN section 3).
+# Which decode turns a family's raw outputs into landmarks (docs/design.md section 3).
 DECODERS = {"pipnet": "pipnet_nrm", "hourglass": "heatmap_quarter", "fan": "heatmap_quarter"}
 DECODERS["faceapi68"] = "regression"  # coordinates straight out of a fully connected layer
 

@@ -15,11 +15,13 @@ import cv2
 from tqdm import tqdm
 
 from lmk import __version__
+from lmk.annotations import Annotation, write_pts, write_wflw
 from lmk.cli_util import exit_with
 from lmk.errors import LmkError
 from lmk.fileio import atomic_output, filled_folder, plan_output
-from lmk.synth.formats import Annotation, write_pts, write_wflw
-from lmk.synth.render import render_face, sample_seed, wflw98_to_300w68
+from lmk.layouts import wflw98_to_300w68
+from lmk.synth.params import sample_seed
+from lmk.synth.render import render_face
 from lmk.synth.video import write_clip
 
 WFLW_LIST = "list_98pt_rect_attr.txt"
@@ -186,8 +188,8 @@ def video(
 
 def _photo_frames(photo, annotation, frames, size, fps, num_faces, leave_frame):
     """(frames, record function) of ``--photo``'s clip, every flag checked first."""
+    from lmk.annotations import read_pts
     from lmk.menpo_format import read_ljson
-    from lmk.synth.formats import read_pts
     from lmk.synth.photo_clip import photo_clip, photo_clip_record
 
     if photo is None or annotation is None:

@@ -19,15 +19,10 @@ from typing import Any
 import numpy as np
 
 from lmk.errors import LmkError
-from lmk.synth.render import (
-    FaceParams,
-    apply_effects,
-    background,
-    detector_box,
-    draw_face,
-    project_face,
-    resolve_params,
-)
+from lmk.synth.drawing import background, draw_face
+from lmk.synth.effects import apply_effects
+from lmk.synth.geometry import detector_box, project_face
+from lmk.synth.params import FaceParams, resolve_params
 
 
 @dataclass

@@ -24,13 +24,14 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from lmk.annotations import Annotation, read_300w, read_csv, read_json, read_wflw
 from lmk.augment import AugmentConfig, augment, warp_with_landmarks
 from lmk.crop import CropPolicy, apply_affine
 from lmk.errors import LmkError
-from lmk.layouts import Layout, custom_layout, get_layout
+from lmk.layouts import Layout, custom_layout, get_layout, wflw98_to_300w68
 from lmk.normalise import IMAGENET, Normalisation
-from lmk.synth.formats import Annotation, read_300w, read_csv, read_json, read_wflw
-from lmk.synth.render import render_face, sample_seed, wflw98_to_300w68
+from lmk.synth.params import sample_seed
+from lmk.synth.render import render_face
 
 DATA_KINDS = ("synth", "wflw", "300w", "csv", "json", "menpo")
 SYNTH_VAL_BASE = 0x7FFF_FFFF
@@ -433,16 +434,6 @@ class LandmarkDataset(Dataset):
 
 
 # ---- what the commands build ------------------------------------------------------------------
-
-
-@dataclass
-class DataSets:
-    """The training and held-out sets of one ``lmk-train`` run, and the layout they share."""
-
-    train: LandmarkDataset
-    val: LandmarkDataset
-    layout: Layout
-    description: dict[str, Any]
 
 
 def build_sources(

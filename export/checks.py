@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -13,7 +14,10 @@ import torch
 
 from lmk.checkpoint import Checkpoint
 from lmk.core.errors import LmkError
-from lmk.export.exporter import ExportOptions
+from lmk.export.reference import TorchRunner
+from lmk.runtime.compare import Comparison, compare
+from lmk.runtime.runners import OnnxRuntimeRunner
+from lmk.runtime.session import InferenceModel, RuntimeOptions
 
 # Ops lmk may put in a graph for TensorRT even where newer parsers accept more: integer Mod,
 # bit ops, loops and data-dependent shapes are what older TensorRT releases reject.
@@ -160,61 +164,49 @@ def sample_inputs(checkpoint: Checkpoint, batch: int, seed: int = 0) -> np.ndarr
     return synth_crops(batch, checkpoint.input_size, checkpoint.crop, seed=seed)
 
 
-def reference_outputs(
-    checkpoint: Checkpoint, model: torch.nn.Module, images: np.ndarray, decode: str
-) -> dict[str, np.ndarray]:
-    """PyTorch + reference decode on the same crops: what the ONNX file must reproduce."""
-    x = torch.from_numpy(checkpoint.normalisation.apply_bgr_nhwc(images))
-    spec = checkpoint.spec
-    with torch.no_grad():
-        raw = model(x)
-    if decode == "none":
-        heads = spec.decoder.select_heads(raw)
-        return {name: t.numpy() for name, t in zip(spec.decoder.heads, heads, strict=True)}
-    landmarks, scores = spec.decode_outputs(raw, spec.neighbour_table(checkpoint.layout))
-    return {"landmarks": landmarks, "scores": scores}
+def is_random(checkpoint: Checkpoint) -> bool:
+    """Whether the weights are random (``lmk-export`` without ``--checkpoint``, the bench's
+    and tests' models): their reduced-precision landmarks are not bounded (see
+    :data:`lmk.runtime.compare.TOLERANCES`)."""
+    return str(checkpoint.provenance.get("weights", "")).startswith("random")
 
 
-def onnx_feed(checkpoint: Checkpoint, options: ExportOptions, images: np.ndarray) -> np.ndarray:
-    if options.input_format == "uint8-bgr":
-        return images
-    return checkpoint.normalisation.apply_bgr_nhwc(images)
-
-
-@dataclass
-class ParityResult:
-    max_abs: dict[str, float]
-    worst_index: dict[str, tuple[int, ...]]
-
-
-def cpu_session(model_bytes: bytes):
-    """An ONNX Runtime CPU session, quiet, with full graph optimisation."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
-
-
-def parity(
+def self_check(
     checkpoint: Checkpoint,
-    model: bytes | object,
-    options: ExportOptions,
+    path: Path,
     images: np.ndarray,
     torch_model: torch.nn.Module | None = None,
-) -> ParityResult:
-    """ONNX Runtime CPU (``model``: file bytes or a session) against PyTorch + reference
-    decode on ``images``: max |diff| per output and where it is."""
-    session = cpu_session(model) if isinstance(model, bytes) else model
-    feed = {"image": onnx_feed(checkpoint, options, images)}
-    names = [o.name for o in session.get_outputs()]
-    got = dict(zip(names, session.run(names, feed), strict=True))
-    want = reference_outputs(
-        checkpoint, torch_model or checkpoint.build_model(), images, options.decode
-    )
-    max_abs, worst = {}, {}
-    for name, expected in want.items():
-        diff = np.abs(got[name].astype(np.float64) - expected.astype(np.float64))
-        max_abs[name] = float(diff.max())
-        worst[name] = tuple(int(i) for i in np.unravel_index(diff.argmax(), diff.shape))
-    return ParityResult(max_abs, worst)
+) -> tuple[Comparison, OnnxRuntimeRunner]:
+    """The written file under lmk's runtime (CPU EP, the session users get) against PyTorch +
+    reference decode on ``images``, held to the tolerance row of the file's precision.
+    Returns the comparison and the runner (for the latency line)."""
+    runner = OnnxRuntimeRunner(path, RuntimeOptions(ep="cpu"), name="onnxruntime-cpu")
+    reference = TorchRunner(
+        checkpoint, torch_model, heads=runner.model.info.decode == "none"
+    ).infer(images)
+    tolerance = runner.tolerance(random_weights=is_random(checkpoint))
+    return compare(reference, runner.infer(images), tolerance), runner
+
+
+# lmk.min_score: the tracker drops a face whose mean landmark score is below it. Set at export
+# from held-out SynthFace faces (seeds apart from training's and the self-check's): the 10th
+# percentile of their per-face mean scores. The model's own scale instead of one constant for
+# every model; it must stay high enough to reject the frame detector's non-face windows (the
+# lowest validation score, 0.48 for the bundled PIPNet, let clutter through). Random weights
+# get none (their scores mean nothing), which also keeps random-weight exports quick.
+MIN_SCORE_FACES = 16
+MIN_SCORE_QUANTILE = 0.1
+MIN_SCORE_SEED = 7_000_003
+
+
+def validation_min_score(checkpoint: Checkpoint, model: InferenceModel) -> float | None:
+    """``lmk.min_score`` for a fused landmark file (``model``: it under lmk's runtime) from
+    its scores on held-out faces; None for random weights, and for a model without
+    confidence (its scores are all 1)."""
+    if is_random(checkpoint):
+        return None
+    if not checkpoint.spec.decoder.has_confidence:
+        return None
+    images = sample_inputs(checkpoint, MIN_SCORE_FACES, seed=MIN_SCORE_SEED)
+    _, scores = model.infer(images)
+    return round(float(np.quantile(scores.mean(axis=1), MIN_SCORE_QUANTILE)), 3)

@@ -6,19 +6,10 @@ import time
 from pathlib import Path
 
 import click
-import numpy as np
 
 from lmk.core.cli_util import exit_with
 from lmk.core.errors import LmkError
 from lmk.core.fileio import atomic_output, plan_output
-
-FP32_TOLERANCE = 1e-5
-# --store-fp16: FP32 compute on FP16-rounded weights. Rounding moves each weight by <= 2^-11
-# relative, which moves most landmarks by ~1e-5 of the crop; but where two cells of a score
-# map nearly tie, the argmax can pick the other one (the offsets then put the landmark within
-# a fraction of a cell of where it was). 1e-2 of the crop passes that and still catches a
-# broken graph, whose errors are whole cells (1/8 of a crop at stride 32).
-FP16_STORAGE_TOLERANCE = 1e-2
 
 
 def _parse_batch(value: str) -> int | None:
@@ -76,11 +67,17 @@ def _inputs(checkpoint: Path | None, calib: str) -> list[Path]:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--model", "model", required=True, help="model family (lmk.models.FAMILIES)")
+@click.option(
+    "--model",
+    "model",
+    required=True,
+    help="pipnet, hourglass, fan, faceapi68, or blazeface (a detector, from its .tflite)",
+)
 @click.option(
     "--checkpoint",
     type=click.Path(path_type=Path),
-    help="lmk checkpoint, official PIPNet .pth or face-alignment 2DFAN4 .pth.tar",
+    help="lmk checkpoint, official PIPNet .pth, face-alignment 2DFAN4 .pth.tar or face-api.js "
+    "face_landmark_68_model-weights_manifest.json",
 )
 @click.option("--layout", help="wflw98, 300w68, cofw29, aflw19 (default: from the checkpoint)")
 @click.option("--backbone", help="PIPNet backbone: resnet18/34/50/101, mobilenetv2")
@@ -188,9 +185,23 @@ def export_command(
     overwrite,
 ):
     """Export a landmark model to ONNX with the decode inside the graph."""
-    from lmk.export.exporter import ExportOptions
+    from lmk.export.exporter import ExportOptions, export_to_file
     from lmk.models import get_family
 
+    # BlazeFace is a detector imported from its .tflite straight into a file, not a family
+    # of lmk.models.FAMILIES (see lmk/models/registry.py).
+    if model == "blazeface":
+        _export_detector(
+            checkpoint,
+            opset,
+            batch,
+            output,
+            overwrite,
+            fp16 or int8 or store_fp16,
+            decode,
+            input_format,
+        )
+        return
     get_family(model)  # an unknown name lists the known ones, before any other check
     if fp16 and int8:
         raise LmkError("--fp16 and --int8 are exclusive")
@@ -245,103 +256,27 @@ def export_command(
     _print_report(report)
 
 
-def export_to_file(
-    ckpt,
-    options,
-    path: Path,
-    simplify: bool = True,
-    calib: str = "synth",
-    calib_size: int = 64,
-    int8_target: str = "cpu",
-    int8_activations: str | None = None,
-    int8_recipe: str = "auto",
-    store_fp16: bool = False,
-) -> dict:
-    """Export, simplify, check and self-check; writes ``path``. Returns the report fields."""
-    import onnx
+def _export_detector(checkpoint, opset, batch, output, overwrite, reduced, decode, input_format):
+    """``--model blazeface``: MediaPipe's ``.tflite`` to an lmk detector file (FP32, fused)."""
+    from lmk.export.blazeface import export_blazeface
 
-    from lmk.export import checks
-    from lmk.export.exporter import build_onnx, export_network, store_weights_fp16
-
-    started = time.perf_counter()
-    plan = None
-    if options.precision == "int8":  # bad calibration input fails before any tracing
-        from lmk.export.quantize import (
-            add_int8_metadata,
-            calibration_images,
-            int8_plan,
-            quantize_network,
-        )
-
-        plan = int8_plan(int8_target, int8_activations, int8_recipe, ckpt.spec.family.int8_recipe)
-        crops = calibration_images(ckpt, calib, calib_size)
-    torch_model = ckpt.build_model()
-    fp16 = options.precision == "fp16"
-    network = export_network(torch_model, ckpt.spec, options.opset, options.batch, fp16)
-    if options.precision == "int8":
-        network = quantize_network(network, ckpt.normalisation.apply_bgr_nhwc(crops), plan)
-    onnx_model = build_onnx(ckpt, options, network)
-    if plan is not None:
-        add_int8_metadata(onnx_model, plan)
-    checks.check_validity(onnx_model)
-    note = "not simplified (--no-simplify)"
-    if simplify:
-        onnx_model, note = checks.simplify(onnx_model)
-        checks.check_validity(onnx_model)
-    if store_fp16:
-        onnx_model = store_weights_fp16(onnx_model)
-        checks.check_validity(onnx_model)
-    trt = checks.tensorrt_check(onnx_model)
-    model_bytes = onnx_model.SerializeToString()
-    images = checks.sample_inputs(ckpt, options.batch or 3)
-    session = checks.cpu_session(model_bytes)
-    result = checks.parity(ckpt, session, options, images, torch_model)
-    key = "landmarks" if options.decode == "fused" else next(iter(result.max_abs))
-    error = result.max_abs[key]
-    tolerance = FP16_STORAGE_TOLERANCE if store_fp16 else FP32_TOLERANCE
-    if options.precision == "fp32" and error > tolerance:
+    if checkpoint is None:
         raise LmkError(
-            f"parity check failed: max |{key} diff| {error:.3g} > {tolerance:g} at {result.worst_index[key]} "
-            "(ONNX Runtime CPU vs PyTorch + reference decode)"
+            "--model blazeface needs --checkpoint face_detection_back.tflite (or short_range); "
+            "`lmk models fetch blazeface` downloads it"
         )
-    onnx.save(onnx_model, str(path))
-    return {
-        "size_mb": len(model_bytes) / 1e6,
-        "opset": options.opset,
-        "precision": options.precision + (" (weights stored fp16)" if store_fp16 else ""),
-        "int8": plan.describe() if plan is not None else None,
-        "ops": trt.ops,
-        "tensorrt": "ok" if trt.ok else "; ".join(trt.problems),
-        "inputs": [_describe(v) for v in onnx_model.graph.input],
-        "outputs": [_describe(v) for v in onnx_model.graph.output],
-        "parity": result.max_abs,
-        "parity_pixels": error * ckpt.input_size if options.decode == "fused" else None,
-        "latency_ms": _cpu_latency(session, ckpt, options, images),
-        "latency_batch": len(images),
-        "simplify": note,
-        "seconds": time.perf_counter() - started,
-    }
-
-
-def _describe(value) -> str:
-    dims = [d.dim_param or str(d.dim_value) for d in value.type.tensor_type.shape.dim]
-    import onnx
-
-    return f"{value.name} {onnx.helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type)} [{', '.join(dims)}]"
-
-
-def _cpu_latency(session, ckpt, options, images: np.ndarray, runs: int = 10) -> float:
-    """Median ms per call on ORT CPU at the self-check batch (an indication, not a benchmark)."""
-    from lmk.export.checks import onnx_feed
-
-    feed = {"image": onnx_feed(ckpt, options, images)}
-    session.run(None, feed)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        session.run(None, feed)
-        times.append((time.perf_counter() - start) * 1000.0)
-    return float(np.median(times))
+    if reduced or decode != "fused" or input_format != "uint8-bgr":
+        raise LmkError(
+            "--model blazeface exports FP32 with the fused decode and uint8 BGR input only"
+        )
+    output = output or Path("blazeface.onnx")
+    target = plan_output(output, overwrite, inputs=[checkpoint])
+    started = time.perf_counter()
+    with atomic_output(target) as tmp:
+        report = export_blazeface(checkpoint, tmp, opset, _parse_batch(batch))
+    lines = [f"wrote {output} in {time.perf_counter() - started:.1f} s: {report.pop('model')}"]
+    lines += [f"  {key}: {value}" for key, value in report.items()]
+    click.echo("\n".join(lines))
 
 
 def _print_report(report: dict) -> None:
@@ -359,8 +294,16 @@ def _print_report(report: dict) -> None:
         f"  tensorrt: {report['tensorrt']}",
         *([f"  int8:     {report['int8']}"] if report.get("int8") else []),
         f"  parity:   max |diff| vs PyTorch + reference decode: {parity}{pixels}",
+        f"  limits:   {report['parity_limits']}",
         f"  latency:  {report['latency_ms']:.2f} ms median on ORT CPU (batch {report['latency_batch']})",
         f"  graph:    {report['simplify']}",
+        *(
+            [
+                f"  min_score: {report['min_score']} (10th percentile of 16 held-out SynthFace faces' mean score)"
+            ]
+            if report.get("min_score") is not None
+            else []
+        ),
     ]
     click.echo("\n".join(lines))
 

@@ -11,10 +11,14 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import json
 import logging
+import time
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import onnx
 import torch
 from onnx import TensorProto, compose, helper
@@ -35,7 +39,8 @@ INPUT_FORMATS = {"uint8-bgr": "uint8_nhwc_bgr", "float-rgb": "float_nchw_rgb"}
 
 @dataclass(frozen=True)
 class ExportOptions:
-    """What ``lmk-export`` flags choose; defaults are the DESIGN contract's."""
+    """What ``lmk-export`` flags choose; the defaults make the contract's file (docs/design.md
+    section 7): uint8 BGR input, fused decode, dynamic batch, FP32."""
 
     opset: int = 17
     decode: str = "fused"
@@ -194,7 +199,9 @@ def assemble(
     model = network
     if options.decode == "fused":
         out_shape = network.graph.output[0].type.tensor_type.shape
-        height, width = (d.dim_value for d in out_shape.dim[2:4])
+        # Map heads are [N, C, H, W]; a regression head [N, 2L] has no map (its builder
+        # ignores the size).
+        height, width = ([d.dim_value for d in out_shape.dim[2:4]] + [0, 0])[:2]
         build_decode = spec.decoder.graph()
         table = spec.neighbour_table(checkpoint.layout)
         decode = build_decode(spec.num_lms, table, height, width, opset, ir, batch)
@@ -243,6 +250,7 @@ def model_info(checkpoint: Checkpoint, options: ExportOptions) -> ModelInfo:
             k: v for k, v in checkpoint.provenance.items() if isinstance(v, (str, int, float))
         },
         version=lmk.__version__,
+        confidence=spec.decoder.has_confidence,
     )
 
 
@@ -275,7 +283,6 @@ def store_weights_fp16(model: onnx.ModelProto, min_elements: int = 1024) -> onnx
     cast back to FP32 by a ``Cast`` at the graph's start, which ONNX Runtime (and TensorRT)
     fold into a constant when the model loads. Run after simplification (onnxsim would fold
     the casts straight back). Weights change by FP16 rounding only (relative 2^-11)."""
-    import numpy as np
     from onnx import numpy_helper
 
     out = copy.deepcopy(model)
@@ -299,3 +306,121 @@ def store_weights_fp16(model: onnx.ModelProto, min_elements: int = 1024) -> onnx
     entry = out.metadata_props.add()
     entry.key, entry.value = "lmk.weight_storage", '"fp16"'
     return out
+
+
+def export_to_file(
+    ckpt: Checkpoint,
+    options: ExportOptions,
+    path: Path,
+    simplify: bool = True,
+    calib: str = "synth",
+    calib_size: int = 64,
+    int8_target: str = "cpu",
+    int8_activations: str | None = None,
+    int8_recipe: str = "auto",
+    store_fp16: bool = False,
+) -> dict:
+    """Export, simplify, check and self-check; writes ``path``. Returns the report fields.
+
+    The one path from a checkpoint to a file: ``lmk-export`` calls it inside its atomic
+    output, and the tools that make the bundled models and the benchmarks' files call it
+    too, so every ONNX file lmk makes passed the same checks."""
+    from lmk.export import checks  # checks imports this module (ExportOptions, head_names)
+
+    started = time.perf_counter()
+    plan = None
+    if options.precision == "int8":  # bad calibration input fails before any tracing
+        from lmk.export.quantize import (
+            add_int8_metadata,
+            calibration_images,
+            int8_plan,
+            quantize_network,
+        )
+
+        plan = int8_plan(int8_target, int8_activations, int8_recipe, ckpt.spec.family.int8_recipe)
+        crops = calibration_images(ckpt, calib, calib_size)
+    torch_model = ckpt.build_model()
+    fp16 = options.precision == "fp16"
+    network = export_network(torch_model, ckpt.spec, options.opset, options.batch, fp16)
+    if options.precision == "int8":
+        network = quantize_network(network, ckpt.normalisation.apply_bgr_nhwc(crops), plan)
+    onnx_model = build_onnx(ckpt, options, network)
+    if plan is not None:
+        add_int8_metadata(onnx_model, plan)
+    checks.check_validity(onnx_model)
+    note = "not simplified (--no-simplify)"
+    if simplify:
+        onnx_model, note = checks.simplify(onnx_model)
+        checks.check_validity(onnx_model)
+    if store_fp16:
+        onnx_model = store_weights_fp16(onnx_model)
+        checks.check_validity(onnx_model)
+    trt = checks.tensorrt_check(onnx_model)
+    model_bytes = onnx_model.SerializeToString()
+    # The self-check runs the file as written, through lmk's runtime; a failure leaves no
+    # file (``path`` is the temporary name the caller renames only on success).
+    onnx.save(onnx_model, str(path))
+    images = checks.sample_inputs(ckpt, options.batch or 3)
+    result, runner = checks.self_check(ckpt, path, images, torch_model)
+    if not result.ok:
+        raise LmkError(
+            f"parity check failed ({runner.precision} tolerance): {result.summary()} "
+            "(ONNX Runtime CPU vs PyTorch + reference decode)"
+        )
+    landmarks = result.diffs["landmarks"]
+    min_score = None
+    if options.decode == "fused":
+        min_score = checks.validation_min_score(ckpt, runner.model)
+    if min_score is not None:  # written into the file that passed the check
+        entry = onnx_model.metadata_props.add()
+        entry.key, entry.value = "lmk.min_score", json.dumps(min_score)
+        onnx.save(onnx_model, str(path))
+    return {
+        "min_score": min_score,
+        "size_mb": len(model_bytes) / 1e6,
+        "opset": options.opset,
+        "precision": options.precision + (" (weights stored fp16)" if store_fp16 else ""),
+        "int8": plan.describe() if plan is not None else None,
+        "ops": trt.ops,
+        "tensorrt": "ok" if trt.ok else "; ".join(trt.problems),
+        "inputs": [_describe(v) for v in onnx_model.graph.input],
+        "outputs": [_describe(v) for v in onnx_model.graph.output],
+        "parity": result.max_abs,
+        "parity_pixels": landmarks.stats["max distance"] * ckpt.input_size,
+        "parity_limits": _limits(result.tolerance, runner.precision),
+        "latency_ms": _cpu_latency(runner.model, images),
+        "latency_batch": len(images),
+        "simplify": note,
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def _describe(value) -> str:
+    dims = [d.dim_param or str(d.dim_value) for d in value.type.tensor_type.shape.dim]
+    return f"{value.name} {onnx.helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type)} [{', '.join(dims)}]"
+
+
+def _cpu_latency(model, images: np.ndarray, runs: int = 10) -> float:
+    """Median ms per call on ORT CPU at the self-check batch (an indication, not a benchmark)."""
+    model.infer(images)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        model.infer(images)
+        times.append((time.perf_counter() - start) * 1000.0)
+    return float(np.median(times))
+
+
+def _limits(tolerance, precision: str) -> str:
+    """The tolerance row applied, for the report line."""
+    named = {
+        "max distance": tolerance.landmarks_max,
+        "p99 distance": tolerance.landmarks_p99,
+        "mean distance": tolerance.landmarks_mean,
+    }
+    parts = [f"landmark {k} <= {v:g}" for k, v in named.items() if v is not None]
+    if tolerance.atol is not None:
+        parts.append(f"other |diff| <= {tolerance.atol:g} + {tolerance.rtol:g} x max|ref|")
+    if not any(v is not None for v in named.values()):
+        parts.append("landmarks not bounded (random weights: near-tied score maps)")
+    return f"{precision}: {', '.join(parts)}"

@@ -47,6 +47,14 @@ class GraphBuilder:
         )
         return output
 
+    def op_outputs(self, op_type: str, *inputs: str, count: int, **attrs) -> list[str]:
+        """A node with ``count`` outputs (TopK's values and indices, say)."""
+        outputs = [self._name(op_type.lower()) for _ in range(count)]
+        self.nodes.append(
+            helper.make_node(op_type, list(inputs), outputs, name=self._name(op_type), **attrs)
+        )
+        return outputs
+
     def reshape(self, x: str, shape: list[int], out: str | None = None) -> str:
         return self.op("Reshape", x, self.const(shape, np.int64, "shape"), out=out)
 
@@ -184,6 +192,31 @@ def heatmap_decode_model(
     ly = g.op("Div", g.op("Add", g.op("Add", row, half), dy), g.const(float(height)))
     g.op("Concat", lx, ly, axis=2, out="landmarks")
     inputs = [_tensor("heatmaps", FLOAT, [batch, num_lms, height, width])]
+    outputs = [
+        _tensor("landmarks", FLOAT, [batch, num_lms, 2]),
+        _tensor("scores", FLOAT, [batch, num_lms]),
+    ]
+    return g.model(inputs, outputs, opset, ir_version)
+
+
+def regression_decode_model(
+    num_lms: int,
+    table: NeighbourTable | None,
+    height: int,
+    width: int,
+    opset: int,
+    ir_version: int,
+    batch: int | str,
+) -> onnx.ModelProto:
+    """coords [N, 2L] (x, y interleaved, normalised) -> (landmarks, scores of 1.0): a
+    regression net has no confidence; the ones keep every lmk file's two outputs (``table``,
+    ``height`` and ``width`` unused: every decode builder has one signature; the numpy twin is
+    :func:`lmk.core.decode.decode_regression`)."""
+    g = GraphBuilder("decode")
+    landmarks = g.reshape("coords", [0, num_lms, 2], out="landmarks")
+    first = g.op("Gather", landmarks, g.const(0, np.int64, "x_index"), axis=2)  # [N, L]
+    g.op("Add", g.op("Mul", first, g.const(0.0)), g.const(1.0), out="scores")
+    inputs = [_tensor("coords", FLOAT, [batch, 2 * num_lms])]
     outputs = [
         _tensor("landmarks", FLOAT, [batch, num_lms, 2]),
         _tensor("scores", FLOAT, [batch, num_lms]),

@@ -1,6 +1,6 @@
 """Checkpoints: lmk's own file, plus the official PIPNet and face-alignment FAN releases.
 
-An lmk checkpoint (DESIGN section 4) holds plain data only (model name and arguments, layout,
+An lmk checkpoint (docs/design.md section 8) holds plain data only (model name and arguments, layout,
 mean face, input size, normalisation, crop policy, provenance) beside the state_dict, and is
 read with ``torch.load(weights_only=True)``: no pickled code runs. Imported checkpoints carry
 only weights; the other fields come from their origin's conventions or from arguments.
@@ -301,6 +301,8 @@ def _check_fields(checkpoint: Checkpoint, data: Mapping[str, Any], path: Path) -
             f"{path}: field crop needs enlarge in (0, 10] and a finite shift_y, got "
             f"enlarge {crop.enlarge}, shift_y {crop.shift_y}"
         )
+    if crop.side not in ("mean", "max"):
+        raise LmkError(f'{path}: field crop.side must be "mean" or "max", got {crop.side!r}')
     bad = [k for k, v in checkpoint.state_dict.items() if not isinstance(v, torch.Tensor)]
     if bad:
         raise LmkError(f"{path}: field state_dict holds a non-tensor under {bad[0]!r}")
@@ -414,13 +416,18 @@ def open_checkpoint(
     """Any supported checkpoint: an lmk file, or (with ``model`` naming the origin) an official
     PIPNet ``.pth`` or face-alignment FAN file. Fields an lmk file holds come from the file."""
     path = Path(path)
+    family = get_family(model) if model is not None else None
+    if family is not None and family.importer_suffix == path.suffix.lower():
+        importer = family.import_weights()
+        assert importer is not None  # a family with an importer suffix has an importer
+        return importer(path, layout, **args)  # not a torch file: its own reader
     data = _read_weights(path)
     if _is_lmk(data):
         checkpoint = _lmk_checkpoint(data, path)
         if model is not None and checkpoint.spec.name != model:
             raise LmkError(f"{path} holds a {checkpoint.spec.name} model, not {model}")
         return checkpoint
-    importer = get_family(model).import_weights() if model is not None else None
+    importer = family.import_weights() if family is not None else None
     if importer is None:
         importable = [f"--model {f.name}" for f in FAMILIES.values() if f.importer is not None]
         raise LmkError(

@@ -77,3 +77,7 @@ def lmk_bench() -> None:
 
 def lmk() -> None:
     _launch("lmk.demo", "lmk_group")
+
+
+def lmk_batch() -> None:
+    _launch("lmk.batch.cli", "batch_command")

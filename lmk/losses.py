@@ -8,7 +8,6 @@ which is the intermediate supervision of the stacked hourglass.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -101,13 +100,3 @@ def heatmap_loss(
         raise ValueError(f"unknown heatmap loss {kind!r}; choose from {', '.join(HEATMAP_LOSSES)}")
     total = torch.stack(per_stack).sum()
     return total, {f"stack{i}": float(v.detach()) for i, v in enumerate(per_stack)}
-
-
-def awing_constants(
-    target: float, omega: float = 14.0, theta: float = 0.5, epsilon: float = 1.0, alpha: float = 2.1
-) -> tuple[float, float]:
-    """``(A, C)`` of the Adaptive Wing loss for one target value (for checks and plots)."""
-    p = alpha - target
-    r = theta / epsilon
-    a = omega * (1.0 / (1.0 + r**p)) * p * r ** (p - 1.0) / epsilon
-    return a, theta * a - omega * math.log1p(r**p)

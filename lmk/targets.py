@@ -36,12 +36,6 @@ class PIPNetTargets:
         """[N, L, H, W] 1 at each landmark's gt cell (where the offset targets are defined)."""
         return self.cls
 
-    @property
-    def nb_mask(self) -> Tensor:
-        """[N, L*K, H, W]: neighbour channel ``K*i + j`` is defined at landmark ``i``'s cell."""
-        k = self.nb_x.shape[-3] // self.cls.shape[-3]
-        return self.cls.repeat_interleave(k, dim=-3)
-
 
 def pipnet_targets(
     landmarks: Tensor, nb: np.ndarray | Tensor, map_size: int | tuple[int, int]

@@ -106,6 +106,13 @@ class LandmarkSession:
             Face(points[i], scores[i].astype(np.float64), regions[i]) for i in range(len(regions))
         ]
 
+    @property
+    def default_min_score(self) -> float:
+        """The model's ``lmk.min_score`` (set at export from its validation scores), else
+        :class:`TrackerConfig`'s default."""
+        value = self.info.min_score  # range-checked by the metadata reader
+        return value if value is not None else TrackerConfig.min_score
+
     def tracker(
         self,
         detector: str | Detector = "frame",
@@ -113,7 +120,10 @@ class LandmarkSession:
         box: tuple[float, float, float, float] | None = None,
         **config: Any,
     ) -> Tracker:
-        """A :class:`Tracker` over this session; ``config`` are :class:`TrackerConfig` fields."""
+        """A :class:`Tracker` over this session; ``config`` are :class:`TrackerConfig` fields.
+        Without ``min_score`` (or with None) the model's own ``lmk.min_score`` is used."""
+        if config.get("min_score") is None:
+            config["min_score"] = self.default_min_score
         if isinstance(detector, str):
             detector = make_detector(detector, detector_model, box)
         return Tracker(self, detector, TrackerConfig(**config))
@@ -126,4 +136,6 @@ class LandmarkSession:
         with open_source(source) as frames:
             dt = 1.0 / (frames.fps or 30.0)
             for frame in frames:
+                if frames.kind == "images":
+                    tracker.reset()  # unrelated still images: no face carried over
                 yield frame, tracker.step(frame.image, dt)

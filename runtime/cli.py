@@ -29,13 +29,14 @@ from lmk.runtime.outputs import (
     plan_outputs,
 )
 from lmk.runtime.pipeline import STAGES, RunSummary, Sinks, run_pipeline
+from lmk.runtime.public_models import resolve_model_arg
 from lmk.runtime.session import EP_CHOICES, OV_PRECISIONS
 from lmk.runtime.sources import Source, open_source
 from lmk.runtime.tracking import TrackerConfig
 from lmk.runtime.validate import box_values
 
 
-def _parse_box(_ctx: click.Context, _param: click.Parameter, value: str | None):
+def parse_box_option(_ctx: click.Context, _param: click.Parameter, value: str | None):
     """``--box x,y,w,h``, checked as the API checks a box (finite, w and h > 0)."""
     if value is None:
         return None
@@ -81,7 +82,8 @@ def format_summary(summary: RunSummary, session: LandmarkSession, skipped: int) 
 @click.option(
     "--model",
     type=click.Path(path_type=Path),
-    help="exported lmk .onnx (default: the bundled PIPNet-MobileNetV2 SynthFace model)",
+    help="exported lmk .onnx, or the name of a fetched public model (faceapi68) "
+    "(default: the bundled PIPNet-MobileNetV2 SynthFace model)",
 )
 @click.option("--ep", type=click.Choice(EP_CHOICES), default="auto", show_default=True)
 @click.option(
@@ -89,14 +91,15 @@ def format_summary(summary: RunSummary, session: LandmarkSession, skipped: int) 
     type=click.Choice(DETECTORS),
     default="auto",
     show_default=True,
-    help="auto: yunet when its model file is known, else frame",
+    help="auto: blazeface when fetched (lmk models fetch blazeface), else yunet when its "
+    "model file is known, else frame (the SynthFace/demo detector)",
 )
 @click.option(
     "--detector-model",
     type=click.Path(path_type=Path),
-    help="YuNet .onnx (or set LMK_YUNET_MODEL)",
+    help="BlazeFace .onnx/.tflite or YuNet .onnx (or set LMK_YUNET_MODEL)",
 )
-@click.option("--box", callback=_parse_box, help="frame detector: the face region x,y,w,h")
+@click.option("--box", callback=parse_box_option, help="frame detector: the face region x,y,w,h")
 @click.option(
     "--detect-every",
     type=click.IntRange(min=0),
@@ -107,9 +110,9 @@ def format_summary(summary: RunSummary, session: LandmarkSession, skipped: int) 
 @click.option(
     "--min-score",
     type=click.FloatRange(min=0),
-    default=TrackerConfig.min_score,
-    show_default=True,
-    help="a face whose mean landmark score falls below this is lost",
+    default=None,
+    help="a face whose mean landmark score falls below this is lost (default: the model's "
+    f"lmk.min_score, else {TrackerConfig.min_score})",
 )
 @click.option("--max-faces", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--smooth", is_flag=True, help="One Euro smoothing of the landmarks")
@@ -151,7 +154,7 @@ def run_command(
     detector_model: Path | None,
     box: tuple[float, float, float, float] | None,
     detect_every: int,
-    min_score: float,
+    min_score: float | None,
     max_faces: int,
     smooth: bool,
     rotate: bool,
@@ -180,6 +183,7 @@ def run_command(
     # FFmpeg's own complaints about a damaged video would flood the terminal; lmk-run says
     # itself how many frames could not be decoded.
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    model = resolve_model_arg(model)  # a fetched public model by name (lmk models fetch)
     with open_source(source) as frames:
         # Every check before any work; no output may be a file the run reads.
         files = [model or bundled_model(), detector_model or os.environ.get(YUNET_ENV)]
@@ -214,7 +218,7 @@ def run_command(
             rotate=rotate,
         )
         click.echo(
-            f"{session.model.describe()}; detector {tracker.detector.name}; {frames.description}",
+            f"{session.model.describe()}; detector {tracker.detector.describe}; {frames.description}",
             err=True,
         )
         sinks = Sinks(show=show, indices=indices)

@@ -1,7 +1,11 @@
-"""Face detectors behind one small interface: ``detect(frame) -> list[FaceBox]``.
+"""Face detectors behind one small interface: ``detect(frame) -> list[FaceBox]`` and
+``to_landmark_box(box)``, how the detector's box becomes the box a landmark model crops.
 
-``frame`` treats the whole frame (or one fixed ``--box``) as the face, for pre-cropped video
-and for tests; ``yunet`` is OpenCV's ``FaceDetectorYN``, whose model file users download once.
+``blazeface`` is MediaPipe's BlazeFace (``lmk models fetch blazeface``; the real-photo
+detector); ``yunet`` is OpenCV's ``FaceDetectorYN``, whose model file users download once;
+``frame`` is the SynthFace/demo detector: the whole frame (or one fixed ``--box``) and
+windows over it, ranked by the landmark model's own score, for pre-cropped video and tests.
+``auto`` takes the first available of blazeface, yunet, frame.
 """
 
 from __future__ import annotations
@@ -22,13 +26,23 @@ YUNET_URL = (
     "https://github.com/opencv/opencv_zoo/raw/main/models/face_detection_yunet/"
     "face_detection_yunet_2023mar.onnx"
 )
-DETECTORS = ("auto", "frame", "yunet")
+DETECTORS = ("auto", "blazeface", "yunet", "frame")
 
 
 class Detector(Protocol):
     name: str
+    describe: str
+    finds_faces: bool
+    """True for a real face detector; False where candidates need the landmark score to
+    tell faces from background (the frame detector's windows)."""
 
     def detect(self, frame: np.ndarray) -> list[FaceBox]: ...
+
+    def to_landmark_box(self, region: FaceBox) -> FaceBox: ...
+
+
+def _same_box(region: FaceBox) -> FaceBox:
+    return region
 
 
 class FrameDetector:
@@ -40,11 +54,17 @@ class FrameDetector:
     (once per frame size), not an error, since other frames of a set may be larger."""
 
     name = "frame"
+    finds_faces = False
+    describe = "frame (SynthFace/demo detector: whole frame, windows or --box)"
     SCALES = (1.0, 0.7, 0.5, 0.35)  # window side / the frame's short side
 
     def __init__(self, box: tuple[float, float, float, float] | None = None):
         self.box = None if box is None else tuple(float(v) for v in box_values(box, "--box"))
         self._warned: set[tuple[int, int]] = set()
+
+    def to_landmark_box(self, region: FaceBox) -> FaceBox:
+        """A window or ``--box`` is already the region to crop."""
+        return _same_box(region)
 
     def detect(self, frame: np.ndarray) -> list[FaceBox]:
         h, w = frame.shape[:2]
@@ -83,6 +103,7 @@ class YuNetDetector:
     there or in :meth:`detect` is an :class:`LmkError`, not a ``cv2.error``."""
 
     name = "yunet"
+    finds_faces = True
 
     def __init__(self, model_path: str | Path, score_threshold: float = 0.6, max_faces: int = 50):
         import cv2
@@ -93,6 +114,7 @@ class YuNetDetector:
         if not hasattr(cv2, "FaceDetectorYN"):
             raise LmkError("this OpenCV build has no FaceDetectorYN; install opencv-python>=4.8")
         self.path = path
+        self.describe = f"yunet ({path.name})"
         self._worked = False
         try:
             self._net = cv2.FaceDetectorYN.create(
@@ -102,6 +124,10 @@ class YuNetDetector:
             raise self._not_yunet("load", exc) from None
         self._size: tuple[int, int] | None = None
         self.detect(np.zeros((320, 320, 3), np.uint8))
+
+    def to_landmark_box(self, region: FaceBox) -> FaceBox:
+        """YuNet's box is a tight face box (forehead to chin): cropped as it is."""
+        return _same_box(region)
 
     def _not_yunet(self, what: str, exc: Exception) -> LmkError:
         detail = _cv_reason(exc)
@@ -133,19 +159,66 @@ class YuNetDetector:
         return [FaceBox(row[:4].astype(np.float64), 0.0, float(row[-1])) for row in found]
 
 
+def _is_blazeface_file(path: Path) -> bool:
+    """A ``.tflite`` or an ONNX file whose metadata says it is an lmk detector."""
+    if path.suffix.lower() == ".tflite":
+        return True
+    try:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        meta = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        kind = meta.get_modelmeta().custom_metadata_map.get("lmk.kind", "")
+    except Exception:  # not loadable here: let the YuNet path report it
+        return False
+    return kind == '"detector"'
+
+
+def open_blazeface(
+    model_path: str | Path | None = None, min_score: float | None = None
+) -> Detector:
+    """BlazeFace from ``model_path`` (an lmk detector ``.onnx`` or MediaPipe's ``.tflite``) or
+    from the cache: the lmk detector file when present, else the ``.tflite`` through OpenCV."""
+    from lmk.runtime.blazeface_detector import BlazeFaceOnnxDetector, BlazeFaceTFLiteDetector
+    from lmk.runtime.public_models import find_detector
+
+    path = Path(model_path) if model_path else find_detector("blazeface")
+    if path is None:
+        raise LmkError("no BlazeFace model in the cache; run `lmk models fetch blazeface`")
+    if not path.is_file():
+        raise LmkError(f"BlazeFace model not found: {path}")
+    if path.suffix.lower() == ".tflite":
+        return BlazeFaceTFLiteDetector(path, min_score)
+    return BlazeFaceOnnxDetector(path, min_score)
+
+
 def make_detector(
     name: str,
     model_path: str | Path | None = None,
     box: tuple[float, float, float, float] | None = None,
     score_threshold: float = 0.6,
 ) -> Detector:
-    """``auto``: YuNet when a model file is given (flag or ``$LMK_YUNET_MODEL``), else ``frame``."""
+    """``auto``: with a model file, BlazeFace or YuNet by what the file is; without one,
+    BlazeFace when cached, else YuNet when ``$LMK_YUNET_MODEL`` names it, else ``frame``.
+    A ``box`` always means the ``frame`` detector."""
     if name not in DETECTORS:
         raise LmkError(f"unknown detector {name!r}; choose from {', '.join(DETECTORS)}")
+    if box is not None and name not in ("auto", "frame"):
+        raise LmkError(f"--box goes with --detector frame (a fixed face region), not {name}")
+    if box is not None or name == "frame":
+        return FrameDetector(box)
+    if name == "blazeface":
+        return open_blazeface(model_path)
+    if name == "auto":
+        from lmk.runtime.public_models import find_detector
+
+        if model_path and _is_blazeface_file(Path(model_path)):
+            return open_blazeface(model_path)
+        if not model_path and find_detector("blazeface") is not None:
+            return open_blazeface()
     model_path = model_path or os.environ.get(YUNET_ENV) or None
-    if box is not None and name == "yunet":
-        raise LmkError("--box goes with --detector frame (a fixed face region), not yunet")
-    if name == "yunet" or (name == "auto" and model_path and box is None):
+    if name == "yunet" or model_path:
         if not model_path:
             raise LmkError(
                 f"--detector yunet needs its model file: pass --detector-model PATH or set "

@@ -119,6 +119,18 @@ class _Reader:
             raise self.fail(key, "a list of names")
         return list(value)
 
+    def boolean(self, key: str) -> bool:
+        value = self.values[key]
+        if not isinstance(value, bool):
+            raise self.fail(key, "true or false")
+        return value
+
+    def fraction(self, key: str) -> float:
+        value = self.values[key]
+        if not _is_number(value) or not 0.0 <= float(value) <= 1.0:
+            raise self.fail(key, "a number from 0 to 1")
+        return float(value)
+
     def integers(self, key: str) -> tuple[int, ...]:
         value = self.values[key]
         if not isinstance(value, list) or not all(_is_int(v) for v in value):
@@ -156,6 +168,8 @@ def _crop(reader: _Reader) -> dict[str, Any]:
         )
     if not isinstance(crop.get("square", True), bool):
         raise LmkError(f"{reader.source}: lmk metadata lmk.crop.square must be true or false")
+    if crop.get("side", "mean") not in ("mean", "max"):
+        raise LmkError(f'{reader.source}: lmk metadata lmk.crop.side must be "mean" or "max"')
     return dict(crop)
 
 
@@ -173,6 +187,11 @@ def parse_metadata(
         values = {key: json.loads(text) for key, text in props.items() if key.startswith("lmk.")}
     except json.JSONDecodeError as exc:
         raise LmkError(f"{source}: corrupt lmk metadata ({exc})") from None
+    if values.get("lmk.kind") == "detector":
+        raise LmkError(
+            f"{source} is a face detector file (lmk.kind = detector), not a landmark model; "
+            "pass it as --detector-model"
+        )
     reader = _Reader(values, source)
     if reader.integer("lmk.format", 1) > FORMAT_VERSION:
         raise LmkError(
@@ -205,6 +224,9 @@ def parse_metadata(
         "provenance": lambda key: reader.mapping(key),
         "weight_storage": lambda key: reader.name(key, ("fp16",)),
         "int8": lambda key: reader.mapping(key),
+        "kind": lambda key: reader.name(key, ("landmarks",)),
+        "confidence": lambda key: reader.boolean(key),
+        "min_score": lambda key: reader.fraction(key),
     }
     info = ModelInfo(
         model=reader.name("lmk.model"),
@@ -298,7 +320,10 @@ def check_graph(info: ModelInfo, graph: GraphSpec, source: str = "model") -> Non
     for name in decoder.heads:
         head = graph.output(name)
         assert head is not None
-        if name in decoder.neighbour_heads:
+        if not decoder.map_heads:  # coordinates [N, 2L], x y interleaved
+            if _rank_differs(head, 2) or _differs(head, 1, 2 * num):
+                raise fail("lmk.num_landmarks", num, f"the graph's {name} head is {_dims(head)}")
+        elif name in decoder.neighbour_heads:
             if _rank_differs(head, 4) or _differs(head, 1, num * info.num_nb):
                 raise fail(
                     "lmk.num_nb",

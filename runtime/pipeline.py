@@ -12,17 +12,22 @@ next frame and is raised after the threads have stopped; the caller discards the
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from lmk.core.layouts import get_layout
 from lmk.runtime.api import LandmarkSession, StageTimes
 from lmk.runtime.faces import Face
 from lmk.runtime.outputs import CsvSink, ImageSink, JsonlSink, VideoSink, draw_faces
-from lmk.runtime.sources import Frame, Source
+from lmk.runtime.sources import Frame, Source, open_source
 from lmk.runtime.tracking import Tracker
 
 _END = object()
@@ -188,6 +193,8 @@ def run_pipeline(
             if failures:
                 break
             step_start = time.perf_counter()
+            if source.kind == "images":
+                tracker.reset()  # still images are unrelated: each one is detected afresh
             faces = tracker.step(item.image, dt)
             stepping += time.perf_counter() - step_start
             results.put((item, faces))
@@ -220,3 +227,44 @@ def run_pipeline(
     if error is not None:
         raise error
     return summary
+
+
+def track_clip(
+    model: Path,
+    clip: Path,
+    truth: list[list[Any]],
+    video: Path,
+    jsonl: Path,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """lmk-run's pipeline on a SynthFace clip (ORT CPU, frame detector + tracking, annotated
+    ``video`` and ``jsonl`` written), each frame's first face scored against ``truth`` (the
+    faces :func:`lmk.synth.video.write_clip` returned). A frame without a face scores inf."""
+    from lmk.core.metrics import nme  # imports scipy (AUC); the runtime itself does not need it
+
+    session = LandmarkSession(model, ep="cpu", threads=threads)
+    tracker = session.tracker("frame")
+    layout = get_layout(session.info.layout)
+    errors: list[float] = []
+
+    def score(frame, faces) -> None:
+        gt = truth[frame.index][0].landmarks
+        errors.append(float(nme(faces[0].landmarks, gt, layout)[0]) if faces else np.inf)
+
+    with open_source(clip) as frames, contextlib.ExitStack() as finish:
+        sinks = Sinks(video=VideoSink(video, frames.fps or 25.0), jsonl=JsonlSink(jsonl))
+        for sink in sinks.all():  # every sink is finished, also when another one fails to
+            finish.callback(sink.finish)
+        summary = run_pipeline(session, tracker, frames, sinks, on_frame=score)
+    found = np.isfinite(errors)
+    return {
+        "model": session.model.describe(),
+        "frames": summary.frames,
+        "frames_with_face": int(found.sum()),
+        "mean_nme": float(np.mean(errors)),
+        "mean_nme_found": float(np.mean(np.asarray(errors)[found])) if found.any() else np.nan,
+        "max_nme": float(np.max(errors)),
+        "fps": summary.fps,
+        "stage_ms": summary.per_frame_ms(),
+        "detections": summary.detections,
+    }

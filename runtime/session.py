@@ -8,6 +8,7 @@ landmarks and per-landmark scores whatever the file's input format, batch or dec
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -73,8 +74,10 @@ class RuntimeOptions:
     max_batch: int = 16
     """Largest batch of the TensorRT optimisation profile (the dynamic batch's upper bound)."""
     opt_batch: int = 1
-    io_binding: bool = True
-    """CUDA/TensorRT: feed through IO binding (one explicit upload, outputs copied back once)."""
+    io_binding: bool | None = None
+    """Feed through IO binding (one explicit upload, outputs copied back once). ``None``: on
+    CUDA and TensorRT, where it saves a copy; ``True`` also on the CPU and OpenVINO EPs (the
+    same code path, which is how it is tested without a GPU)."""
     ov_precision: str = "fp32"
     """OpenVINO: inference precision, ``fp32`` or ``bf16`` (needs AVX512_BF16 or AMX)."""
     ov_cache_dir: Path | None = None
@@ -176,9 +179,54 @@ def candidate_eps(requested: str, available: list[str]) -> list[str]:
     return [requested]
 
 
-def resolve_ep(requested: str, available: list[str]) -> str:
-    """The EP to use: ``requested`` if available here, or the best available for ``auto``."""
-    return candidate_eps(requested, available)[0]
+CUDA_TF32 = False
+"""Whether CUDA convolutions and matmuls may use TF32 (10-bit mantissa) on Ampere and newer
+GPUs. Off: an FP32 file runs in FP32 on every EP, so the FP32 tolerance row holds on CUDA as
+on the CPU; reduced precision is asked for explicitly (``--trt-fp16``, an FP16 export)."""
+
+
+def cuda_options(options: RuntimeOptions) -> dict[str, Any]:
+    """CUDA EP options, also the fallback behind TensorRT: the device and the TF32 decision
+    (:data:`CUDA_TF32`), the one place either is set."""
+    return {"device_id": options.device_id, "use_tf32": int(CUDA_TF32)}
+
+
+def tensorrt_precision(options: RuntimeOptions) -> str:
+    """``int8``, ``fp16`` or ``fp32``: what the TensorRT engine is built for (and cached as)."""
+    return "int8" if options.trt_int8 else "fp16" if options.trt_fp16 else "fp32"
+
+
+def tensorrt_cache_dir(options: RuntimeOptions, model_digest: str) -> Path:
+    """The engine and timing cache folder of one model file, precision and profile: a changed
+    file (another digest) or another precision or batch range never meets a stale engine."""
+    root = Path(options.trt_cache_dir) if options.trt_cache_dir else user_cache_dir() / "tensorrt"
+    return root / f"{model_digest}-{tensorrt_precision(options)}-b{options.max_batch}"
+
+
+def tensorrt_options(
+    options: RuntimeOptions, cache_dir: Path, profile: tuple[str, list[int]] | None
+) -> dict[str, Any]:
+    """TensorRT EP options: precision, workspace, engine and timing caches in ``cache_dir``,
+    and for a dynamic batch (``profile`` = input name and non-batch dims) an optimisation
+    profile spanning batch 1..``max_batch``. Pure: the caller creates the folder."""
+    result: dict[str, Any] = {
+        "device_id": options.device_id,
+        "trt_fp16_enable": options.trt_fp16,
+        "trt_int8_enable": options.trt_int8,
+        "trt_max_workspace_size": int(options.trt_workspace_gb * (1 << 30)),
+        "trt_engine_cache_enable": True,
+        "trt_engine_cache_path": str(cache_dir),
+        "trt_timing_cache_enable": True,
+        "trt_timing_cache_path": str(cache_dir),
+    }
+    if profile is not None:
+        name, dims = profile
+        rest = "x".join(str(d) for d in dims)
+        result["trt_profile_min_shapes"] = f"{name}:1x{rest}"
+        result["trt_profile_opt_shapes"] = f"{name}:{max(1, options.opt_batch)}x{rest}"
+        result["trt_profile_max_shapes"] = f"{name}:{max(1, options.max_batch)}x{rest}"
+    result.update(options.extra_provider_options)
+    return result
 
 
 def session_config(options: RuntimeOptions, ep: str) -> dict[str, str]:
@@ -221,6 +269,31 @@ _FALLBACK_CAUSES = {
     "tensorrt": "CUDA, cuDNN or TensorRT libraries missing or mismatched?",
     "openvino": "OpenVINO refused the device or an option?",
 }
+
+
+def graph_session(model: bytes | str | Path) -> Any:
+    """A quiet CPU session of any ONNX graph, lmk metadata or not, with full graph
+    optimisation: for checks of graphs that are not lmk landmark files (a detector's raw
+    network, a bare trace). An lmk file runs through :class:`InferenceModel` instead."""
+    ort = require_onnxruntime()
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    source = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+
+
+_PRELOADED: list[bool] = []
+
+
+def _preload_gpu_libraries(ort: Any) -> None:
+    """Let onnxruntime-gpu find CUDA/cuDNN installed as pip packages (nvidia-*), which the
+    loader does not search by itself; a failure here shows up as the session's own error."""
+    if _PRELOADED or not hasattr(ort, "preload_dlls"):
+        return
+    _PRELOADED.append(True)
+    with contextlib.suppress(Exception):
+        ort.preload_dlls()
 
 
 class InferenceModel:
@@ -278,7 +351,7 @@ class InferenceModel:
 
     def _provider_list(self, ep: str) -> list[Any]:
         o = self.options
-        cuda = ("CUDAExecutionProvider", {"device_id": o.device_id})
+        cuda = ("CUDAExecutionProvider", cuda_options(o))
         if ep == "cpu":
             return ["CPUExecutionProvider"]
         if ep == "cuda":
@@ -295,33 +368,15 @@ class InferenceModel:
         ]
 
     def tensorrt_options(self) -> dict[str, Any]:
-        """TensorRT EP options: precision, workspace, a cache keyed by model digest and
-        precision (a changed file never meets a stale engine), a profile for the batch."""
-        o = self.options
-        precision = "int8" if o.trt_int8 else "fp16" if o.trt_fp16 else "fp32"
-        cache = (o.trt_cache_dir or user_cache_dir() / "tensorrt") / (
-            f"{file_digest(self.path)}-{precision}-b{o.max_batch}"
-        )
-        cache.mkdir(parents=True, exist_ok=True)
-        options: dict[str, Any] = {
-            "device_id": o.device_id,
-            "trt_fp16_enable": o.trt_fp16,
-            "trt_int8_enable": o.trt_int8,
-            "trt_max_workspace_size": int(o.trt_workspace_gb * (1 << 30)),
-            "trt_engine_cache_enable": True,
-            "trt_engine_cache_path": str(cache),
-            "trt_timing_cache_enable": True,
-            "trt_timing_cache_path": str(cache),
-        }
-        shape = self._profile_shape()
-        if shape is not None:
-            name, dims = shape
-            rest = "x".join(str(d) for d in dims)
-            options["trt_profile_min_shapes"] = f"{name}:1x{rest}"
-            options["trt_profile_opt_shapes"] = f"{name}:{max(1, o.opt_batch)}x{rest}"
-            options["trt_profile_max_shapes"] = f"{name}:{max(1, o.max_batch)}x{rest}"
-        options.update(o.extra_provider_options)
-        return options
+        """This file's TensorRT EP options (:func:`tensorrt_options`), its cache folder made."""
+        cache = tensorrt_cache_dir(self.options, file_digest(self.path))
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LmkError(
+                f"cannot create the TensorRT cache folder {cache}: {exc.strerror}"
+            ) from None
+        return tensorrt_options(self.options, cache, self._profile_shape())
 
     def _profile_shape(self) -> tuple[str, list[int]] | None:
         """The input's name and non-batch dims when the batch is dynamic (read with onnx-free
@@ -346,6 +401,8 @@ class InferenceModel:
         return options
 
     def _create(self, ep: str) -> Any:
+        if ep in ("cuda", "tensorrt"):
+            _preload_gpu_libraries(self._ort)
         session_options = self._session_options(ep)
         providers = self._provider_list(ep)
         try:
@@ -390,7 +447,10 @@ class InferenceModel:
             if self._host_decode is not None
             else None
         )
-        self._bind = self.ep in ("cuda", "tensorrt") and self.options.io_binding
+        binding = self.options.io_binding
+        self._bind = self.ep in ("cuda", "tensorrt") if binding is None else binding
+        # Where the bound input lives: the GPU for CUDA/TensorRT, host memory otherwise.
+        self._bind_device = "cuda" if self.ep in ("cuda", "tensorrt") else "cpu"
 
     @property
     def input_size(self) -> int:
@@ -402,6 +462,12 @@ class InferenceModel:
 
     def infer(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """uint8 BGR crops [N, S, S, 3] -> (landmarks [N, L, 2] in [0, 1], scores [N, L])."""
+        return self.landmarks(self.run_graph(crops))
+
+    def run_graph(self, crops: np.ndarray) -> dict[str, np.ndarray]:
+        """The graph's own outputs by name for uint8 BGR crops [N, S, S, 3], fed as the file
+        wants (a float-rgb file gets the metadata's normalisation): the landmarks of a fused
+        file, the raw heads of a ``--decode none`` one. Nothing decoded on the host."""
         crops = np.asarray(crops)
         size = self.info.input_size
         if crops.ndim != 4 or crops.shape[1:] != (size, size, 3) or crops.dtype != np.uint8:
@@ -409,19 +475,23 @@ class InferenceModel:
                 f"crops must be uint8 [N, {size}, {size}, 3], got {crops.dtype} {list(crops.shape)}"
             )
         if len(crops) == 0:
-            lms = np.zeros((0, self.num_landmarks, 2), np.float32)
-            return lms, np.zeros((0, self.num_landmarks), np.float32)
+            shapes = {"landmarks": (0, self.num_landmarks, 2), "scores": (0, self.num_landmarks)}
+            return {name: np.zeros(shapes.get(name, (0,)), np.float32) for name in shapes}
         feed = crops if self.uint8_input else self.normalisation.apply_bgr_nhwc(crops)
         outputs = self._run_batched(np.ascontiguousarray(feed))
-        if self._host_decode is None:
-            landmarks = outputs[self.output_names.index("landmarks")]
-            scores = (
-                outputs[self.output_names.index("scores")]
-                if "scores" in self.output_names
-                else np.ones(landmarks.shape[:2], np.float32)
-            )
+        return dict(zip(self.output_names, outputs, strict=True))
+
+    def landmarks(self, outputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(landmarks [N, L, 2], scores [N, L]) float32 from :meth:`run_graph`'s outputs: as
+        they are for a fused file, decoded in numpy for a raw-heads one."""
+        if "landmarks" in outputs:
+            landmarks = outputs["landmarks"]
+            scores = outputs.get("scores")
+            if scores is None:
+                scores = np.ones(landmarks.shape[:2], np.float32)
             return landmarks.astype(np.float32), scores.astype(np.float32)
-        heads = [outputs[self.output_names.index(n)] for n in self._host_decode.heads]
+        assert self._host_decode is not None  # a file without landmarks has raw heads
+        heads = [outputs[name] for name in self._host_decode.heads]
         landmarks, scores = self._host_decode.decode(heads, self._table)
         return landmarks.astype(np.float32), scores.astype(np.float32)
 
@@ -429,7 +499,8 @@ class InferenceModel:
         if not self._bind:
             return self.session.run(None, {self.input_name: feed})
         binding = self.session.io_binding()
-        value = self._ort.OrtValue.ortvalue_from_numpy(feed, "cuda", self.options.device_id)
+        device_id = self.options.device_id if self._bind_device == "cuda" else 0
+        value = self._ort.OrtValue.ortvalue_from_numpy(feed, self._bind_device, device_id)
         binding.bind_ortvalue_input(self.input_name, value)
         for name in self.output_names:
             binding.bind_output(name, "cpu")

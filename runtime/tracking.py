@@ -6,6 +6,13 @@ frames. Otherwise each face's next crop is the box (and roll) of its current lan
 A fresh detection is refined: landmarks on the detector's box give a landmark box, and the
 face is run again on that, so a detector whose boxes differ from the training boxes (YuNet,
 a whole frame) still lands on the crop the model was trained for.
+
+A model without per-point confidence (``lmk.confidence`` false: faceapi68) cannot say it lost
+a face, so the detector confirms its faces instead: every ``verify_every`` frames, and on the
+frame after a face's landmark box jumped (overlapping its previous box by IoU under
+``max_jump``; a face moves far less between frames, while a regressor that lost it draws a
+face-shaped guess elsewhere). A tracked face that no detection overlaps is dropped; one that
+a detection overlaps restarts from that detection (as a new face would), so drift is undone.
 """
 
 from __future__ import annotations
@@ -15,7 +22,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lmk.runtime.detectors import Detector
+from lmk.core.errors import LmkError
+from lmk.runtime.detectors import Detector, FrameDetector
 from lmk.runtime.faces import Face, FaceBox, box_iou, fraction_inside, region_from_landmarks
 from lmk.runtime.smoothing import OneEuroFilter
 from lmk.runtime.validate import bgr_image, face_boxes
@@ -42,6 +50,11 @@ class TrackerConfig:
     smooth: bool = False
     min_cutoff: float = 1.0
     beta: float = 0.05
+    verify_every: int = 10
+    """Models without confidence: confirm tracked faces with the detector every N frames."""
+    max_jump: float = 0.7
+    """Models without confidence: a landmark box overlapping the previous one by IoU under
+    this has jumped, and the detector confirms the face on the next frame."""
 
 
 @dataclass
@@ -68,9 +81,18 @@ class Tracker:
         self.detections = 0
         pair = self.session.layout.nme_norm
         self._eyes = pair if isinstance(pair, tuple) and self.config.rotate else None
+        self._confidence = self.session.info.has_confidence
+        self._jumped = False
+        scan = isinstance(self.detector, FrameDetector) and self.detector.box is None
+        if scan and not self._confidence:
+            raise LmkError(
+                f"{self.session.info.model} has no per-point confidence, which the frame "
+                "detector's window scan ranks by: give --box, or use a face detector "
+                "(--detector blazeface or yunet)"
+            )
 
     def reset(self) -> None:
-        self._tracks, self._lost = [], False
+        self._tracks, self._lost, self._jumped = [], False, False
 
     def _region(self, face: Face) -> FaceBox:
         return region_from_landmarks(face.landmarks, self._eyes)
@@ -82,17 +104,23 @@ class Tracker:
         cfg = self.config
         height, width = frame.shape[:2]
         due = cfg.detect_every > 0 and self._frame_count % cfg.detect_every == 0
+        if not self._confidence:
+            verify = cfg.verify_every > 0 and self._frame_count % cfg.verify_every == 0
+            due = due or verify or self._jumped
         self._frame_count += 1
         fresh: list[FaceBox] = []
         if not self._tracks or self._lost or due:
-            fresh = self._detect(frame)
+            found = self._run_detector(frame)
+            if not self._confidence:  # only the detector can say a face is gone
+                self._reseed(frame, found)
+            fresh = self._new_faces(frame, found)
         regions = [t.region for t in self._tracks] + fresh
         faces = self.session.predict_regions(frame, regions)
         for region in fresh:
             self._tracks.append(_Track(self._next_id, region))
             self._next_id += 1
         kept: list[tuple[_Track, Face]] = []
-        self._lost = False
+        self._lost = self._jumped = False
         for track, face in zip(self._tracks, faces, strict=True):
             if (
                 face.score < cfg.min_score
@@ -100,7 +128,14 @@ class Tracker:
             ):
                 self._lost = True
                 continue
-            track.region = self._region(face)  # where this face is cropped next frame
+            region = self._region(face)  # where this face is cropped next frame
+            if (
+                not self._confidence
+                and track.age
+                and box_iou(region.box, track.region.box) < cfg.max_jump
+            ):
+                self._jumped = True
+            track.region = region
             kept.append((track, face))
         kept = self._deduplicate(kept)
         self._tracks = []
@@ -116,14 +151,38 @@ class Tracker:
             out.append(face)
         return out
 
-    def _detect(self, frame: np.ndarray) -> list[FaceBox]:
-        """New faces: candidates from the detector that overlap no tracked face, ranked by the
-        landmark model's score in one batch, the best refined on their landmark boxes, then
-        kept if still confident and not a duplicate."""
-        cfg = self.config
+    def _reseed(self, frame: np.ndarray, found: list[FaceBox]) -> None:
+        """No confidence: keep the tracks a detection overlaps (IoU >= 0.3) and restart each
+        from its detection, refined as a new one is, so a drifted track is pulled back; drop
+        the others."""
+        kept, seeds = [], []
+        for track in self._tracks:
+            overlaps = [box_iou(track.region.box, f.box) for f in found]
+            if overlaps and max(overlaps) >= 0.3:
+                kept.append(track)
+                seeds.append(found[int(np.argmax(overlaps))])
+        self._tracks = kept
+        if not kept:
+            return
+        faces = self.session.predict_regions(frame, seeds)
+        for _ in range(self.config.refine):
+            faces = self.session.predict_regions(frame, [self._region(f) for f in faces])
+        for track, face in zip(kept, faces, strict=True):
+            track.region = self._region(face)
+
+    def _run_detector(self, frame: np.ndarray) -> list[FaceBox]:
         with self.session.stages.time("detect"):
             found = face_boxes(self.detector.detect(frame), "detector box")
+        # Each detector says how its box becomes the box a landmark model crops.
+        found = [self.detector.to_landmark_box(r) for r in found]
         self.detections += 1
+        return found
+
+    def _new_faces(self, frame: np.ndarray, found: list[FaceBox]) -> list[FaceBox]:
+        """New faces: detector boxes that overlap no tracked face, ranked by the landmark
+        model's score in one batch, the best refined on their landmark boxes, then kept if
+        still confident and not a duplicate."""
+        cfg = self.config
         room = cfg.max_faces - len(self._tracks)
         candidates = [
             r for r in found if all(box_iou(r.box, t.region.box) < 0.3 for t in self._tracks)
@@ -137,7 +196,9 @@ class Tracker:
         fresh: list[FaceBox] = []
         for face in sorted(best, key=lambda f: -f.score):
             region = self._region(face)
-            if face.score < cfg.min_score:
+            # A face detector's box is a face even where a landmark model trained elsewhere
+            # scores it low (SynthFace models on photos); the frame detector's windows are not.
+            if face.score < cfg.min_score and not self.detector.finds_faces:
                 continue
             if any(box_iou(region.box, r.box) > 0.3 for r in fresh):
                 continue

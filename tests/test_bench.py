@@ -19,8 +19,8 @@ from lmk.export import exporter
 from lmk.runtime.bundled import bundled_model
 
 REPO = Path(__file__).resolve().parents[1]
-CPU = ("pytorch", "usual", "fused_fp32", "fused_int8")
-FP32 = ("usual", "fused_fp32")
+CPU = ("pytorch", "usual", "fused_fp32", "raw_fp32", "fused_int8")
+FP32 = ("usual", "fused_fp32", "raw_fp32")
 MODELS = ("pipnet_small", "hourglass")  # both decodes: PIPNet NRM and heatmap
 GPU = ("cuda_fp32", "trt_fp16")
 OV = ("ov_fp32", "ov_bf16", "ov_int8")
@@ -71,6 +71,7 @@ def test_quick_run_writes_json_markdown_and_png(quick_run):
     text = (out / "latency.md").read_text()
     assert "| fused_fp32 | 2 |" in text
     assert "fused_fp32 vs pytorch" in text
+    assert "What the in-graph decode costs" in text and "| pipnet_small | 2 | " in text
     assert "checkpoint " in text  # the weights line names the checkpoint, not random weights
 
 
@@ -105,8 +106,12 @@ def test_onnx_backends_match_pytorch_in_the_parity_column(quick_run):
     assert len(fp32) == len(MODELS) * len(FP32) * 2
     for row in fp32:
         assert row["max_abs_diff_vs_pytorch"] < 1e-4, row
+        # Checked by lmk.runtime.compare against the file's row of the tolerance table: the
+        # random hourglass is FP32, the bundled PIPNet checkpoint's export FP32 as well.
+        assert row["parity"] == "ok", row
     int8 = [r["max_abs_diff_vs_pytorch"] for r in report["results"] if r["backend"] == "fused_int8"]
     assert all(0 <= d < 1 for d in int8)  # reported, not held to FP32's tolerance
+    assert all(r["parity"] is None for r in report["results"] if r["backend"] == "pytorch")
 
 
 def test_openvino_and_gpu_backends_without_their_eps_are_skipped_with_the_reason(quick_run):
@@ -202,27 +207,24 @@ def test_measure_interleaves_variants_and_meets_both_floors():
 
 def test_a_gpu_session_that_falls_back_to_the_cpu_is_unavailable_not_timed(monkeypatch, tmp_path):
     """onnxruntime-gpu lists TensorRT even without libnvinfer and then quietly runs on the
-    CPU; such a backend must be reported unavailable, never timed under a GPU name."""
+    CPU; the runtime refuses such a session, so the backend is reported unavailable, never
+    timed under a GPU name."""
     import warnings
     from types import SimpleNamespace
 
     import onnxruntime as ort
-    from onnx import TensorProto, helper
 
+    from lmk.bench import backends
     from lmk.bench.backends import Prepared, Unavailable, build_backend
 
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("this onnxruntime has CUDA: the GPU backends would really load")
-    x = helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 8])
-    y = helper.make_tensor_value_info("landmarks", TensorProto.FLOAT, [1, 8])
-    graph = helper.make_graph([helper.make_node("Relu", ["image"], ["landmarks"])], "g", [x], [y])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
     listed = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
     monkeypatch.setattr(ort, "get_available_providers", lambda: listed)
-    monkeypatch.setattr(exporter, "build_onnx", lambda *args, **kwargs: model)
-    prepared = Prepared("tiny", SimpleNamespace(input_size=8), None, None, "random")
+    monkeypatch.setattr(backends, "onnxruntime_providers", lambda: listed)
+    monkeypatch.setattr(Prepared, "fused_file", lambda self, precision: bundled_model())
+    prepared = Prepared("tiny", SimpleNamespace(input_size=128), None, None, "random")
     for name in ("cuda_fp32", "trt_fp16"):
-        with warnings.catch_warnings(), pytest.raises(Unavailable, match="did not load"):
+        with warnings.catch_warnings(), pytest.raises(Unavailable, match="could not start"):
             warnings.simplefilter("ignore")
             build_backend(name, prepared, 1, max_batch=4, cache_dir=tmp_path)

@@ -8,12 +8,13 @@ import cv2
 import numpy as np
 import pytest
 
+from lmk.annotations import Annotation, write_csv, write_wflw
 from lmk.augment import AugmentConfig
 from lmk.core.errors import LmkError
 from lmk.core.geometry import CropPolicy, apply_affine, warp_crop
 from lmk.core.layouts import get_layout
 from lmk.core.normalise import IMAGENET
-from lmk.synth import Annotation, render_face, sample_seed, write_csv, write_wflw
+from lmk.synth import render_face, sample_seed
 from lmk.train.data import (
     SYNTH_VAL_BASE,
     DataSpec,

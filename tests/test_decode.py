@@ -187,7 +187,9 @@ def test_heatmap_decode_reads_the_last_hourglass_stack():
     landmarks, _ = decoder.decode(decoder.select_heads([first, last]))
     np.testing.assert_allclose(landmarks[0, 0], [12.5 / 16, 10.5 / 16])
     assert get_decoder("pipnet_nrm").select_heads([first, last]) == (first, last)
-    with pytest.raises(LmkError, match="unknown decode 'dark'; known: pipnet_nrm, heatmap_quarter"):
+    with pytest.raises(
+        LmkError, match="unknown decode 'dark'; known: pipnet_nrm, heatmap_quarter, regression"
+    ):
         get_decoder("dark")
 
 
@@ -206,3 +208,25 @@ def test_only_the_neighbour_merge_decode_builds_a_neighbour_table():
     table = get_decoder("pipnet_nrm").neighbour_table(layout, 4)
     assert table is not None and table.num_nb == 4 and table.num_points == 68
     assert get_decoder("heatmap_quarter").neighbour_table(layout, 4) is None
+
+
+def test_regression_decode_is_the_same_reshape_in_numpy_and_the_onnx_graph():
+    """Interleaved x, y -> [N, L, 2]; scores are exactly 1 (no confidence) on both sides."""
+    ort = pytest.importorskip("onnxruntime")
+    decoder = get_decoder("regression")
+    coords = np.random.default_rng(0).random((3, 136)).astype(np.float32)
+    landmarks, scores = decoder.decode([coords])
+    assert landmarks.shape == (3, 68, 2) and landmarks[1, 5, 1] == coords[1, 11]
+    assert not decoder.has_confidence and np.all(scores == 1.0)
+    graph = decoder.graph()(68, None, 0, 0, 17, 8, "batch")
+    session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
+    onnx_landmarks, onnx_scores = session.run(["landmarks", "scores"], {"coords": coords})
+    np.testing.assert_array_equal(onnx_landmarks, landmarks)
+    np.testing.assert_array_equal(onnx_scores, scores)
+
+
+def test_a_single_head_network_output_is_one_head_not_a_batch_of_rows():
+    """A regression net may return its coordinates as one tensor: that is the one head."""
+    coords = np.zeros((2, 136), np.float32)
+    assert get_decoder("regression").select_heads(coords)[0] is coords
+    assert get_decoder("regression").select_heads([coords])[0] is coords

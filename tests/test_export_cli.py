@@ -8,16 +8,16 @@ import json
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 import torch
 
 from lmk.core.cli_util import run_cli
 from lmk.core.layouts import get_layout
-from lmk.export import checks, exporter
+from lmk.export import checks, exporter, reference
 from lmk.export.cli import _checkpoint_from_flags, export_command
 from lmk.models import ModelSpec
 from lmk.runtime.metadata import REQUIRED_KEYS, parse_metadata
+from lmk.runtime.session import InferenceModel, RuntimeOptions
 from lmk.synth import synth_crops
 from tests.test_int8_openvino import tiny_trunk
 
@@ -77,7 +77,7 @@ def small_export(tmp_path_factory):
 
 
 def test_export_writes_self_describing_metadata_readable_by_the_runtime(small_export):
-    session = ort.InferenceSession(str(small_export), providers=["CPUExecutionProvider"])
+    session = InferenceModel(small_export, RuntimeOptions(ep="cpu")).session
     props = session.get_modelmeta().custom_metadata_map
     assert set(REQUIRED_KEYS) <= set(props)
     info = parse_metadata(props)
@@ -166,7 +166,7 @@ def test_decode_none_exports_the_last_stacks_heatmaps_at_opset_20(tmp_path, caps
     ]
     code, out, stdout, _ = _export(tmp_path, capsys, *args)
     assert code == 0, stdout
-    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    session = InferenceModel(out, RuntimeOptions(ep="cpu")).session
     assert [o.name for o in session.get_outputs()] == ["heatmaps"]
     assert session.get_inputs()[0].type == "tensor(float)"
     info = parse_metadata(session.get_modelmeta().custom_metadata_map)
@@ -283,16 +283,41 @@ def test_unwritable_or_existing_output_is_refused_before_any_work(tmp_path, caps
     assert existing.read_bytes() == b"user file"
 
 
-def test_parity_failure_exits_2_and_writes_nothing(tmp_path, capsys, monkeypatch):
-    real = checks.reference_outputs
+def _shift_reference(monkeypatch, output: str, by: float) -> None:
+    """Move one output of PyTorch + reference decode: the file then disagrees with it."""
+    real = reference.reference_outputs
 
     def shifted(*args, **kwargs):
         out = real(*args, **kwargs)
-        return {k: v + 1e-3 if k == "landmarks" else v for k, v in out.items()}
+        return {k: v + by if k == output else v for k, v in out.items()}
 
-    monkeypatch.setattr(checks, "reference_outputs", shifted)
+    monkeypatch.setattr(reference, "reference_outputs", shifted)
+
+
+def test_parity_failure_exits_2_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    _shift_reference(monkeypatch, "landmarks", 1e-3)
     code, _, _, err = _export(tmp_path, capsys, *SMALL, "--no-simplify")
-    assert code == 2 and "parity check failed" in err
+    assert code == 2
+    (line,) = [line for line in err.splitlines() if not line.startswith("warning: ")]
+    assert line.startswith("error: parity check failed (fp32 tolerance): landmarks: max distance ")
+    assert "> 1e-05 (worst at sample " in line
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("flags", [["--fp16"], ["--int8", "--calib-size", "8"]])
+def test_fp16_and_int8_exports_outside_their_tolerance_write_nothing(
+    tmp_path, capsys, monkeypatch, flags
+):
+    """Reduced-precision files are checked too; with random weights on their scores (the
+    peak values), which a broken graph moves and near-tied argmaxes do not."""
+    _shift_reference(monkeypatch, "scores", 0.5)
+    code, _, _, err = _export(tmp_path, capsys, *SMALL, *flags, "--no-simplify")
+    precision = flags[0].lstrip("-")
+    assert code == 2, err
+    (line,) = [line for line in err.splitlines() if not line.startswith("warning: ")]
+    assert line.startswith(
+        f"error: parity check failed ({precision} tolerance): scores: max |diff|"
+    )
     assert list(tmp_path.iterdir()) == []
 
 

@@ -1,4 +1,4 @@
-"""Layouts and PIPNet's neighbour tables (DESIGN section 3)."""
+"""Layouts and PIPNet's neighbour tables (docs/design.md sections 3 and 5)."""
 
 from __future__ import annotations
 

@@ -289,3 +289,26 @@ def test_a_failed_write_discards_every_output_of_the_run(tmp_path, capsys, monke
     )
     assert code == 2 and err.strip().splitlines()[-1].startswith("error: disk full")
     assert list(out.iterdir()) == []  # neither the outputs nor their temporary files
+
+
+def test_each_still_image_of_a_folder_is_detected_afresh(tmp_path, capsys):
+    # Three frames of one clip as unrelated stills: no face is carried from one image into
+    # the next, so the detector runs on every image (a clip would be tracked: 1 run).
+    folder = tmp_path / "stills"
+    folder.mkdir()
+    for k, (image, _) in enumerate(_write_clip(tmp_path / "c.mp4", seed=1, frames=3)):
+        cv2.imwrite(str(folder / f"{k}.png"), image)
+    code, err = _lmk_run(capsys, folder, "--detector", "frame", "--json", tmp_path / "s.jsonl")
+    assert code == 0, err
+    assert "3 frames, 3 faces, 3 detector runs" in err
+    code, err = _lmk_run(
+        capsys, tmp_path / "c.mp4", "--detector", "frame", "--json", tmp_path / "v.jsonl"
+    )
+    assert code == 0 and "1 detector runs" in err
+
+
+def test_default_min_score_is_the_models_own(session):
+    # lmk.min_score of the bundled PIPNet: the 10th percentile of held-out SynthFace scores.
+    assert session.default_min_score == pytest.approx(0.702)
+    assert session.tracker("frame").config.min_score == pytest.approx(0.702)
+    assert session.tracker("frame", min_score=0.5).config.min_score == 0.5

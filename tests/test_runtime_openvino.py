@@ -20,6 +20,7 @@ import pytest
 from lmk.core.errors import LmkError
 from lmk.runtime import available_providers, bundled_model, cpu
 from lmk.runtime.api import LandmarkSession
+from lmk.runtime.compare import compare, tolerance_for
 from lmk.runtime.session import InferenceModel, RuntimeOptions, file_digest, openvino_options
 from lmk.synth import synth_crops
 
@@ -38,16 +39,14 @@ needs_bf16 = pytest.mark.skipif(
 
 MODELS = ("pipnet", "hourglass")
 CROPS = 16
-FP32_TOLERANCE = 1e-5
-"""Max |landmark difference| OpenVINO FP32 vs the CPU EP, as a fraction of the crop (measured:
-2e-7 on PIPNet, 0 on the hourglass, on a Xeon with AMX). FP32 is asked for explicitly: by
-itself OpenVINO's CPU plugin runs BF16 on AMX CPUs, which this would catch (~1e-2)."""
-BF16_MEAN_PX = 0.25
-BF16_P99_PX = 4.0
-"""OpenVINO BF16 vs the CPU EP's FP32, in pixels of the 128 px crop: mean and 99th percentile
-of the per-landmark distance (measured: mean 0.066 / 0.061 px, p99 0.24 / 2.0 px for PIPNet /
-hourglass). Not the max: a heatmap whose two best peaks are within BF16's rounding can flip its
-argmax (one landmark of 1568 moved 48 px on the hourglass)."""
+# Both limits are rows of the one tolerance table (lmk.runtime.compare), which states the
+# measurements behind them: FP32 on OpenVINO as on the CPU EP (max 1e-5 of the crop; measured
+# 2e-7 on PIPNet, 0 on the hourglass, on a Xeon with AMX; FP32 is asked for explicitly, since by
+# itself OpenVINO's CPU plugin runs BF16 on AMX CPUs, which this would catch at ~1e-2), and BF16
+# by the mean and 99th percentile of the landmark distance, not the max (a heatmap whose two best
+# peaks are within BF16's rounding can flip its argmax).
+FP32_ON_OPENVINO = tolerance_for("fp32", "openvino")
+BF16_ON_OPENVINO = tolerance_for("bf16", "openvino")
 
 
 @pytest.fixture
@@ -163,8 +162,12 @@ def test_openvino_fp32_gives_the_cpu_eps_landmarks(name, cpu_models, crops, tmp_
     assert model.session.get_providers()[0] == "OpenVINOExecutionProvider"
     landmarks, scores = model.infer(crops)
     want, want_scores = cpu_models[name].infer(crops)
-    assert np.abs(landmarks - want).max() <= FP32_TOLERANCE
-    assert np.abs(scores - want_scores).max() <= FP32_TOLERANCE
+    result = compare(
+        {"landmarks": want, "scores": want_scores},
+        {"landmarks": landmarks, "scores": scores},
+        FP32_ON_OPENVINO,
+    )
+    assert result.ok, result.summary()
 
 
 @openvino
@@ -175,8 +178,8 @@ def test_openvino_bf16_stays_within_its_stated_tolerance(name, cpu_models, crops
     want, _ = cpu_models[name].infer(crops)
     size = cpu_models[name].input_size
     distance = np.linalg.norm(landmarks - want, axis=-1) * size
-    assert distance.mean() <= BF16_MEAN_PX
-    assert np.percentile(distance, 99) <= BF16_P99_PX
+    result = compare({"landmarks": want}, {"landmarks": landmarks}, BF16_ON_OPENVINO)
+    assert result.ok, result.summary()
     # ... and BF16 did happen (an ignored hint would give FP32's ~1e-5 px).
     assert distance.max() > 0.05
 

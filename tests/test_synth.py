@@ -9,15 +9,8 @@ import numpy as np
 import pytest
 
 from lmk.core.errors import LmkError
-from lmk.core.layouts import get_layout
-from lmk.synth import (
-    WFLW_ATTRIBUTES,
-    WFLW_TO_300W,
-    render_clip,
-    render_face,
-    sample_seed,
-    wflw98_to_300w68,
-)
+from lmk.core.layouts import WFLW_ATTRIBUTES, WFLW_TO_300W, get_layout, wflw98_to_300w68
+from lmk.synth import render_clip, render_face, sample_seed
 
 POSE, EXPRESSION, ILLUMINATION, MAKEUP, OCCLUSION, BLUR = range(6)
 # A plain, well-lit, unblurred face: what the geometry tests look at.
@@ -213,10 +206,10 @@ def test_clip_face_leaves_and_comes_back():
     assert all(not visible[i] for i in range(gone[0], gone[-1] + 1))  # one absence
 
 
-def test_synth_imports_with_torch_blocked():
+def test_synth_and_annotation_files_import_with_torch_blocked():
     code = (
         "import sys; sys.modules['torch'] = None\n"
-        "import lmk.synth, lmk.synth.cli\n"
+        "import lmk.synth, lmk.synth.cli, lmk.annotations\n"
         "print(lmk.synth.render_face(0, 64).landmarks.shape)"
     )
     result = subprocess.run(

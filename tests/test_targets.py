@@ -7,12 +7,17 @@ import pytest
 import torch
 
 from lmk.core.decode import decode_heatmap, pipnet_candidates
-from lmk.losses import adaptive_wing_loss, awing_constants, heatmap_loss, pipnet_loss
+from lmk.losses import adaptive_wing_loss, heatmap_loss, pipnet_loss
 from lmk.targets import heatmap_targets, pipnet_targets
 
 # Three landmarks on a 4 x 4 grid (a 128 crop at stride 32); point 2 lies outside the crop.
 LANDMARKS = torch.tensor([[0.30, 0.60], [0.90, 0.10], [1.05, -0.10]], dtype=torch.float64)
 NB = np.array([[1, 2], [0, 2], [0, 1]])  # K = 2
+
+
+def nb_mask(t) -> torch.Tensor:
+    """[N, L*K, H, W]: neighbour channel ``K*i + j`` has a target at landmark ``i``'s cell."""
+    return t.cls.repeat_interleave(t.nb_x.shape[-3] // t.cls.shape[-3], dim=-3)
 
 
 def test_each_landmark_gets_its_floor_cell_and_offsets_inside_it():
@@ -48,8 +53,8 @@ def test_neighbour_offsets_are_measured_from_the_owning_landmarks_cell():
     assert t.nb_x[2, 0, 3].item() == pytest.approx(-1.8, abs=1e-6)
     assert t.nb_y[2, 0, 3].item() == pytest.approx(2.4, abs=1e-6)
     # nothing outside the owning cells
-    assert torch.count_nonzero(t.nb_x * (1 - t.nb_mask)) == 0
-    assert t.nb_mask.shape == t.nb_x.shape and t.nb_mask.sum() == 6
+    assert torch.count_nonzero(t.nb_x * (1 - nb_mask(t))) == 0
+    assert nb_mask(t).shape == t.nb_x.shape and nb_mask(t).sum() == 6
 
 
 def test_pipnet_targets_read_back_through_the_decoder_give_the_landmarks():
@@ -91,7 +96,7 @@ def test_pipnet_loss_is_zero_at_the_targets_and_ignores_cells_without_a_target()
     total, parts = pipnet_loss(outputs, t)
     assert total.item() == pytest.approx(0.0, abs=1e-7)
     # offset heads away from the gt cells have no target: changing them costs nothing
-    for head, mask in zip(outputs[1:], (t.mask, t.mask, t.nb_mask, t.nb_mask), strict=True):
+    for head, mask in zip(outputs[1:], (t.mask, t.mask, nb_mask(t), nb_mask(t)), strict=True):
         head += 5.0 * (1 - mask)
     total, parts = pipnet_loss(outputs, t)
     assert parts["x"] == pytest.approx(0.0, abs=1e-6) and parts["nb_y"] == pytest.approx(
@@ -114,10 +119,16 @@ def test_pipnet_offset_loss_is_the_mean_l1_at_the_gt_cell():
 
 
 def test_adaptive_wing_loss_is_continuous_at_theta_and_weights_the_dilated_foreground():
+    # value continuous where the log branch (d < theta = 0.5) meets the linear one, for
+    # background, mid and peak targets (a single pixel, threshold above it: weight 1)
     for y in (0.0, 0.5, 1.0):
-        a, c = awing_constants(y)
-        inside = 14 * np.log1p(0.5 ** (2.1 - y))
-        assert a * 0.5 - c == pytest.approx(inside, rel=1e-9)
+        target = torch.full((1, 1, 1, 1), y, dtype=torch.float64)
+        below, above = (
+            adaptive_wing_loss(target + d, target, threshold=2.0).item()
+            for d in (0.5 - 1e-9, 0.5 + 1e-9)
+        )
+        assert below == pytest.approx(14 * np.log1p(0.5 ** (2.1 - y)), rel=1e-7)
+        assert above == pytest.approx(below, rel=1e-7)
     target = torch.zeros(1, 1, 8, 8)
     target[0, 0, 4, 4] = 1.0
     pred = target + 0.1

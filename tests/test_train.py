@@ -19,7 +19,8 @@ from lmk.core.cli_util import run_cli
 from lmk.train import trainer
 from lmk.train.cli import train_command
 from lmk.train.eval_cli import eval_command
-from lmk.train.trainer import HASH_ENV, state_hash, state_path
+from lmk.train.resume import state_path
+from lmk.train.trainer import HASH_ENV, state_hash
 
 SMALL = [
     "--model", "pipnet", "--backbone", "mobilenetv2", "--input-size", "64",

@@ -16,8 +16,7 @@ import json
 from pathlib import Path
 
 from lmk.checkpoint import load_checkpoint
-from lmk.export.cli import export_to_file
-from lmk.export.exporter import ExportOptions
+from lmk.export.exporter import ExportOptions, export_to_file
 from lmk.runtime.bundled import BUNDLED, models_dir
 from lmk.train.eval_cli import score_file
 

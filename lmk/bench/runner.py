@@ -40,11 +40,14 @@ from lmk.bench.machine import onnxruntime_providers
 from lmk.bench.models import BENCH_MODELS, checkpoint_for
 from lmk.bench.timing import measure
 from lmk.core.errors import LmkError
+from lmk.export.checks import is_random
+from lmk.runtime.compare import compare, tolerance_for
 
 # (candidate, baseline): the comparisons the report states, each from one round-robin.
 COMPARISONS = (
     ("fused_fp32", "pytorch"),
     ("fused_fp32", "usual"),
+    ("fused_fp32", "raw_fp32"),
     ("fused_int8", "fused_fp32"),
     ("fused_int8", "usual"),
     ("ov_fp32", "usual"),
@@ -268,7 +271,7 @@ def _accuracy(
             value = (
                 reference
                 if name == "pytorch"
-                else 100.0 * faces.nme(predict(backend.run, faces.crops, step))
+                else 100.0 * faces.nme(predict(backend.landmarks, faces.crops, step))
             )
         except Exception as exc:
             if name not in GPU_BACKENDS:
@@ -303,11 +306,12 @@ def _measure_batch(
     """Parity against PyTorch (outside the clock), then every backend timed round-robin."""
     images = np.ascontiguousarray(images)
     batch = len(images)
-    truth = torch_landmarks(prepared, images)
-    variants, diffs = {}, {}
+    truth = {"landmarks": torch_landmarks(prepared, images)}
+    random_weights = is_random(prepared.checkpoint)
+    variants, diffs, parity = {}, {}, {}
     for name, backend in built.items():
         try:
-            landmarks = backend.run(images)
+            landmarks = backend.landmarks(images)
         except Exception as exc:
             if name not in GPU_BACKENDS:  # a CPU backend failing is a bug: let it show
                 raise
@@ -316,7 +320,17 @@ def _measure_batch(
                 {"model": prepared.name, "backend": name, "batch": batch, "reason": first_line(exc)}
             )
             continue
-        diffs[name] = float(np.abs(landmarks.astype(np.float64) - truth).max())
+        if name != "pytorch":
+            tolerance = tolerance_for(
+                backend.precision, backend.ep, prepared.checkpoint.spec.decode, random_weights
+            )
+            result = compare(truth, {"landmarks": landmarks}, tolerance)
+            diffs[name] = result.max_abs["landmarks"]
+            parity[name] = (
+                "ok" if result.ok else f"outside {backend.precision} tolerance: {result.summary()}"
+            )
+        else:
+            diffs[name], parity[name] = 0.0, None
         variants[name] = partial(backend.run, images)
     if not variants:
         return []
@@ -335,6 +349,7 @@ def _measure_batch(
             **row,
             "faces_per_s": batch * 1000.0 / row["p50_ms"],
             "max_abs_diff_vs_pytorch": diffs[name],
+            "parity": parity[name],
             "providers": built[name].providers,
         }
         for name, row in timed.items()

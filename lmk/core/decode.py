@@ -9,7 +9,7 @@ all decode with them. The graph builders (``lmk.export.graphs``) are the in-grap
 named here as strings and imported only when asked for, so this module stays onnx-free. The
 parity tests tie the two together.
 
-Both decoders are vectorised (no per-landmark Python loops), so the benchmark race with the
+The decoders are vectorised (no per-landmark Python loops), so the benchmark race with the
 fused graph is fair.
 
 Adding a decode: write its numpy function here and its graph builder in
@@ -112,6 +112,18 @@ def decode_heatmap(
     return np.stack([(col + 0.5 + dx) / w, (row + 0.5 + dy) / h], axis=-1), scores
 
 
+def decode_regression(
+    heads: Sequence[np.ndarray], table: NeighbourTable | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Coordinates ``(coords [N, 2L],)``, interleaved ``x0 y0 x1 y1 ...`` and already
+    normalised to the crop -> landmarks [N, L, 2]. A regression net has no per-point
+    confidence: the scores are 1.0 everywhere only so every lmk file has the same two outputs
+    (its metadata says ``lmk.confidence`` false and the runtime does not read them)."""
+    (coords,) = (np.asarray(h) for h in heads)
+    landmarks = coords.reshape(coords.shape[0], -1, 2)
+    return landmarks, np.ones(landmarks.shape[:2], dtype=coords.dtype)
+
+
 HostDecode = Callable[[Sequence[np.ndarray], NeighbourTable | None], tuple[np.ndarray, np.ndarray]]
 
 
@@ -134,6 +146,15 @@ class Decoder:
     """Heads with one channel per landmark and neighbour (L*K); the others have L."""
     stacked: bool = False
     """The network returns one output per stack (hourglass, FAN): only the last is decoded."""
+    snaps_to_cells: bool = False
+    """Its landmarks sit on map cells (no learned sub-cell offset), so a peak that reduced
+    precision moves takes a landmark a whole cell: the tolerance table gives such decodes a
+    looser INT8 row (``lmk.runtime.compare``)."""
+    map_heads: bool = True
+    """Its heads are [N, C, H, W] maps; else one [N, 2L] coordinate vector (regression)."""
+    has_confidence: bool = True
+    """Its scores are a real per-landmark confidence (``lmk.confidence``); a regression head's
+    are constant ones, kept only so every file has the same two outputs."""
 
     def neighbour_table(self, layout: Layout, num_nb: int) -> NeighbourTable | None:
         """The neighbour table this decode needs (``None`` when it needs none): the one place
@@ -142,8 +163,10 @@ class Decoder:
 
     def select_heads(self, outputs: Any) -> tuple[Any, ...]:
         """A network's raw ``forward`` output -> the heads this decode reads, in order."""
+        if not isinstance(outputs, (list, tuple)):
+            return (outputs,)  # a single-head net (regression) returns its one tensor
         if self.stacked:
-            return (outputs[-1] if isinstance(outputs, (list, tuple)) else outputs,)
+            return (outputs[-1],)
         return tuple(outputs)
 
     def decode(
@@ -174,10 +197,21 @@ HEATMAP_QUARTER = Decoder(
     decode_heatmap,
     "lmk.export.graphs:heatmap_decode_model",
     stacked=True,
+    snaps_to_cells=True,
 )
 """Heatmaps (hourglass, FAN): peak + face-alignment's quarter-pixel shift."""
 
-DECODERS: dict[str, Decoder] = {d.name: d for d in (PIPNET_NRM, HEATMAP_QUARTER)}
+REGRESSION = Decoder(
+    "regression",
+    ("coords",),
+    decode_regression,
+    "lmk.export.graphs:regression_decode_model",
+    map_heads=False,
+    has_confidence=False,
+)
+"""Direct coordinate regression (face-api.js's 68-point net): no heatmap, no confidence."""
+
+DECODERS: dict[str, Decoder] = {d.name: d for d in (PIPNET_NRM, HEATMAP_QUARTER, REGRESSION)}
 """Every decode by name."""
 
 DECODE_NAMES = (*DECODERS, NO_DECODE)

@@ -306,11 +306,6 @@ def output_folder(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
         raise
 
 
-def check_output_path(path: Path, overwrite: bool, inputs: Iterable[str | Path] = ()) -> Path:
-    """:func:`plan_output` for callers that only need the checks; returns the real folder."""
-    return plan_output(path, overwrite, inputs).real.parent
-
-
 @contextlib.contextmanager
 def _native_stderr_muted() -> Iterator[None]:
     """Silence what C libraries print to file descriptor 2 (FFmpeg's ``moov atom not

@@ -18,27 +18,36 @@ import numpy as np
 class CropPolicy:
     """Crop region from a box ``(x, y, w, h)`` in frame pixels.
 
-    ``square``: side = ``enlarge * (w + h) / 2`` about the (shifted) box centre; otherwise the
-    crop is ``enlarge * w`` by ``enlarge * h`` (stretched to the square input, as the official
-    PIPNet preprocessing does). ``shift_y`` moves the centre by that fraction of ``h``.
+    ``square``: side = ``enlarge * (w + h) / 2`` about the (shifted) box centre, or
+    ``enlarge * max(w, h)`` with ``side="max"`` (face-api.js pads the box to a square on its
+    longer side); otherwise the crop is ``enlarge * w`` by ``enlarge * h`` (stretched to the
+    square input, as the official PIPNet preprocessing does). ``shift_y`` moves the centre by
+    that fraction of ``h``.
     """
 
     enlarge: float = 1.2
     shift_y: float = 0.0
     square: bool = True
+    side: str = "mean"
 
     def region(self, box: np.ndarray | tuple[float, float, float, float]) -> np.ndarray:
         """[x0, y0, x1, y1] of the crop, float frame pixels (may extend past the frame)."""
         x, y, w, h = (float(v) for v in box)
         cx, cy = x + w / 2.0, y + h / 2.0 + self.shift_y * h
         if self.square:
-            half_w = half_h = self.enlarge * (w + h) / 4.0
+            side = max(w, h) if self.side == "max" else (w + h) / 2.0
+            half_w = half_h = self.enlarge * side / 2.0
         else:
             half_w, half_h = self.enlarge * w / 2.0, self.enlarge * h / 2.0
         return np.array([cx - half_w, cy - half_h, cx + half_w, cy + half_h])
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Plain data; ``side`` only when not the default, so the files of every other
+        family read exactly as before it existed."""
+        data = asdict(self)
+        if data["side"] == "mean":
+            del data["side"]
+        return data
 
     def matrix(
         self, box: np.ndarray | tuple[float, float, float, float], size: int, angle: float = 0.0
@@ -61,13 +70,18 @@ class CropPolicy:
             enlarge=float(data["enlarge"]),
             shift_y=float(data.get("shift_y", 0.0)),
             square=bool(data.get("square", True)),
+            side=str(data.get("side", "mean")),
         )
 
 
-LMK_CROP = CropPolicy(enlarge=1.2)
 PIPNET_OFFICIAL_CROP = CropPolicy(enlarge=1.2, square=False)
 # face-alignment: centre moved up by 0.12 h, side = 200 * (w + h) / 195.
 FAN_OFFICIAL_CROP = CropPolicy(enlarge=400.0 / 195.0, shift_y=-0.12)
+# face-api.js: the box padded to a square on its longer side, centred (extractFaces +
+# NetInput.toBatchTensor(112, isCenterInputs=true)). Its box came from its SSD detector;
+# lmk crops from 68-point landmark boxes (annotations, tracking), so the side is 1.2x the
+# box's longer side: lmk's own default margin, not tuned on the evaluation photos (README).
+FACEAPI_CROP = CropPolicy(enlarge=1.2, side="max")
 
 
 def crop_matrix(region: np.ndarray, size: int) -> np.ndarray:
@@ -97,14 +111,24 @@ def warp_crop(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
     ``matrix`` is in continuous coordinates; OpenCV indexes pixel centres at integers, so the
     half-pixel shift is applied here and nowhere else. Outside the frame is black.
     """
+    return warp_image(image, matrix, (size, size))
+
+
+def warp_image(
+    image: np.ndarray,
+    matrix: np.ndarray,
+    size: tuple[int, int],
+    border: int = cv2.BORDER_CONSTANT,
+) -> np.ndarray:
+    """:func:`warp_crop` into a ``(width, height)`` image, with any OpenCV border mode."""
     cv = matrix.astype(np.float64).copy()
     cv[:, 2] += cv[:, 0] * 0.5 + cv[:, 1] * 0.5 - 0.5
     return cv2.warpAffine(
         image,
         cv,
-        (size, size),
+        (int(size[0]), int(size[1])),
         flags=cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_CONSTANT,
+        borderMode=border,
         borderValue=0,
     )
 

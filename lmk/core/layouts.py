@@ -103,6 +103,37 @@ def get_layout(name: str) -> Layout:
     return layouts[name]
 
 
+WFLW_ATTRIBUTES = ("pose", "expression", "illumination", "make-up", "occlusion", "blur")
+"""WFLW's six attribute flags, in the order of its annotation files."""
+
+WFLW_TO_300W = np.array(
+    [
+        *range(0, 33, 2),  # contour: every other point, 17
+        *(33, 34, 35, 36, 37, 42, 43, 44, 45, 46),  # brows: upper edges, 10
+        *range(51, 60),  # nose bridge 4 + bottom 5, 9
+        *(60, 61, 63, 64, 65, 67, 68, 69, 71, 72, 73, 75),  # eyes, 6 + 6
+        *range(76, 96),  # outer lip 12 + inner lip 8
+    ],
+    dtype=np.int64,
+)
+"""300W-68 point ``k`` is WFLW-98 point ``WFLW_TO_300W[k]``.
+
+The usual WFLW->300W conversion: contour 0,2,...,32 -> 0-16; brow upper edges 33-37 ->
+17-21 and 42-46 -> 22-26; nose 51-59 -> 27-35; eyes 60,61,63,64,65,67 -> 36-41 and
+68,69,71,72,73,75 -> 42-47 (corners plus the points a third of the way along each lid);
+outer lip 76-87 -> 48-59; inner lip 88-95 -> 60-67. 17 + 10 + 9 + 12 + 20 = 68, and the
+map commutes with both layouts' flip tables.
+"""
+
+
+def wflw98_to_300w68(landmarks98: np.ndarray) -> np.ndarray:
+    """300W-68 landmarks from WFLW-98 ones (``[..., 98, 2] -> [..., 68, 2]``), by ``WFLW_TO_300W``."""
+    landmarks98 = np.asarray(landmarks98)
+    if landmarks98.ndim < 2 or landmarks98.shape[-2] != 98:
+        raise LmkError(f"expected [..., 98, 2] WFLW landmarks, got shape {landmarks98.shape}")
+    return landmarks98[..., WFLW_TO_300W, :].copy()
+
+
 def custom_layout(
     name: str,
     landmarks: np.ndarray,
@@ -131,7 +162,7 @@ def custom_layout(
 
 @dataclass(frozen=True)
 class NeighbourTable:
-    """PIPNet's neighbour structure (DESIGN section 3), precomputed once per layout.
+    """PIPNet's neighbour structure (docs/design.md section 3), precomputed once per layout.
 
     ``nb[i, j]`` is the landmark that neighbour channel ``K*i + j`` predicts. ``gather[m]``
     lists indices into the concatenation ``[own (L), neighbour (L*K)]`` of predictions whose

@@ -91,12 +91,26 @@ class ModelInfo:
     int8: dict[str, Any] | None = None
     """How an INT8 file was quantized: ``{"target", "activations", "recipe"}`` (written by
     ``lmk.export.quantize.add_int8_metadata``)."""
+    kind: str = "landmarks"
+    """``landmarks``; a ``detector`` file (BlazeFace, written by ``lmk.export.blazeface``) has
+    its own keys (boxes, anchors, NMS) and is refused by the landmark runtime's reader."""
+    confidence: bool = True
+    """Whether ``scores`` measure anything (false for a regression net: faceapi68); the
+    tracker then never reads them as evidence of a face."""
+    min_score: float | None = None
+    """The score below which the tracker drops a face, set at export from validation scores
+    (``lmk.export.checks.validation_min_score``); absent: the tracker's default."""
     extra: dict[str, Any] = field(default_factory=dict)
     """``lmk.*`` keys this version does not know (a newer exporter's additions), as read."""
 
     def __post_init__(self) -> None:
         if not self.raw_decode:
             object.__setattr__(self, "raw_decode", self.decode)
+
+    @property
+    def has_confidence(self) -> bool:
+        """Whether the tracker may read ``scores`` as evidence of a face."""
+        return self.confidence
 
     def to_values(self) -> dict[str, Any]:
         """``{"lmk.key": JSON-able value}`` for every key this file has (``None`` left out)."""

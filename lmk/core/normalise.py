@@ -52,3 +52,9 @@ class Normalisation:
 
 IMAGENET = Normalisation((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 UNIT_RANGE = Normalisation((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # face-alignment: RGB / 255 only
+FACEAPI_MEAN_RGB = (122.782, 117.001, 104.298)
+"""face-api.js FaceFeatureExtractor.forwardInput: (RGB - meanRgb) / 255, no std."""
+FACEAPI_NORMALISATION = Normalisation(
+    (FACEAPI_MEAN_RGB[0] / 255.0, FACEAPI_MEAN_RGB[1] / 255.0, FACEAPI_MEAN_RGB[2] / 255.0),
+    (1.0, 1.0, 1.0),
+)

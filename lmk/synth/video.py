@@ -19,15 +19,10 @@ from typing import Any
 import numpy as np
 
 from lmk.core.errors import LmkError
-from lmk.synth.render import (
-    FaceParams,
-    apply_effects,
-    background,
-    detector_box,
-    draw_face,
-    project_face,
-    resolve_params,
-)
+from lmk.synth.drawing import background, draw_face
+from lmk.synth.effects import apply_effects
+from lmk.synth.geometry import detector_box, project_face
+from lmk.synth.params import FaceParams, resolve_params
 
 
 @dataclass
@@ -246,6 +241,8 @@ def write_clip(
     jsonl: str | Path | None = None,
     progress: bool = False,
     shown: str | Path | None = None,
+    frames_from: Iterator[ClipFrame] | None = None,
+    record: Callable[[ClipFrame], dict] = clip_record,
     **clip_args: Any,
 ) -> list[list[ClipFace]]:
     """Render a clip into ``path`` (mp4v; the name must end in .mp4) and, with ``jsonl``, its
@@ -253,7 +250,8 @@ def write_clip(
 
     The finished video is reopened and its frames counted (a full disk otherwise leaves an
     unplayable file without a word); ``shown`` is the name errors give (``path`` is usually
-    a temporary name beside it)."""
+    a temporary name beside it). ``frames_from`` replaces the SynthFace clip by other frames
+    (a real photo's, :mod:`lmk.synth.photo_clip`), ``record`` the JSONL line of a frame."""
     import cv2
     from tqdm import tqdm
 
@@ -268,7 +266,7 @@ def write_clip(
     with contextlib.ExitStack() as stack:
         stack.callback(writer.release)
         fh = stack.enter_context(Path(jsonl).open("w", encoding="utf-8")) if jsonl else None
-        clip = render_clip(seed, frames, size, fps=fps, **clip_args)
+        clip = frames_from or render_clip(seed, frames, size, fps=fps, **clip_args)
         bar = tqdm(
             clip,
             total=frames,
@@ -280,6 +278,6 @@ def write_clip(
             writer.write(frame.image)
             truth.append(frame.faces)
             if fh is not None:
-                fh.write(json.dumps(clip_record(frame)) + "\n")
+                fh.write(json.dumps(record(frame)) + "\n")
     check_video_frames(Path(path), frames, Path(shown if shown is not None else path))
     return truth

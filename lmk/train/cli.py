@@ -17,7 +17,9 @@ from lmk.core.geometry import CropPolicy
 from lmk.models import FAMILIES, ModelSpec, flag_of, model_args
 from lmk.train.data import SYNTH_LAYOUTS, parse_data_spec, parse_flip
 
-LANDMARK_FAMILIES = tuple(name for name, f in FAMILIES.items() if f.kind == "landmarks")
+LANDMARK_FAMILIES = tuple(
+    name for name, f in FAMILIES.items() if f.kind == "landmarks" and f.trainable
+)
 
 
 class RecordingCommand(click.Command):
@@ -146,7 +148,8 @@ def train_command(
     data and every training setting from the checkpoint (give only what may change: --epochs,
     --workers, --device, --cache, --out).
     """
-    from lmk.train.trainer import TrainConfig, resume_checkpoint, run_settings, train
+    from lmk.train.resume import resume_checkpoint, run_settings
+    from lmk.train.trainer import TrainConfig, train
 
     ctx = click.get_current_context()
     given = {
@@ -251,7 +254,7 @@ def _refuse_contradictions(
     """A flag given with --resume must agree with what the checkpoint holds: its model and
     architecture, layout and crop, and the recorded training settings (data, sizes, batch,
     learning rate and schedule, seed, augmentation, loss). Paths compare as absolute."""
-    from lmk.train.trainer import RECORDED, plain_setting
+    from lmk.train.resume import RECORDED, plain_setting
 
     model = taken["model"]
     full = ModelSpec(model, taken["model_args"]).full_args()

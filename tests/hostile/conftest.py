@@ -40,6 +40,7 @@ from lmk import entry
 
 ENTRY = {
     "lmk-run": entry.lmk_run,
+    "lmk-batch": entry.lmk_batch,
     "lmk-export": entry.lmk_export,
     "lmk-synth": entry.lmk_synth,
     "lmk-train": entry.lmk_train,

@@ -22,7 +22,7 @@ import torch
 
 from lmk.checkpoint import load_checkpoint
 from lmk.core.cli_util import run_cli
-from lmk.train.trainer import RUN_FILES
+from lmk.train.run_files import RUN_FILES
 from tests.hostile.conftest import BIN, Case, assert_files_kept, check_case, snapshot
 
 # A tiny PIPNet on 64-pixel SynthFace crops, 1 epoch: no case trains more than 3 steps.

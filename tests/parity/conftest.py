@@ -25,6 +25,8 @@ PARITY_MODELS = {
     # FAN-2: the same blocks and inter-stack links as FAN-4 (whose names test_models pins) at half
     # the tracing time.
     "fan": ("fan", {"num_modules": 2}, "300w68"),
+    # The regression decode (face-api.js's net); its real weights are tested in test_faceapi.
+    "faceapi68": ("faceapi68", {}, "300w68"),
 }
 
 

@@ -1,50 +1,53 @@
 """ONNX Runtime CPU equals PyTorch + reference decode (FP32), for every model and variant.
 
-Tolerances: landmarks max |diff| <= 1e-5 in normalised crop units (DESIGN section 5); scores
-and raw heads are network outputs, where two conv implementations differ by float rounding:
-|diff| <= 1e-4 + 1e-4 * |value|.
+Both sides are runners (:mod:`lmk.runtime.runners`): the file goes through lmk's runtime
+(``InferenceModel``, CPU EP), the reference is PyTorch + the reference decode, and the limits
+are the FP32/CPU row of :data:`lmk.runtime.compare.TOLERANCES` (landmarks: max distance
+<= 1e-5 of the crop; scores and raw heads: |diff| <= 1e-4 + 1e-4 * max|reference|).
 """
 
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import pytest
 
-from lmk.export.checks import cpu_session, parity
 from lmk.export.exporter import ExportOptions, build_onnx
+from lmk.export.reference import TorchRunner
+from lmk.runtime.compare import DECODE_TOLERANCE, compare, tolerance_for
+from lmk.runtime.runners import OnnxRuntimeRunner
 
-LANDMARK_TOLERANCE = 1e-5
+FP32_CPU = tolerance_for("fp32", "cpu")
 
 
-def _assert_close_outputs(result, reference_scale: dict[str, float]) -> None:
-    for name, error in result.max_abs.items():
-        if name == "landmarks":
-            assert error <= LANDMARK_TOLERANCE, (
-                f"landmarks differ by {error:.3g} at {result.worst_index[name]}"
-            )
-        else:
-            bound = 1e-4 + 1e-4 * reference_scale.get(name, 1.0)
-            assert error <= bound, (
-                f"{name} differs by {error:.3g} (bound {bound:.3g}) at {result.worst_index[name]}"
-            )
+def _runner(model: onnx.ModelProto, folder) -> OnnxRuntimeRunner:
+    path = folder / "model.onnx"
+    onnx.save(model, str(path))
+    return OnnxRuntimeRunner(path)
 
 
 @pytest.mark.parametrize("decode", ["fused", "none"])
 @pytest.mark.parametrize("input_format", ["uint8-bgr", "float-rgb"])
-def test_onnx_cpu_matches_pytorch_and_reference_decode(parity_model, decode, input_format):
+def test_onnx_cpu_matches_pytorch_and_reference_decode(
+    parity_model, decode, input_format, tmp_path
+):
     options = ExportOptions(decode=decode, input_format=input_format)
-    model = build_onnx(parity_model.checkpoint, options, parity_model.network)
-    session = cpu_session(model.SerializeToString())
+    runner = _runner(build_onnx(parity_model.checkpoint, options, parity_model.network), tmp_path)
+    reference = TorchRunner(parity_model.checkpoint, parity_model.torch_model, heads=True)
+    assert runner.tolerance() == FP32_CPU
     for batch in (1, 3):  # one dynamic-batch file, both batch sizes
         images = parity_model.images[:batch]
-        result = parity(parity_model.checkpoint, session, options, images, parity_model.torch_model)
-        if decode == "fused":
-            assert set(result.max_abs) == {"landmarks", "scores"}
-        _assert_close_outputs(result, {"scores": 10.0, "heatmaps": 10.0})
+        got = runner.infer(images)
+        result = compare(reference.infer(images), got, FP32_CPU)
+        # A raw-heads file is compared head by head and after the runtime's numpy decode.
+        heads = {"cls", "x", "y", "nb_x", "nb_y"} if "cls" in got else {"heatmaps"}
+        expected = {"landmarks", "scores"} | (heads if decode == "none" else set())
+        assert set(result.diffs) == expected
+        assert result.ok, result.summary()
 
 
 @pytest.mark.parametrize("parity_model", ["pipnet_mbv2"], indirect=True)
-def test_fixed_batch_export_has_static_shapes_and_matches(parity_model):
+def test_fixed_batch_export_has_static_shapes_and_matches(parity_model, tmp_path):
     from lmk.export.exporter import export_network
 
     checkpoint = parity_model.checkpoint
@@ -55,35 +58,38 @@ def test_fixed_batch_export_has_static_shapes_and_matches(parity_model):
     assert dims == [2, 128, 128, 3]
     out_dims = [d.dim_value for d in onnx_model.graph.output[0].type.tensor_type.shape.dim]
     assert out_dims == [2, 68, 2]
-    result = parity(
-        checkpoint,
-        onnx_model.SerializeToString(),
-        options,
-        parity_model.images[:2],
-        parity_model.torch_model,
+    runner = _runner(onnx_model, tmp_path)
+    # Three crops through a batch-2 file: the runtime splits and pads the last chunk.
+    images = parity_model.images[:3]
+    result = compare(
+        TorchRunner(checkpoint, parity_model.torch_model).infer(images),
+        runner.infer(images),
+        FP32_CPU,
     )
-    _assert_close_outputs(result, {"scores": 10.0})
+    assert result.ok, result.summary()
 
 
-def test_fused_decode_on_onnx_raw_heads_equals_reference_decode_exactly(parity_model):
+def test_fused_decode_on_onnx_raw_heads_equals_reference_decode_exactly(parity_model, tmp_path):
     """The decode graph alone: fed ORT's own raw heads, it must agree with the numpy reference
     decode (lmk/core/decode.py)."""
-    import onnxruntime as ort
-
-    from lmk.export.checks import onnx_feed
 
     checkpoint = parity_model.checkpoint
-    fused = build_onnx(checkpoint, ExportOptions(decode="fused"), parity_model.network)
-    raw_options = ExportOptions(decode="none")
-    raw = build_onnx(checkpoint, raw_options, parity_model.network)
-    feed = {"image": onnx_feed(checkpoint, raw_options, parity_model.images)}
-    raw_out = ort.InferenceSession(raw.SerializeToString(), providers=["CPUExecutionProvider"]).run(
-        None, feed
+    (tmp_path / "fused").mkdir()
+    (tmp_path / "raw").mkdir()
+    fused = _runner(
+        build_onnx(checkpoint, ExportOptions(decode="fused"), parity_model.network),
+        tmp_path / "fused",
     )
-    lm, sc = ort.InferenceSession(
-        fused.SerializeToString(), providers=["CPUExecutionProvider"]
-    ).run(None, feed)
+    raw = _runner(
+        build_onnx(checkpoint, ExportOptions(decode="none"), parity_model.network),
+        tmp_path / "raw",
+    )
+    heads = raw.model.run_graph(parity_model.images)
     spec = checkpoint.spec
-    ref_lm, ref_sc = spec.decoder.decode(raw_out, spec.neighbour_table(checkpoint.layout))
-    assert np.abs(lm - ref_lm).max() <= 1e-6
-    assert np.abs(sc - ref_sc).max() <= 1e-6
+    decoder = spec.decoder
+    raw_heads = [heads[name] for name in decoder.heads]
+    ref_lm, ref_sc = decoder.decode(raw_heads, spec.neighbour_table(checkpoint.layout))
+    reference = {"landmarks": ref_lm, "scores": ref_sc}
+    result = compare(reference, fused.model.run_graph(parity_model.images), DECODE_TOLERANCE)
+    assert result.ok, result.summary()
+    assert np.isfinite(reference["landmarks"]).all()

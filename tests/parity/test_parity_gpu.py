@@ -1,19 +1,26 @@
-"""GPU parity: CUDA and TensorRT execution providers against PyTorch + reference decode.
+"""GPU parity: the CUDA and TensorRT execution providers against PyTorch + reference decode.
 
-Skipped without onnxruntime-gpu and a GPU (and, for TensorRT, without loadable TensorRT
-libraries: onnxruntime-gpu lists the provider even when libnvinfer is missing, so the test
-checks the providers the session really got). Tolerances, landmarks in normalised crop units:
-CUDA FP32 and TensorRT FP32 <= 1e-4 (cuDNN/TensorRT pick other convolution algorithms than
-the CPU, which moves raw heads by ~1e-5 relative; 1e-4 is 0.03 px of a 256 crop).
+The file runs through lmk's runtime (``InferenceModel`` with ``RuntimeOptions(ep=...)``: the
+session options, TensorRT workspace, caches, profile, TF32 decision and IO binding users get),
+held to the FP32 row of :data:`lmk.runtime.compare.TOLERANCES` for its EP (landmarks <= 1e-4
+of the crop: cuDNN/TensorRT pick other convolution algorithms than the CPU).
+
+Skipped without onnxruntime-gpu and a GPU; an EP that does not really load (onnxruntime-gpu
+lists TensorRT even when libnvinfer is missing) is the runtime's one-line error, shown as the
+skip reason.
 """
 
 from __future__ import annotations
 
-import numpy as np
+import onnx
 import pytest
 
-from lmk.export.checks import onnx_feed, reference_outputs
+from lmk.core.errors import LmkError
 from lmk.export.exporter import ExportOptions, build_onnx
+from lmk.export.reference import TorchRunner
+from lmk.runtime.compare import compare, tolerance_for
+from lmk.runtime.runners import OnnxRuntimeRunner
+from lmk.runtime.session import RuntimeOptions
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -23,47 +30,32 @@ if not {"CUDAExecutionProvider", "TensorrtExecutionProvider"} & set(ort.get_avai
     pytest.skip(
         "no GPU execution provider (install lmk[gpu] on a CUDA machine)", allow_module_level=True
     )
-GPU_TOLERANCE = 1e-4
 
 
-def _session(model_bytes: bytes, provider: str, options: dict):
-    if provider not in ort.get_available_providers():
-        pytest.skip(f"{provider} not available (needs onnxruntime-gpu and a GPU)")
+def gpu_runner(path, options: RuntimeOptions) -> OnnxRuntimeRunner:
+    """The runtime's session on a GPU EP, or a skip saying why it does not load here."""
     try:
-        session = ort.InferenceSession(
-            model_bytes, providers=[(provider, options), "CPUExecutionProvider"]
-        )
-    except Exception as exc:  # e.g. CUDA libraries missing
-        pytest.skip(f"{provider} failed to start: {str(exc).splitlines()[0]}")
-    if session.get_providers()[0] != provider:
-        pytest.skip(f"{provider} did not load (got {session.get_providers()})")
-    return session
+        return OnnxRuntimeRunner(path, options)
+    except LmkError as exc:
+        pytest.skip(str(exc))
 
 
-@pytest.mark.parametrize(
-    ("provider", "provider_options"),
-    [
-        ("CUDAExecutionProvider", {"use_tf32": 0}),
-        ("TensorrtExecutionProvider", {"trt_fp16_enable": False}),
-    ],
-)
-def test_gpu_fp32_matches_pytorch_and_reference_decode(
-    parity_model, tmp_path, provider, provider_options
-):
-    options = ExportOptions()
-    model = build_onnx(parity_model.checkpoint, options, parity_model.network)
-    if provider == "TensorrtExecutionProvider":
-        provider_options = {
-            **provider_options,
-            "trt_engine_cache_enable": True,
-            "trt_engine_cache_path": str(tmp_path),
-        }
-    session = _session(model.SerializeToString(), provider, provider_options)
-    feed = {"image": onnx_feed(parity_model.checkpoint, options, parity_model.images)}
-    landmarks, scores = session.run(["landmarks", "scores"], feed)
-    want = reference_outputs(
-        parity_model.checkpoint, parity_model.torch_model, parity_model.images, "fused"
+@pytest.mark.parametrize("ep", ["cuda", "tensorrt"])
+def test_gpu_fp32_matches_pytorch_and_reference_decode(parity_model, tmp_path, ep):
+    path = tmp_path / "model.onnx"
+    model = build_onnx(parity_model.checkpoint, ExportOptions(), parity_model.network)
+    onnx.save(model, str(path))
+    options = RuntimeOptions(ep=ep)
+    if ep == "tensorrt":
+        options = RuntimeOptions(ep=ep, trt_cache_dir=tmp_path / "trt", max_batch=4)
+    runner = gpu_runner(path, options)
+    assert runner.providers[0] == {"cuda": "CUDAExecutionProvider"}.get(
+        ep, "TensorrtExecutionProvider"
     )
-    error = np.abs(landmarks - want["landmarks"]).max()
-    assert error <= GPU_TOLERANCE, f"{provider}: landmarks differ by {error:.3g}"
-    assert np.abs(scores - want["scores"]).max() <= 1e-3 + 1e-3 * np.abs(want["scores"]).max()
+    tolerance = tolerance_for("fp32", ep)
+    assert runner.tolerance() == tolerance
+    reference = TorchRunner(parity_model.checkpoint, parity_model.torch_model)
+    result = compare(
+        reference.infer(parity_model.images), runner.infer(parity_model.images), tolerance
+    )
+    assert result.ok, f"{ep}: {result.summary()}"

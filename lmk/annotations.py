@@ -1,7 +1,8 @@
 """Landmark annotation files: WFLW list files, 300W ``.pts``, and plain CSV / JSON.
 
-Why here: SynthFace writes its data in the public data sets' own formats, so the same
-readers serve the real WFLW / 300W releases and the built-in data, and a user's own layout
+Why a module of its own (outside ``lmk.synth``): these read the real WFLW / 300W releases
+and a user's own data; SynthFace only writes its data in the same formats, so one set of
+readers serves the public data sets and the built-in data alike, and a user's own layout
 can come in as CSV or JSON. Every reader returns ``Annotation`` records in lmk's pixel
 convention (0-based and continuous: pixel ``i`` covers ``[i, i + 1)``, its centre is
 ``i + 0.5``); a bad line raises ``LmkError("file:line: what is wrong")``.
@@ -484,17 +485,3 @@ def write_json(
     text = "[\n" + ",\n".join(lines) + ("\n]\n" if lines else "]\n")
     with atomic_output(path, overwrite) as tmp:
         tmp.write_text(text, encoding="utf-8")
-
-
-def read_annotations(path: str | Path) -> list[Annotation]:
-    """Read by kind: a folder is 300W, ``.txt`` WFLW, ``.csv`` CSV, ``.json`` JSON."""
-    path = Path(path)
-    if path.is_dir():
-        return read_300w(path)
-    readers = {".txt": read_wflw, ".csv": read_csv, ".json": read_json}
-    reader = readers.get(path.suffix.lower())
-    if reader is None:
-        raise LmkError(
-            f"{path}: unknown annotation format (use a .txt WFLW list, .csv, .json, or a 300W folder)"
-        )
-    return reader(path)

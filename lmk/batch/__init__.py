@@ -1,0 +1,1 @@
+"""lmk-batch: bulk annotation on Ray Data."""

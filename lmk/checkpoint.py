@@ -427,9 +427,18 @@ def open_checkpoint(
         if model is not None and checkpoint.spec.name != model:
             raise LmkError(f"{path} holds a {checkpoint.spec.name} model, not {model}")
         return checkpoint
+    if family is not None and family.importer_suffix is not None:
+        raise LmkError(
+            f"{path} is not an lmk checkpoint; --model {family.name} imports its published "
+            f"weights from a {family.importer_suffix} file"
+        )
     importer = family.import_weights() if family is not None else None
     if importer is None:
-        importable = [f"--model {f.name}" for f in FAMILIES.values() if f.importer is not None]
+        importable = [
+            f"--model {f.name}"
+            for f in FAMILIES.values()
+            if f.importer is not None and f.importer_suffix is None
+        ]
         raise LmkError(
             f"{path} is a bare state_dict; only published weights of {', '.join(importable)} "
             "can be imported that way"

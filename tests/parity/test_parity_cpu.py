@@ -40,7 +40,7 @@ def test_onnx_cpu_matches_pytorch_and_reference_decode(
         got = runner.infer(images)
         result = compare(reference.infer(images), got, FP32_CPU)
         # A raw-heads file is compared head by head and after the runtime's numpy decode.
-        heads = {"cls", "x", "y", "nb_x", "nb_y"} if "cls" in got else {"heatmaps"}
+        heads = set(parity_model.checkpoint.spec.decoder.heads)
         expected = {"landmarks", "scores"} | (heads if decode == "none" else set())
         assert set(result.diffs) == expected
         assert result.ok, result.summary()

@@ -81,3 +81,29 @@ def test_an_image_with_more_crops_than_the_batch_is_never_split(collection, monk
     _assert_same_rows(pooled, single)
     windows = max(single_calls)
     assert windows > 8 and pooled_calls.count(windows) == 3
+
+
+def test_step_stills_is_reset_then_step_on_each_image(collection):
+    """The runtime's pooled path leaves the tracker as one image at a time would: the same
+    faces, track ids running on across the set, detector runs counted."""
+    import cv2
+
+    from lmk.runtime.api import LandmarkSession
+
+    session = LandmarkSession(ep="cpu", threads=1)
+    images = [cv2.imread(str(p)) for p in collection.images[:6]]
+    one_by_one, pooled = session.tracker("frame"), session.tracker("frame")
+    expected = []
+    for image in images:
+        one_by_one.reset()
+        expected.append(one_by_one.step(image))
+    got = pooled.step_stills(images[:4], batch_size=16) + pooled.step_stills(images[4:], 16)
+    assert [[f.track_id for f in faces] for faces in got] == [
+        [f.track_id for f in faces] for faces in expected
+    ]
+    assert sum(len(faces) for faces in got) >= 6
+    for mine, theirs in zip(got, expected, strict=True):
+        for a, b in zip(mine, theirs, strict=True):
+            side = float(max(b.region.box[2:]))
+            assert np.abs(a.landmarks - b.landmarks).max() / side <= TOLERANCE
+    assert pooled.detections == one_by_one.detections == 6

@@ -1,5 +1,6 @@
 """lmk-batch on this machine: faces/s with 1 and 2 Ray workers next to single-process lmk-run
-on the same images, the scaling efficiency, where the workers' time goes, the output's size
+on the same images, 1 worker with its crops pooled (--batch-size 32) vs one image an inference
+(--batch-size 1), the scaling efficiency, where the workers' time goes, the output's size
 per face, and from those the arithmetic of a 10-million-image job on a cluster.
 
 Each configuration is the installed console script, run as a user runs it, in its own
@@ -12,10 +13,13 @@ whole image (``--box``): three model runs per image (the box, then two refinemen
 - lmk-batch: ``lmk-batch FOLDER --out DS --workers N`` (one ORT thread per worker, Ray
   started locally by the command); faces/s from its summary.json (from Ray being up: actor
   start-up included) and the wall time of the whole command (Ray's start-up included).
+- lmk-batch ``--batch-size 1`` (1 worker): each image's crops in inferences of their own, as
+  lmk-run runs them, against the default ``--batch-size 32`` (a unit's images pooled: a
+  round of 32 images' crops in one inference), in the same run on the same images.
 
 Writes batch.{json,md} under benchmarks/results/<machine>/.
 
-    .venv/bin/python benchmarks/batch.py [--images 160] [--files-per-task 16]
+    .venv/bin/python benchmarks/batch.py [--images 160] [--files-per-task 32]
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ SIZE = 112
 BOX = f"0,0,{SIZE},{SIZE}"
 RUN_SUMMARY = re.compile(r"(\d+) frames, (\d+) faces, (\d+) detector runs, ([\d.]+) frames/s")
 TARGET_IMAGES = 10_000_000
+BATCH_SIZE = 32
+"""lmk-batch's default --batch-size: crops an inference, pooled across a unit's images."""
 
 
 def make_images(folder: Path, count: int) -> None:
@@ -83,12 +89,15 @@ def run_lmk_run(folder: Path, work: Path) -> dict:
     }
 
 
-def run_lmk_batch(folder: Path, work: Path, workers: int, files_per_task: int) -> dict:
-    out = work / f"batch-{workers}w"
+def run_lmk_batch(
+    folder: Path, work: Path, workers: int, files_per_task: int, batch_size: int
+) -> dict:
+    out = work / f"batch-{workers}w-{batch_size}b"
     _, wall = _run(
         [
             *(str(BIN / "lmk-batch"), str(folder), "--out", str(out)),
             *("--workers", str(workers), "--files-per-task", str(files_per_task)),
+            *("--batch-size", str(batch_size)),
             *("--ep", "cpu", "--detector", "frame", "--box", BOX, "--quiet"),
         ]
     )
@@ -98,8 +107,10 @@ def run_lmk_batch(folder: Path, work: Path, workers: int, files_per_task: int) -
     stages = run["worker_stage_seconds"]
     total = sum(stages.values())
     return {
-        "name": f"lmk-batch, {workers} worker{'s' if workers > 1 else ''}",
+        "name": f"lmk-batch, {workers} worker{'s' if workers > 1 else ''}, "
+        f"--batch-size {batch_size}",
         "workers": workers,
+        "batch_size": batch_size,
         "files": run["files"],
         "faces": run["faces"],
         "faces_per_s": run["faces_per_s"],
@@ -129,10 +140,16 @@ def _one_file_bytes(dataset: Path, work: Path) -> int:
     return path.stat().st_size
 
 
+def _pooled(rows: list[dict], workers: int) -> dict:
+    """The lmk-batch row of ``workers`` at the default --batch-size."""
+    return next(
+        r for r in rows if r.get("workers") == workers and r.get("batch_size") == BATCH_SIZE
+    )
+
+
 def plan(results: dict) -> dict:
     """The 10-million-image job, from this run's per-worker rate and output size."""
-    one = next(r for r in results["rows"] if r["name"].startswith("lmk-batch, 1"))
-    two = next(r for r in results["rows"] if r["name"].startswith("lmk-batch, 2"))
+    one, two = _pooled(results["rows"], 1), _pooled(results["rows"], 2)
     faces_per_image = one["faces"] / one["files"]
     per_worker = one["faces_per_worker_s"] / faces_per_image  # images/s, one 1-CPU worker
     efficiency = results["scaling_efficiency"]
@@ -164,8 +181,8 @@ def markdown(results: dict) -> str:
         f"{', '.join(m['cpu_flags']) or 'unknown'}; onnxruntime "
         f"{m['versions'].get('onnxruntime', '?')}, ray {results['ray']}. Bundled "
         "PIPNet-MobileNetV2 (128 px), ORT CPU EP, SynthFace face photos of 112 px, frame "
-        f"detector on the whole image (3 model runs an image), {results['files_per_task']} "
-        "images per shard.",
+        f"detector on the whole image (4 model runs an image: the box, two refinements, the "
+        f"final pass), {results['files_per_task']} images per shard.",
         "",
         f"**Loaded machine**: measured while other jobs shared its {m['cores']} cores (load "
         f"average {results['load_before']:.1f} before, {results['load_after']:.1f} after), so "
@@ -195,6 +212,10 @@ def markdown(results: dict) -> str:
         "second worker competes with the first, with the driver and Ray's own processes).",
         f"- lmk-batch with 2 workers vs lmk-run (2 ORT threads, one process), steady: "
         f"{results['batch2_vs_run']:.2f}x its faces/s.",
+        f"- Crops pooled across images, 1 worker, --batch-size {BATCH_SIZE} vs 1 (steady "
+        f"faces/s, same run, same images): **{results['pooled_vs_single']:.2f}x** "
+        f"({results['infer_pooled_vs_single']:.2f}x less time in inference). The faces are "
+        "the same (tests/batch/test_batch_pooled_crops.py: within 1e-5 of the crop).",
         "",
         "Where the workers' time goes (seconds summed over workers; reading runs in its own "
         "thread and overlaps inference):",
@@ -231,8 +252,8 @@ def markdown(results: dict) -> str:
         "",
         f"- Time = 10,000,000 / (workers x {p['images_per_s_per_worker']:.1f} x "
         f"{p['efficiency_assumed']:.2f}) s. Photos that need the scanning frame detector "
-        "(no `--box`, ~35 model runs an image instead of 3) cost about 10x more; YuNet "
-        "costs one detector run plus 3 model runs.",
+        "(no `--box`, ~35 model runs an image instead of 4) cost about 10x more; YuNet "
+        "costs one detector run plus 4 model runs.",
         f"- Output: {p['bytes_per_face']:.0f} bytes a face in Parquet with large shards "
         f"(zstd; 98 float32 points = 784 bytes raw, plus box, score, ids; this run's small "
         f"shards of {results['files_per_task']} images took "
@@ -254,7 +275,7 @@ def markdown(results: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=160)
-    parser.add_argument("--files-per-task", type=int, default=16)
+    parser.add_argument("--files-per-task", type=int, default=32)
     args = parser.parse_args()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
@@ -267,9 +288,9 @@ def main() -> None:
         folder.mkdir()
         make_images(folder, args.images)
         rows = [run_lmk_run(folder, work)]
-        for workers in (1, 2):
-            rows.append(run_lmk_batch(folder, work, workers, args.files_per_task))
-    one, two = rows[1], rows[2]
+        for workers, batch_size in ((1, 1), (1, BATCH_SIZE), (2, BATCH_SIZE)):
+            rows.append(run_lmk_batch(folder, work, workers, args.files_per_task, batch_size))
+    single, one, two = rows[1], _pooled(rows, 1), _pooled(rows, 2)
     stages = sorted({s for r in rows[1:] for s in r["stage_seconds"]})
     results = {
         "machine": info,
@@ -283,6 +304,8 @@ def main() -> None:
         "stages": stages,
         "scaling_efficiency": two["steady_faces_per_s"] / (2 * one["steady_faces_per_s"]),
         "batch2_vs_run": two["steady_faces_per_s"] / rows[0]["faces_per_s"],
+        "pooled_vs_single": one["steady_faces_per_s"] / single["steady_faces_per_s"],
+        "infer_pooled_vs_single": single["stage_seconds"]["infer"] / one["stage_seconds"]["infer"],
     }
     results["plan"] = plan(results)
     out = ROOT / "benchmarks" / "results" / machine_slug(info)

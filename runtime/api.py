@@ -49,6 +49,21 @@ class StageTimes:
         self.calls[stage] += 1
 
 
+def _chunks(counts: list[int], limit: int | None) -> Iterator[list[int]]:
+    """Consecutive requests (their crop ``counts``) grouped so a group holds at most
+    ``limit`` crops, except one request alone, which is never split (None: one group)."""
+    group: list[int] = []
+    total = 0
+    for i, count in enumerate(counts):
+        if group and limit is not None and total + count > limit:
+            yield group
+            group, total = [], 0
+        group.append(i)
+        total += count
+    if group:
+        yield group
+
+
 BoxLike = FaceBox | tuple[float, float, float, float] | list[float] | np.ndarray
 
 
@@ -93,18 +108,41 @@ class LandmarkSession:
     def predict_regions(self, image: np.ndarray, regions: list[FaceBox]) -> list[Face]:
         """:meth:`predict` without the checks, for callers whose image and regions already
         passed them (the tracker checks a frame once, then crops it several times)."""
-        if not regions:
-            return []
+        return self.predict_batch([(image, regions)])[0]
+
+    def predict_batch(
+        self, requests: list[tuple[np.ndarray, list[FaceBox]]], batch_size: int | None = None
+    ) -> list[list[Face]]:
+        """:meth:`predict_regions` for several images at once: their crops go through the
+        model together, up to ``batch_size`` crops an inference (None: all in one), so many
+        one-face images cost few calls. An image's crops always share one inference, so
+        ``batch_size`` 1 is exactly one call per image, as :meth:`predict_regions` makes."""
         size = self.info.input_size
         with self.stages.time("preprocess"):
-            crops, matrices = crop_faces(image, regions, self.crop, size)
-        with self.stages.time("infer"):
-            landmarks, scores = self.model.infer(crops)
+            cropped = [crop_faces(image, regions, self.crop, size) for image, regions in requests]
+        landmarks = np.zeros((0, self.info.num_landmarks, 2), np.float32)
+        scores = np.zeros((0, self.info.num_landmarks), np.float32)
+        for chunk in _chunks([len(regions) for _, regions in requests], batch_size):
+            crops = [cropped[i][0] for i in chunk]
+            if sum(len(c) for c in crops):
+                with self.stages.time("infer"):
+                    points, confidence = self.model.infer(np.concatenate(crops))
+                landmarks = np.concatenate([landmarks, points])
+                scores = np.concatenate([scores, confidence])
+        faces: list[list[Face]] = []
+        start = 0
         with self.stages.time("preprocess"):
-            points = crop_to_frame(landmarks, matrices, size)
-        return [
-            Face(points[i], scores[i].astype(np.float64), regions[i]) for i in range(len(regions))
-        ]
+            for (_, regions), (_, matrices) in zip(requests, cropped, strict=True):
+                end = start + len(regions)
+                points = crop_to_frame(landmarks[start:end], matrices, size)
+                faces.append(
+                    [
+                        Face(points[i], scores[start + i].astype(np.float64), region)
+                        for i, region in enumerate(regions)
+                    ]
+                )
+                start = end
+        return faces
 
     @property
     def default_min_score(self) -> float:
@@ -136,6 +174,7 @@ class LandmarkSession:
         with open_source(source) as frames:
             dt = 1.0 / (frames.fps or 30.0)
             for frame in frames:
-                if frames.kind == "images":
-                    tracker.reset()  # unrelated still images: no face carried over
-                yield frame, tracker.step(frame.image, dt)
+                if frames.kind == "images":  # unrelated still images: no face carried over
+                    yield frame, tracker.step_stills([frame.image], dt=dt)[0]
+                else:
+                    yield frame, tracker.step(frame.image, dt)

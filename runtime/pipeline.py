@@ -152,6 +152,23 @@ def _stop_threads(
             pass
 
 
+def _next_frames(
+    inbox: queue.Queue, count: int, error: BaseException | None
+) -> tuple[list[Frame], bool, BaseException | None]:
+    """Up to ``count`` frames from the reader (fewer at its end); whether it has ended; the
+    reader's failure, if it sent one (the frames before it are still run)."""
+    frames: list[Frame] = []
+    while len(frames) < count:
+        item = inbox.get()
+        if item is _END:
+            return frames, True, error
+        if isinstance(item, _Failure):
+            error = item.exc
+        else:
+            frames.append(item)
+    return frames, False, error
+
+
 def run_pipeline(
     session: LandmarkSession,
     tracker: Tracker,
@@ -160,9 +177,12 @@ def run_pipeline(
     limit: int | None = None,
     on_frame: Callable[[Frame, list[Face]], None] | None = None,
     queue_size: int = 8,
+    batch_size: int = 1,
 ) -> RunSummary:
     """Run every frame of ``source``; returns counts and per-stage times. Ctrl-C or SIGTERM
-    stops the run cleanly (``interrupted``); the sinks are left for the caller to finish."""
+    stops the run cleanly (``interrupted``); the sinks are left for the caller to finish.
+    ``batch_size``: an image set's images are run that many at a time, up to that many
+    crops an inference (:meth:`Tracker.step_stills`); the faces are the same at any size."""
     summary = RunSummary()
     read_times, write_times = StageTimes(), StageTimes()
     frames_in: queue.Queue = queue.Queue(maxsize=queue_size)
@@ -182,26 +202,27 @@ def run_pipeline(
     writer.start()
     error: BaseException | None = None
     stepping = 0.0  # seconds in tracker.step: the session's stages plus the tracking itself
+    # Still images are unrelated: up to batch_size of them are detected afresh together,
+    # their crops pooled into shared inferences. Video frames are tracked one by one.
+    gather = batch_size if source.kind == "images" else 1
     try:
-        while True:
-            item = frames_in.get()
-            if item is _END:
+        while not failures:
+            frames, ended, error = _next_frames(frames_in, gather, error)
+            if frames:
+                step_start = time.perf_counter()
+                if source.kind == "images":
+                    found = tracker.step_stills([f.image for f in frames], batch_size, dt)
+                else:
+                    found = [tracker.step(frames[0].image, dt)]
+                stepping += time.perf_counter() - step_start
+                for frame, faces in zip(frames, found, strict=True):
+                    results.put((frame, faces))
+                    summary.frames += 1
+                    summary.faces += len(faces)
+                    if on_frame is not None:
+                        on_frame(frame, faces)
+            if ended:
                 break
-            if isinstance(item, _Failure):
-                error = item.exc
-                continue
-            if failures:
-                break
-            step_start = time.perf_counter()
-            if source.kind == "images":
-                tracker.reset()  # still images are unrelated: each one is detected afresh
-            faces = tracker.step(item.image, dt)
-            stepping += time.perf_counter() - step_start
-            results.put((item, faces))
-            summary.frames += 1
-            summary.faces += len(faces)
-            if on_frame is not None:
-                on_frame(item, faces)
     except KeyboardInterrupt as exc:
         summary.interruption = exc
     finally:

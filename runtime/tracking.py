@@ -17,6 +17,7 @@ a detection overlaps restarts from that detection (as a new face would), so drif
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -101,6 +102,59 @@ class Tracker:
         """Landmarks of every tracked face in ``frame`` (frame pixels). ``frame`` is checked
         and converted as :meth:`LandmarkSession.predict` does (uint8 BGR, gray or BGRA)."""
         frame = bgr_image(frame)
+        steps = self._step(frame, dt)
+        regions = next(steps)
+        while True:
+            try:
+                regions = steps.send(self.session.predict_regions(frame, regions))
+            except StopIteration as done:
+                return done.value
+
+    def step_stills(
+        self, frames: list[np.ndarray], batch_size: int | None = None, dt: float = 1.0 / 30.0
+    ) -> list[list[Face]]:
+        """Unrelated still images, each as :meth:`reset` then :meth:`step` would do it (the
+        same faces, ids running on as they would), but their crops pooled: each round of
+        every image's model calls (candidates, refinements, the final pass) goes through
+        :meth:`LandmarkSession.predict_batch` together, up to ``batch_size`` crops an
+        inference. Images are independent, so only the order of the calls changes."""
+        images = [bgr_image(frame) for frame in frames]
+        stills = [Tracker(self.session, self.detector, self.config) for _ in images]
+        steps = [still._step(image, dt) for still, image in zip(stills, images, strict=True)]
+        found: list[list[Face]] = [[] for _ in images]
+        asked: dict[int, list[FaceBox]] = {}
+        for i, still_step in enumerate(steps):
+            asked[i] = next(still_step)
+        while asked:
+            order = list(asked)
+            answers = self.session.predict_batch([(images[i], asked[i]) for i in order], batch_size)
+            asked = {}
+            for i, faces in zip(order, answers, strict=True):
+                try:
+                    asked[i] = steps[i].send(faces)
+                except StopIteration as done:
+                    found[i] = done.value
+        for still, faces in zip(stills, found, strict=True):
+            self._adopt(still, faces)
+        return found
+
+    def _adopt(self, still: Tracker, faces: list[Face]) -> None:
+        """Take over the state of ``still``, a fresh tracker that ran one image and found
+        ``faces``, as if this tracker had been reset and run on it: ids follow on from ours."""
+        for face in faces:
+            face.track_id += self._next_id
+        for track in still._tracks:
+            track.track_id += self._next_id
+        self._tracks, self._lost, self._jumped = still._tracks, still._lost, still._jumped
+        self._next_id += still._next_id
+        self._frame_count += 1
+        self.detections += still.detections
+
+    def _step(
+        self, frame: np.ndarray, dt: float
+    ) -> Generator[list[FaceBox], list[Face], list[Face]]:
+        """:meth:`step` as a coroutine: it yields the regions of ``frame`` it needs landmarks
+        for and is sent their faces, so a caller can pool the model calls of many frames."""
         cfg = self.config
         height, width = frame.shape[:2]
         due = cfg.detect_every > 0 and self._frame_count % cfg.detect_every == 0
@@ -112,10 +166,10 @@ class Tracker:
         if not self._tracks or self._lost or due:
             found = self._run_detector(frame)
             if not self._confidence:  # only the detector can say a face is gone
-                self._reseed(frame, found)
-            fresh = self._new_faces(frame, found)
+                yield from self._reseed(found)
+            fresh = yield from self._new_faces(found)
         regions = [t.region for t in self._tracks] + fresh
-        faces = self.session.predict_regions(frame, regions)
+        faces = yield regions
         for region in fresh:
             self._tracks.append(_Track(self._next_id, region))
             self._next_id += 1
@@ -151,7 +205,7 @@ class Tracker:
             out.append(face)
         return out
 
-    def _reseed(self, frame: np.ndarray, found: list[FaceBox]) -> None:
+    def _reseed(self, found: list[FaceBox]) -> Generator[list[FaceBox], list[Face], None]:
         """No confidence: keep the tracks a detection overlaps (IoU >= 0.3) and restart each
         from its detection, refined as a new one is, so a drifted track is pulled back; drop
         the others."""
@@ -164,9 +218,9 @@ class Tracker:
         self._tracks = kept
         if not kept:
             return
-        faces = self.session.predict_regions(frame, seeds)
+        faces = yield seeds
         for _ in range(self.config.refine):
-            faces = self.session.predict_regions(frame, [self._region(f) for f in faces])
+            faces = yield [self._region(f) for f in faces]
         for track, face in zip(kept, faces, strict=True):
             track.region = self._region(face)
 
@@ -178,7 +232,9 @@ class Tracker:
         self.detections += 1
         return found
 
-    def _new_faces(self, frame: np.ndarray, found: list[FaceBox]) -> list[FaceBox]:
+    def _new_faces(
+        self, found: list[FaceBox]
+    ) -> Generator[list[FaceBox], list[Face], list[FaceBox]]:
         """New faces: detector boxes that overlap no tracked face, ranked by the landmark
         model's score in one batch, the best refined on their landmark boxes, then kept if
         still confident and not a duplicate."""
@@ -189,10 +245,10 @@ class Tracker:
         ]
         if room <= 0 or not candidates:
             return []
-        faces = self.session.predict_regions(frame, candidates)
+        faces = yield candidates
         best = sorted(faces, key=lambda f: -f.score)[: max(2 * room, 4)]
         for _ in range(cfg.refine):
-            best = self.session.predict_regions(frame, [self._region(f) for f in best])
+            best = yield [self._region(f) for f in best]
         fresh: list[FaceBox] = []
         for face in sorted(best, key=lambda f: -f.score):
             region = self._region(face)

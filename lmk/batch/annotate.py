@@ -3,7 +3,8 @@
 tracker) and write them as one shard.
 
 Images go through the pipeline as one image set (each image on its own: ``still`` frames,
-detected afresh); a video is tracked from its first frame to its last, as lmk-run does. A
+detected afresh), up to ``batch_size`` of them together with their crops pooled into one
+inference (:meth:`lmk.runtime.tracking.Tracker.step_stills`, which lmk-run runs too); a video is tracked from its first frame to its last, as lmk-run does. A
 file that cannot be read becomes a failure row with the reason; it never stops the unit.
 """
 
@@ -37,6 +38,8 @@ class AnnotatorConfig:
     detector: str = "auto"
     detector_model: str | None = None
     box: tuple[float, float, float, float] | None = None
+    batch_size: int = 32
+    """Still images: crops per inference, pooled across images (video frames: one frame)."""
     tracker: dict[str, Any] = field(default_factory=dict)
     """:class:`lmk.runtime.tracking.TrackerConfig` fields (detect_every, min_score, ...)."""
 
@@ -133,7 +136,14 @@ class UnitAnnotator:
             rows.add_faces(name, frame.index if video else 0, frame.time, found, not video)
             faces[name] = faces.get(name, 0) + len(found)
 
-        summary = run_pipeline(self.session, self._tracker(), source, Sinks(), on_frame=on_frame)
+        summary = run_pipeline(
+            self.session,
+            self._tracker(),
+            source,
+            Sinks(),
+            on_frame=on_frame,
+            batch_size=self.config.batch_size,
+        )
         for key, value in summary.stage_seconds.items():
             stages[key] = stages.get(key, 0.0) + value
         return summary, faces

@@ -96,6 +96,14 @@ def _model_facts(model: Path) -> DatasetModel:
     show_default=True,
     help="images per unit of work (one shard each); a video is a unit of its own",
 )
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=32,
+    show_default=True,
+    help="still images: crops per inference, pooled across the unit's images (1: each image "
+    "on its own, as lmk-run); the faces are the same at any size",
+)
 @click.option("--threads", type=click.IntRange(min=1), help="ORT threads per actor")
 @click.option("--trt-fp16", is_flag=True, help="TensorRT: build an FP16 engine")
 @click.option("--trt-cache", type=click.Path(path_type=Path), help="TensorRT engine cache root")
@@ -117,6 +125,7 @@ def batch_command(
     cpus_per_worker: float,
     gpus_per_worker: float,
     files_per_task: int,
+    batch_size: int,
     threads: int | None,
     trt_fp16: bool,
     trt_cache: Path | None,
@@ -152,6 +161,7 @@ def batch_command(
         detector=detector,
         detector_model=str(Path(detector_model).resolve()) if detector_model else None,
         box=box,
+        batch_size=batch_size,
         tracker={
             "detect_every": detect_every,
             "min_score": min_score,

@@ -128,14 +128,14 @@ def test_an_image_that_breaks_the_pipeline_fails_alone(
         shutil.copy(path, src / path.name)
     odd = src / "odd.png"
     cv2.imwrite(str(odd), cv2.resize(cv2.imread(str(collection.images[3])), (100, 100)))
-    real = annotator.session.predict_regions
+    real = annotator.session.predict_batch
 
-    def predict_regions(image, regions):
-        if image.shape[0] == 100:
+    def predict_batch(requests, batch_size=None):
+        if any(image.shape[0] == 100 for image, _ in requests):
             raise ValueError("cannot warp this one")
-        return real(image, regions)
+        return real(requests, batch_size)
 
-    monkeypatch.setattr(annotator.session, "predict_regions", predict_regions)
+    monkeypatch.setattr(annotator.session, "predict_batch", predict_batch)
     dataset = _dataset(tmp_path / "faces")
     _annotate(dataset, annotator, src, per_task=4)
     table = read_dataset(dataset.folder).to_pylist()

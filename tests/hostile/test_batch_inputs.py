@@ -1,6 +1,6 @@
 """lmk-batch refuses bad input with one ``error:`` line, before Ray starts and before any
 file is written: a user's folder as --out, a dataset of another model, a missing source, a
-list without a ``path`` column, GPU flags without a GPU EP."""
+list without a ``path`` column, GPU flags without a GPU EP, a batch of no crops."""
 
 from __future__ import annotations
 
@@ -83,6 +83,12 @@ CASES = [
         "lmk-batch",
         ["{assets}/images", "--out", "{work}/ds", "--ep", "cuda"],
         match="--ep cuda is not available here",
+    ),
+    Case(
+        "batch-size-zero",
+        "lmk-batch",
+        ["{assets}/images", "--out", "{work}/ds", "--batch-size", "0"],
+        match="--batch-size",
     ),
     Case(
         "batch-model-not-lmk",

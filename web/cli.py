@@ -84,7 +84,7 @@ def web_command(
     server = open_server(files, {"models/index.json": models_index(chosen)}, host, port)
     bound = server.server_address[1]
     shown = "localhost" if host in ("127.0.0.1", "localhost") else host
-    named = ', '.join(m.name if m.kind == "landmarks" else f"{m.name} ({m.kind})" for m in chosen)
+    named = ", ".join(m.name if m.kind == "landmarks" else f"{m.name} ({m.kind})" for m in chosen)
     click.echo(f"serving {len(chosen)} models ({named})")
     click.echo(f"open http://{shown}:{bound}/ (Ctrl-C stops)", err=False)
     try:

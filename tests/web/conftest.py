@@ -25,8 +25,8 @@ import lmk.export
 from lmk.runtime.bundled import BUNDLED, bundled_model
 from lmk.runtime.session import user_cache_dir
 from lmk.synth.video import render_clip
-from tests.conftest import TEST_DATA_CACHE
 from lmk.web.browser import chromium, chromium_path, open_page, serve_page
+from tests.conftest import TEST_DATA_CACHE
 
 REQUIRE_ENV = "LMK_REQUIRE_BROWSER"
 CLIP_SEED = 11
@@ -146,7 +146,7 @@ def _blazeface_file() -> Path | str:
 
 
 @pytest.fixture(scope="session")
-def blazeface(browser_available) -> Path | str:
+def blazeface() -> Path | str:
     return _blazeface_file()
 
 

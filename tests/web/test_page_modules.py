@@ -113,14 +113,16 @@ def test_weighted_nms_matches_blazeface_py(page):
         np.repeat(faces, 9, axis=0) + rng.normal(0, 4, (27, 4)),
         np.column_stack([rng.uniform(0, 300, (12, 2)), rng.uniform(10, 60, (12, 2))]),
     ]).astype(np.float32)  # fmt: skip
-    keypoints = (boxes[:, None, :2] + rng.uniform(0, 1, (len(boxes), 6, 2)) * boxes[:, None, 2:])
+    keypoints = boxes[:, None, :2] + rng.uniform(0, 1, (len(boxes), 6, 2)) * boxes[:, None, 2:]
     keypoints = keypoints.astype(np.float32)
     scores = rng.uniform(0.2, 1.0, len(boxes)).astype(np.float32)
     for min_score, iou in ((0.5, 0.3), (0.3, 0.1), (0.75, 0.5)):
         got = call(page, "nms.js", "return m.weightedNms(arg[0], arg[1], arg[2], arg[3], arg[4]);",
                    [boxes.tolist(), keypoints.reshape(len(boxes), -1).tolist(), scores.tolist(),
                     min_score, iou])  # fmt: skip
-        want_boxes, want_points, want_scores = weighted_nms(boxes, keypoints, scores, min_score, iou)
+        want_boxes, want_points, want_scores = weighted_nms(
+            boxes, keypoints, scores, min_score, iou
+        )
         assert len(got) == len(want_scores) >= 3, (len(got), len(want_scores))
         np.testing.assert_array_equal([f["score"] for f in got], want_scores)
         np.testing.assert_allclose([f["box"] for f in got], want_boxes, rtol=0, atol=1e-4)

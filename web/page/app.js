@@ -46,10 +46,14 @@ function chooseDetector(box) {
   return box === null && app.detector ? app.detector : new FrameDetector(box);
 }
 
+/** A fresh tracker from `box` (or the detector) and show which detector it runs. */
+function startTracker(box, smooth) {
+  app.tracker = new Tracker(app.model, chooseDetector(box), { smooth });
+  $("detector").textContent = app.tracker.detector.describe ?? `frame (${box ? "drawn box" : "whole-frame search"})`;
+}
+
 function newTracker() {
-  if (!app.model) return;
-  app.tracker = new Tracker(app.model, chooseDetector(app.userBox), { smooth: $("smooth").checked });
-  $("detector").textContent = app.tracker.detector.describe ?? `frame (${app.userBox ? "drawn box" : "whole-frame search"})`;
+  if (app.model) startTracker(app.userBox, $("smooth").checked);
 }
 
 /** A served model's name (models/NAME) or a File the user chose -> [name, bytes]. */
@@ -359,7 +363,7 @@ window.lmk = {
    * batch the model ran (crops, matrices, outputs) comes back too. */
   async track(urls, { fps = 25, box = null, smooth = false, record = false } = {}) {
     app.userBox = box;
-    app.tracker = new Tracker(app.model, chooseDetector(box), { smooth });
+    startTracker(box, smooth);
     app.stages.clear();
     app.model.record = record ? [] : null;
     const frames = [];

@@ -71,19 +71,24 @@ def test_one_euro_filter_matches_smoothing_py(page):
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=0, atol=1e-9)
 
 
-# Frame sizes for the letterbox: a shrink by a fractional factor (OpenCV's area weights), by
-# a whole factor of 2 (its integer average), a tall odd one, one already the square's size.
-LETTERBOX_SIZES = [(320, 240), (256, 192), (97, 301), (128, 96)]
+# Frame sizes for the letterbox and the levels the page's square may differ by: shrinks by a
+# fractional factor (OpenCV's float32 area weights) and by whole factors 2, 3 and 4 (its
+# integer averages) are the same bytes; a frame the square's size is copied; a frame smaller
+# than the square is enlarged in float where OpenCV's INTER_LINEAR uses fixed point (1 level).
+LETTERBOX_CASES = [
+    ((320, 240), 0), ((256, 192), 0), ((384, 288), 0), ((512, 384), 0), ((97, 301), 0),
+    ((128, 96), 0), ((100, 60), 1),
+]  # fmt: skip
 
 
 def test_letterbox_matches_blazeface_detectors_byte_for_byte(page):
     """The detector's input square and frame box: the page's letterbox.js against
-    lmk.runtime.blazeface_detector.letterbox (cv2.resize INTER_AREA) on noise frames, the
-    hardest case for the resize's float sums. Same bytes, frame box to float32 rounding."""
+    lmk.runtime.blazeface_detector.letterbox (cv2.resize) on noise frames, the hardest case
+    for the resize's float sums: the levels of LETTERBOX_CASES, the same frame box."""
     from lmk.runtime.blazeface_detector import letterbox
 
     rng = np.random.default_rng(3)
-    for width, height in LETTERBOX_SIZES:
+    for (width, height), allowed in LETTERBOX_CASES:
         frame = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
         got = call(page, "letterbox.js",
                    "const bgr = Uint8Array.from(atob(arg[0]), (c) => c.charCodeAt(0));"
@@ -96,7 +101,7 @@ def test_letterbox_matches_blazeface_detectors_byte_for_byte(page):
         square, frame_box = letterbox(frame, 128)
         got_square = np.asarray(got["square"], np.uint8).reshape(square.shape)
         levels = int(np.abs(got_square.astype(int) - square).max())
-        assert levels == 0, f"{width}x{height}: squares differ by {levels} levels"
+        assert levels <= allowed, f"{width}x{height}: squares differ by {levels} levels"
         np.testing.assert_array_equal(np.asarray(got["frameBox"], np.float32), frame_box)
 
 

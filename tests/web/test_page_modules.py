@@ -11,6 +11,7 @@ from lmk.core.geometry import CropPolicy
 from lmk.runtime.detectors import FrameDetector
 from lmk.runtime.faces import box_iou, region_from_landmarks
 from lmk.runtime.smoothing import OneEuroFilter
+from tests.web.conftest import b64
 
 POLICIES = [CropPolicy(1.2), CropPolicy(1.2, square=False), CropPolicy(400 / 195, shift_y=-0.12)]
 
@@ -68,3 +69,67 @@ def test_one_euro_filter_matches_smoothing_py(page):
     smoother = OneEuroFilter(1.0, 0.05)
     want = [smoother(points, float(dt), 1.3) for points, dt in zip(sequence, dts, strict=True)]
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=0, atol=1e-9)
+
+
+# Frame sizes for the letterbox and the levels the page's square may differ by: shrinks by a
+# fractional factor (OpenCV's float32 area weights) and by whole factors 2, 3 and 4 (its
+# integer averages) are the same bytes; a frame the square's size is copied; a frame smaller
+# than the square is enlarged in float where OpenCV's INTER_LINEAR uses fixed point (1 level).
+LETTERBOX_CASES = [
+    ((320, 240), 0), ((256, 192), 0), ((384, 288), 0), ((512, 384), 0), ((97, 301), 0),
+    ((128, 96), 0), ((100, 60), 1),
+]  # fmt: skip
+
+
+def test_letterbox_matches_blazeface_detectors_byte_for_byte(page):
+    """The detector's input square and frame box: the page's letterbox.js against
+    lmk.runtime.blazeface_detector.letterbox (cv2.resize) on noise frames, the hardest case
+    for the resize's float sums: the levels of LETTERBOX_CASES, the same frame box."""
+    from lmk.runtime.blazeface_detector import letterbox
+
+    rng = np.random.default_rng(3)
+    for (width, height), allowed in LETTERBOX_CASES:
+        frame = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        got = call(page, "letterbox.js",
+                   "const bgr = Uint8Array.from(atob(arg[0]), (c) => c.charCodeAt(0));"
+                   "const [w, h] = [arg[1], arg[2]]; const data = new Uint8ClampedArray(w * h * 4);"
+                   "for (let p = 0; p < w * h; p++) { for (let c = 0; c < 3; c++) data[p * 4 + c] = bgr[p * 3 + 2 - c];"
+                   " data[p * 4 + 3] = 255; }"
+                   "const out = m.letterbox({ data, width: w, height: h }, 128);"
+                   "return { square: Array.from(out.square), frameBox: Array.from(out.frameBox) };",
+                   [b64(frame), width, height])  # fmt: skip
+        square, frame_box = letterbox(frame, 128)
+        got_square = np.asarray(got["square"], np.uint8).reshape(square.shape)
+        levels = int(np.abs(got_square.astype(int) - square).max())
+        assert levels <= allowed, f"{width}x{height}: squares differ by {levels} levels"
+        np.testing.assert_array_equal(np.asarray(got["frameBox"], np.float32), frame_box)
+
+
+def test_weighted_nms_matches_blazeface_py(page):
+    """MediaPipe's weighted NMS: nms.js against lmk.runtime.blazeface.weighted_nms on
+    candidates like a detector's (clusters of jittered boxes about three faces, two of them
+    overlapping, and stray boxes; float32). Same faces in the same order, same scores;
+    boxes and keypoints within 1e-4 px (float32 rounding of ~300 px values: 3e-5)."""
+    from lmk.runtime.blazeface import weighted_nms
+
+    rng = np.random.default_rng(4)
+    faces = np.array([[40, 50, 90, 90], [100, 70, 80, 85], [250, 30, 60, 60]], np.float64)
+    boxes = np.concatenate([
+        np.repeat(faces, 9, axis=0) + rng.normal(0, 4, (27, 4)),
+        np.column_stack([rng.uniform(0, 300, (12, 2)), rng.uniform(10, 60, (12, 2))]),
+    ]).astype(np.float32)  # fmt: skip
+    keypoints = boxes[:, None, :2] + rng.uniform(0, 1, (len(boxes), 6, 2)) * boxes[:, None, 2:]
+    keypoints = keypoints.astype(np.float32)
+    scores = rng.uniform(0.2, 1.0, len(boxes)).astype(np.float32)
+    for min_score, iou in ((0.5, 0.3), (0.3, 0.1), (0.75, 0.5)):
+        got = call(page, "nms.js", "return m.weightedNms(arg[0], arg[1], arg[2], arg[3], arg[4]);",
+                   [boxes.tolist(), keypoints.reshape(len(boxes), -1).tolist(), scores.tolist(),
+                    min_score, iou])  # fmt: skip
+        want_boxes, want_points, want_scores = weighted_nms(
+            boxes, keypoints, scores, min_score, iou
+        )
+        assert len(got) == len(want_scores) >= 3, (len(got), len(want_scores))
+        np.testing.assert_array_equal([f["score"] for f in got], want_scores)
+        np.testing.assert_allclose([f["box"] for f in got], want_boxes, rtol=0, atol=1e-4)
+        np.testing.assert_allclose([f["keypoints"] for f in got],
+                                   want_points.reshape(len(got), -1), rtol=0, atol=1e-4)  # fmt: skip

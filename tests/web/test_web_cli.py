@@ -157,3 +157,32 @@ def test_lmk_web_export_never_writes_over_one_of_its_models(tmp_path, ort_instal
     before = digests(site)
     one_error_line(lmk_web(str(model), "--export", str(site), "--overwrite"), "is an input")
     assert digests(site) == before
+
+
+def test_lmk_web_serves_a_detector_file_in_its_own_menu(needs_blazeface, ort_installed):
+    """--detector PATH, and without it the cached file of `lmk models fetch blazeface`."""
+    with serve_page([], needs_blazeface) as url:
+        rows = json.loads(fetch(url + "models/index.json")[2])
+    assert [(r["name"], r["kind"]) for r in rows] == [
+        *[(bundled_model(n).name, "landmarks") for n in BUNDLED], (needs_blazeface.name, "detector"),
+    ]  # fmt: skip
+    cache = needs_blazeface.parent.parent  # the LMK_CACHE_DIR the fetch wrote into
+    server = subprocess.Popen(
+        [LMK, "web", "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "LMK_CACHE_DIR": str(cache)},
+    )  # fmt: skip
+    try:
+        assert server.stdout is not None
+        assert f"{needs_blazeface.name} (detector)" in server.stdout.readline()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_lmk_web_refuses_a_detector_that_is_not_an_lmk_blazeface_file(tmp_path, ort_installed):
+    one_error_line(lmk_web("--detector", str(tmp_path / "missing.onnx")), "detector not found")
+    tflite = tmp_path / "face_detection_back.tflite"
+    tflite.write_bytes(b"TFL3")
+    one_error_line(lmk_web("--detector", str(tflite)), "lmk models fetch blazeface")
+    landmarks = bundled_model("pipnet")
+    one_error_line(lmk_web("--detector", str(landmarks)), "not an lmk BlazeFace detector file")

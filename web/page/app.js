@@ -2,6 +2,7 @@
 // of each stage. `window.lmk` exposes the same engine to scripts (the tests and the browser
 // benchmark drive the page through it, not through a copy).
 
+import { BlazeFaceDetector } from "./blazeface.js";
 import { FrameDetector } from "./detectors.js";
 import { drawFaces, drawPendingBox } from "./draw.js";
 import { LandmarkModel } from "./model.js";
@@ -16,6 +17,7 @@ const params = new URLSearchParams(location.search);
 const app = {
   runtime: null,
   model: null,
+  detector: null, // a BlazeFaceDetector when a detector file is loaded
   tracker: null,
   stages: new StageTimes(),
   reader: new FrameReader(),
@@ -38,22 +40,46 @@ function clearError() {
   $("error").textContent = "";
 }
 
+/** Where fresh faces come from: a drawn box first, else the detector file, else the
+ * whole-frame search (lmk-run's --detector auto prefers BlazeFace likewise). */
+function chooseDetector(box) {
+  return box === null && app.detector ? app.detector : new FrameDetector(box);
+}
+
+/** A fresh tracker from `box` (or the detector) and show which detector it runs. */
+function startTracker(box, smooth) {
+  app.tracker = new Tracker(app.model, chooseDetector(box), { smooth });
+  $("detector").textContent = app.tracker.detector.describe ?? `frame (${box ? "drawn box" : "whole-frame search"})`;
+}
+
 function newTracker() {
-  if (!app.model) return;
-  app.tracker = new Tracker(app.model, new FrameDetector(app.userBox), { smooth: $("smooth").checked });
+  if (app.model) startTracker(app.userBox, $("smooth").checked);
+}
+
+/** A served model's name (models/NAME) or a File the user chose -> [name, bytes]. */
+async function readModelBytes(source) {
+  if (typeof source !== "string") return [source.name, new Uint8Array(await source.arrayBuffer())];
+  const url = `models/${encodeURIComponent(source)}`;
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`cannot fetch ${url}: HTTP ${response.status}`);
+  return [source, new Uint8Array(await response.arrayBuffer())];
+}
+
+/** Load a detector file (or none: ""), one session at a time. */
+async function loadDetector(source) {
+  let detector = null;
+  if (source) {
+    const [name, bytes] = await readModelBytes(source);
+    detector = await BlazeFaceDetector.load(app.runtime, bytes, name);
+  }
+  await app.detector?.session.release();
+  app.detector = detector;
+  newTracker();
+  return detector;
 }
 
 async function loadModel(source) {
-  const name = typeof source === "string" ? source : source.name;
-  const url = typeof source === "string" ? `models/${encodeURIComponent(source)}` : null;
-  let bytes;
-  if (url) {
-    const response = await fetch(url);
-    if (!response.ok) throw new Error(`cannot fetch ${url}: HTTP ${response.status}`);
-    bytes = new Uint8Array(await response.arrayBuffer());
-  } else {
-    bytes = new Uint8Array(await source.arrayBuffer());
-  }
+  const [name, bytes] = await readModelBytes(source);
   const model = await LandmarkModel.load(app.runtime, bytes, name);
   await app.model?.session.release(); // one session at a time: WASM memory is not unlimited
   app.model = model;
@@ -184,6 +210,7 @@ function wireControls() {
   };
   $("model-select").addEventListener("change", guard((e) => loadModel(e.target.value)));
   $("model-file").addEventListener("change", guard((e) => e.target.files[0] && loadModel(e.target.files[0])));
+  $("detector-select").addEventListener("change", guard((e) => loadDetector(e.target.value)));
   $("camera").addEventListener("click", guard(async () => {
     stopInputs();
     app.stream = await openCamera($("video"));
@@ -259,14 +286,21 @@ async function init() {
   showRuntime(app.runtime);
   const response = await fetch("models/index.json");
   if (!response.ok) throw new Error("cannot fetch models/index.json (is the page served by `lmk web`?)");
-  const models = await response.json();
-  $("model-select").replaceChildren(
-    ...models.map((m) => {
-      const option = document.createElement("option");
-      option.value = option.textContent = m.name;
-      return option;
-    }),
-  );
+  const listed = await response.json();
+  const option = (m) => {
+    const element = document.createElement("option");
+    element.value = element.textContent = m.name;
+    return element;
+  };
+  const models = listed.filter((m) => (m.kind ?? "landmarks") === "landmarks");
+  const detectors = listed.filter((m) => m.kind === "detector");
+  $("model-select").replaceChildren(...models.map(option));
+  $("detector-select").append(...detectors.map(option));
+  const detector = params.get("detector") ?? detectors[0]?.name ?? "";
+  if (detector) {
+    $("detector-select").value = detector;
+    await loadDetector(detector);
+  }
   const first = params.get("model") ?? models[0]?.name;
   if (first) {
     $("model-select").value = first;
@@ -299,11 +333,27 @@ window.lmk = {
     return {
       ep: rt?.ep, threads: rt?.threads, isolated: rt?.isolated, simd: rt?.simd, version: rt?.version,
       model: app.model ? { name: app.model.name, ...app.model.info, values: undefined } : null,
+      detector: app.detector
+        ? { file: app.detector.fileName, inputSize: app.detector.inputSize, minScore: app.detector.minScore, landmarkBox: app.detector.landmarkBox }
+        : null,
       fps: app.stages.fps(), stagesMs: app.stages.recentMs(), frames: app.stages.frames,
-      shown: { ep: $("ep").textContent, fps: $("fps").textContent, error: $("error").textContent },
+      shown: { ep: $("ep").textContent, fps: $("fps").textContent, error: $("error").textContent, detector: $("detector").textContent },
     };
   },
   load: async (name) => (await loadModel(name)).info.model,
+  /** Load a served detector file by name ("" : none, the frame detector). */
+  loadDetector: async (name) => (await loadDetector(name))?.fileName ?? null,
+  /** The detector file's faces in one image (URL): boxes, scores, keypoints (frame pixels)
+   * and the landmark boxes the tracker crops from them. */
+  async detect(url) {
+    const bitmap = await decodeImage(url);
+    const frame = app.reader.read(bitmap, bitmap.width, bitmap.height);
+    const faces = await app.detector.detect(frame);
+    return {
+      boxes: faces.map((f) => f.box), scores: faces.map((f) => f.score), keypoints: app.detector.lastKeypoints,
+      landmarkBoxes: faces.map((f) => app.detector.toLandmarkBox(f).box),
+    };
+  },
   /** Landmarks and scores of `n` uint8 BGR crops (base64 of [n, S, S, 3]). */
   async infer(cropsBase64, n) {
     const out = await app.model.infer(fromBase64(cropsBase64), n);
@@ -313,7 +363,7 @@ window.lmk = {
    * batch the model ran (crops, matrices, outputs) comes back too. */
   async track(urls, { fps = 25, box = null, smooth = false, record = false } = {}) {
     app.userBox = box;
-    app.tracker = new Tracker(app.model, new FrameDetector(box), { smooth });
+    startTracker(box, smooth);
     app.stages.clear();
     app.model.record = record ? [] : null;
     const frames = [];
@@ -328,7 +378,7 @@ window.lmk = {
       crops: toBase64(r.crops), matrices: r.matrices, landmarks: Array.from(r.landmarks),
     }));
     app.model.record = null;
-    return { frames, records, detections: app.tracker.detections };
+    return { frames, records, detections: app.tracker.detections, detector: app.tracker.detector.name };
   },
   /** Run the camera path for `count` frames; see `collect`. */
   async camera(count) {

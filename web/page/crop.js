@@ -76,7 +76,7 @@ export function applyAffine(m, [x, y]) {
 const f32 = Math.fround;
 
 /** Round half to even, as OpenCV's saturate_cast<uchar> of a float does. */
-function roundEven(v) {
+export function roundEven(v) {
   const r = Math.round(v);
   return r - v === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }

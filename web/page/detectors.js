@@ -5,12 +5,9 @@
 // fixed (or user-drawn) box, or, without one, windows over the frame at four scales that the
 // tracker ranks by the landmark model's own score, so faces are found with no detector file.
 //
-// A detector file plugs in here: a file whose metadata says lmk.kind = "detector" is loaded
-// by model.js like a landmark file (metadata.js returns kind "detector"), and a class with
-// the same `name`, `findsFaces` (true), `detect(frame)` and `toLandmarkBox` runs it (crop the frame to its input, run, map its boxes
-// back to frame pixels with its lmk metadata's box rule) and is handed to the Tracker in
-// place of FrameDetector. The tracker itself does not change: it refines every detection on
-// landmark boxes, as lmk-run does.
+// A detector file (lmk.kind = "detector") runs through blazeface.js's BlazeFaceDetector, which
+// has this same interface (`name`, `findsFaces`, `detect`, `toLandmarkBox`), so the Tracker
+// takes either unchanged: it refines every detection on landmark boxes, as lmk-run does.
 
 import { faceBox } from "./faces.js";
 

@@ -224,7 +224,7 @@ if ((have_py)); then
 import os, subprocess, tempfile
 import numpy as np
 import onnxruntime as ort
-from lmk.errors import LmkError
+from lmk.core.errors import LmkError
 from lmk.runtime import bundled_model
 from lmk.runtime.session import InferenceModel, RuntimeOptions
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from lmk.layouts import get_layout
-from lmk.metrics import nme
+from lmk.core.layouts import get_layout
+from lmk.core.metrics import nme
 from lmk.runtime.api import LandmarkSession
 from lmk.runtime.blazeface_detector import BlazeFaceOnnxDetector
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -77,6 +78,51 @@ def format_summary(summary: RunSummary, session: LandmarkSession, skipped: int) 
     return "\n".join(lines)
 
 
+TRACKING_OPTIONS = [
+    click.option(
+        "--detector",
+        type=click.Choice(DETECTORS),
+        default="auto",
+        show_default=True,
+        help="auto: blazeface when fetched (lmk models fetch blazeface), else yunet when its "
+        "model file is known, else frame (the SynthFace/demo detector)",
+    ),
+    click.option(
+        "--detector-model",
+        type=click.Path(path_type=Path),
+        help="BlazeFace .onnx/.tflite or YuNet .onnx (or set LMK_YUNET_MODEL)",
+    ),
+    click.option(
+        "--box", callback=parse_box_option, help="frame detector: the face region x,y,w,h"
+    ),
+    click.option(
+        "--detect-every",
+        type=click.IntRange(min=0),
+        default=0,
+        show_default=True,
+        help="re-detect every N frames while tracking (0: only when a face is lost)",
+    ),
+    click.option(
+        "--min-score",
+        type=click.FloatRange(min=0),
+        default=None,
+        help="a face whose mean landmark score falls below this is lost (default: the model's "
+        f"lmk.min_score, else {TrackerConfig.min_score})",
+    ),
+    click.option("--max-faces", type=click.IntRange(min=1), default=8, show_default=True),
+    click.option("--rotate", is_flag=True, help="turn tracked crops upright by the face's roll"),
+]
+"""The detector and tracker options lmk-run and lmk-batch share: one definition and one help
+text, so the two commands cannot drift apart."""
+
+
+def tracking_options(command: Callable) -> Callable:
+    """Add :data:`TRACKING_OPTIONS` to a click command, in their listed order."""
+    for option in reversed(TRACKING_OPTIONS):
+        command = option(command)
+    return command
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("source")
 @click.option(
@@ -86,37 +132,8 @@ def format_summary(summary: RunSummary, session: LandmarkSession, skipped: int) 
     "(default: the bundled PIPNet-MobileNetV2 SynthFace model)",
 )
 @click.option("--ep", type=click.Choice(EP_CHOICES), default="auto", show_default=True)
-@click.option(
-    "--detector",
-    type=click.Choice(DETECTORS),
-    default="auto",
-    show_default=True,
-    help="auto: blazeface when fetched (lmk models fetch blazeface), else yunet when its "
-    "model file is known, else frame (the SynthFace/demo detector)",
-)
-@click.option(
-    "--detector-model",
-    type=click.Path(path_type=Path),
-    help="BlazeFace .onnx/.tflite or YuNet .onnx (or set LMK_YUNET_MODEL)",
-)
-@click.option("--box", callback=parse_box_option, help="frame detector: the face region x,y,w,h")
-@click.option(
-    "--detect-every",
-    type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
-    help="re-detect every N frames while tracking (0: only when a face is lost)",
-)
-@click.option(
-    "--min-score",
-    type=click.FloatRange(min=0),
-    default=None,
-    help="a face whose mean landmark score falls below this is lost (default: the model's "
-    f"lmk.min_score, else {TrackerConfig.min_score})",
-)
-@click.option("--max-faces", type=click.IntRange(min=1), default=8, show_default=True)
+@tracking_options
 @click.option("--smooth", is_flag=True, help="One Euro smoothing of the landmarks")
-@click.option("--rotate", is_flag=True, help="turn tracked crops upright by the face's roll")
 @click.option("--out", type=click.Path(path_type=Path), help="annotated video (.mp4/.avi) or image")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="landmarks, JSONL")
 @click.option("--csv", "csv_path", type=click.Path(path_type=Path), help="landmarks, CSV")

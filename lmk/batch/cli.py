@@ -21,8 +21,8 @@ from lmk.batch.summary import RunStats, build_summary
 from lmk.core.errors import LmkError
 from lmk.runtime import available_providers
 from lmk.runtime.bundled import bundled_model
-from lmk.runtime.cli import parse_box_option
-from lmk.runtime.detectors import DETECTORS, YUNET_ENV, make_detector
+from lmk.runtime.cli import tracking_options
+from lmk.runtime.detectors import YUNET_ENV, make_detector
 from lmk.runtime.session import (
     EP_CHOICES,
     InferenceModel,
@@ -31,7 +31,6 @@ from lmk.runtime.session import (
     file_digest,
 )
 from lmk.runtime.sources import display_name
-from lmk.runtime.tracking import TrackerConfig
 
 GPU_EPS = ("cuda", "tensorrt")
 
@@ -57,21 +56,7 @@ def _model_facts(model: Path) -> DatasetModel:
     help="exported lmk .onnx (default: the bundled PIPNet-MobileNetV2 SynthFace model)",
 )
 @click.option("--ep", type=click.Choice(EP_CHOICES), default="auto", show_default=True)
-@click.option("--detector", type=click.Choice(DETECTORS), default="auto", show_default=True)
-@click.option(
-    "--detector-model", type=click.Path(path_type=Path), help="YuNet .onnx (or LMK_YUNET_MODEL)"
-)
-@click.option("--box", callback=parse_box_option, help="frame detector: the face region x,y,w,h")
-@click.option("--detect-every", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option(
-    "--min-score",
-    type=click.FloatRange(min=0),
-    default=None,
-    help="a face whose mean landmark score falls below this is lost (default: the model's "
-    f"lmk.min_score, else {TrackerConfig.min_score})",
-)
-@click.option("--max-faces", type=click.IntRange(min=1), default=8, show_default=True)
-@click.option("--rotate", is_flag=True, help="turn tracked crops upright by the face's roll")
+@tracking_options
 @click.option(
     "--ray",
     "address",

@@ -142,6 +142,13 @@ def _inputs(checkpoint: Path | None, calib: str) -> list[Path]:
     "models, whose trunk has outlier activations",
 )
 @click.option(
+    "--int8-cpu-layout",
+    type=click.Choice(["amx", "vnni", "plain"]),
+    help="--int8-target cpu: amx (default: the first strided conv on space-to-depth blocks, "
+    "the deep 3x3 convs on ORT's quantized GEMM, AMX where the CPU has it), vnni (the first "
+    "only), plain (neither); the same function, different ORT kernels",
+)
+@click.option(
     "--store-fp16",
     is_flag=True,
     help="store FP32 weights as FP16 (half the file); they are cast back when loaded",
@@ -178,6 +185,7 @@ def export_command(
     int8_target,
     int8_activations,
     int8_recipe,
+    int8_cpu_layout,
     store_fp16,
     simplify,
     seed,
@@ -213,6 +221,7 @@ def export_command(
             ("--int8-target", int8_target),
             ("--int8-activations", int8_activations),
             ("--int8-recipe", int8_recipe),
+            ("--int8-cpu-layout", int8_cpu_layout),
         )
         if value is not None
     ]
@@ -223,7 +232,12 @@ def export_command(
         from lmk.export.quantize import int8_plan
 
         # Checked now, before any tracing; resolved again with the model's family below.
-        int8_plan(int8_target or "cpu", int8_activations, int8_recipe or "auto")
+        int8_plan(
+            int8_target or "cpu",
+            int8_activations,
+            int8_recipe or "auto",
+            cpu_layout=int8_cpu_layout,
+        )
     precision = "fp16" if fp16 else "int8" if int8 else "fp32"
     options = ExportOptions(
         opset=opset,
@@ -250,6 +264,7 @@ def export_command(
             int8_target=int8_target or "cpu",
             int8_activations=int8_activations,
             int8_recipe=int8_recipe or "auto",
+            int8_cpu_layout=int8_cpu_layout,
             store_fp16=store_fp16,
         )
     report["file"] = str(output)

@@ -318,6 +318,7 @@ def export_to_file(
     int8_target: str = "cpu",
     int8_activations: str | None = None,
     int8_recipe: str = "auto",
+    int8_cpu_layout: str | None = None,
     store_fp16: bool = False,
 ) -> dict:
     """Export, simplify, check and self-check; writes ``path``. Returns the report fields.
@@ -337,7 +338,13 @@ def export_to_file(
             quantize_network,
         )
 
-        plan = int8_plan(int8_target, int8_activations, int8_recipe, ckpt.spec.family.int8_recipe)
+        plan = int8_plan(
+            int8_target,
+            int8_activations,
+            int8_recipe,
+            ckpt.spec.family.int8_recipe,
+            cpu_layout=int8_cpu_layout,
+        )
         crops = calibration_images(ckpt, calib, calib_size)
     torch_model = ckpt.build_model()
     fp16 = options.precision == "fp16"

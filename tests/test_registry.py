@@ -176,3 +176,13 @@ def test_lmk_export_help_lists_every_family_and_detector_from_the_registry():
     for name in [*FAMILIES, *DETECTORS]:
         assert name in shown
     assert "blazeface (a face detector; --checkpoint MediaPipe's face_detection_back" in shown
+
+
+def test_a_table_refuses_two_entries_of_one_name():
+    """A dict comprehension would keep the second entry and drop the first without a word."""
+    from lmk.core.tables import by_name
+
+    first, second = dataclasses.replace(FAMILIES["fan"]), dataclasses.replace(FAMILIES["fan"])
+    assert list(by_name(FAMILIES["pipnet"], first)) == ["pipnet", "fan"]
+    with pytest.raises(ValueError, match="two table entries are named 'fan'"):
+        by_name(first, FAMILIES["pipnet"], second)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from lmk.core.fileio import atomic_output
+from lmk.core.errors import LmkError
 from lmk.runtime import public_models as store
 
 
@@ -21,15 +21,11 @@ def _export(model: store.PublicModel, source: Path) -> Path | None:
             + (" through OpenCV DNN" if model.kind == "detector" else ""),
         )
         return None
-    from lmk.models.registry import file_exporter  # torch: only with the export extra
-
-    exporter = file_exporter(model.family)
-    if exporter is None:
-        click.echo(f"{model.name}: this lmk has no exporter for {model.family} yet; no lmk ONNX")
+    try:
+        target, report = store.write_lmk_onnx(model, source)
+    except LmkError as exc:  # no exporter for its family: the source file is still usable
+        click.echo(str(exc))
         return None
-    target = store.models_dir() / model.onnx
-    with atomic_output(target, overwrite=True) as tmp:
-        report = exporter(source, tmp)
     checks = ", ".join(
         f"{k} {v}" for k, v in report.items() if k.endswith(("opencv", "numpy", "_px"))
     )

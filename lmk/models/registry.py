@@ -133,6 +133,13 @@ def _load(reference: str) -> Callable[..., Any]:
     return getattr(importlib.import_module(module), function)
 
 
+_HEATMAP_FAMILY: dict[str, Any] = {
+    "decoder": HEATMAP_QUARTER,
+    "map_stride": lambda args: 4,  # their heatmaps are a quarter of the crop's side
+    "int8_recipe": "float-trunk",
+}
+"""What the stacked-hourglass heatmap families (hourglass, FAN) share."""
+
 FAMILIES: dict[str, Family] = by_name(
     Family(
         name="pipnet",
@@ -152,29 +159,25 @@ FAMILIES: dict[str, Family] = by_name(
     Family(
         name="hourglass",
         kind="landmarks",
+        **_HEATMAP_FAMILY,
         model_class=hourglass.StackedHourglass,
-        decoder=HEATMAP_QUARTER,
         default_layout="wflw98",
         normalisation=IMAGENET,
         crop=CropPolicy(),
-        map_stride=lambda args: 4,
         flags={"--num-stacks": "num_stacks", "--num-features": "num_features"},
         check_args=hourglass.check_args,
-        int8_recipe="float-trunk",
         description="stacked hourglass (Newell et al. 2016), trained by lmk",
     ),
     Family(
         name="fan",
         kind="landmarks",
+        **_HEATMAP_FAMILY,
         model_class=fan.FAN,
-        decoder=HEATMAP_QUARTER,
         default_layout="300w68",
         normalisation=UNIT_RANGE,
         crop=FAN_OFFICIAL_CROP,
-        map_stride=lambda args: 4,
         flags={"--num-stacks": "num_modules"},
         check_args=fan.check_args,
-        int8_recipe="float-trunk",
         importer="lmk.checkpoint:load_face_alignment_fan",
         importer_args=("num_modules",),
         description="face-alignment's FAN, 2DFAN4 .pth.tar weights importable",

@@ -17,7 +17,7 @@ Every such fetch follows the same rules, kept here once:
   :class:`RegistryUnavailable`: the CLI prints it as one line, the tests and ``lmk demo``
   skip on it. Bytes that reach lmk but differ from the pin are a plain :class:`LmkError`.
 
-Standard library only: the runtime fetches models without torch.
+Standard library and :mod:`lmk.core` only: the runtime fetches models without torch.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from lmk.core.errors import LmkError
-from lmk.core.fileio import atomic_output
+from lmk.core.fileio import atomic_output, disk_full, disk_full_error
 
 REGISTRY_TIMEOUT_S = 300.0
 """How long one ``pip download`` / ``npm pack`` may take."""
@@ -194,9 +194,14 @@ def extract(archive: Path, destination: Callable[[str], str | None], into: Path)
                 raise LmkError(f"{archive.name}: unexpected archive entry {entry.name}")
         for entry, target in chosen:
             path = into / target
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with entry.open() as source, open(path, "wb") as out:
-                shutil.copyfileobj(source, out)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with entry.open() as source, open(path, "wb") as out:
+                    shutil.copyfileobj(source, out)
+            except OSError as exc:
+                if disk_full(exc):
+                    raise disk_full_error(path, exc) from None
+                raise LmkError(f"cannot write {path}: {exc.strerror or exc}") from None
             written.append(path)
     return written
 

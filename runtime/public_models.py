@@ -177,7 +177,10 @@ def export_available() -> bool:
     """Whether the export extra (torch, onnx) is installed here."""
     import importlib.util
 
-    return all(importlib.util.find_spec(m) is not None for m in ("torch", "onnx"))
+    try:
+        return all(importlib.util.find_spec(m) is not None for m in ("torch", "onnx"))
+    except (ImportError, ValueError):  # an install that cannot be imported is not there
+        return False
 
 
 def find_detector(name: str) -> Path | None:

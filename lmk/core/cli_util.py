@@ -85,8 +85,7 @@ def option_group(
     their listed order, and hands their values to it as ONE argument, ``name`` =
     ``pack(**values)``. Commands that share a group of flags then share its definition, its
     help and the code that reads it, instead of each repeating the parameters."""
-    probe = _with_options(lambda: None, options)
-    names = [param.name for param in probe.__click_params__]  # type: ignore[attr-defined]
+    names = option_names(options)
 
     def decorate(command: Callable) -> Callable:
         @functools.wraps(command)
@@ -97,6 +96,12 @@ def option_group(
         return _with_options(with_group, options)
 
     return decorate
+
+
+def option_names(options: Sequence[Callable]) -> list[str]:
+    """The parameter names ``options`` (``click.option(...)`` decorators) give a command."""
+    probe = _with_options(lambda: None, options)
+    return [param.name for param in probe.__click_params__]  # type: ignore[attr-defined]
 
 
 def _with_options(function: Callable, options: Sequence[Callable]) -> Callable:

@@ -485,7 +485,8 @@ class InferenceModel:
             scores = outputs.get("scores")
             if scores is None:
                 scores = np.ones(landmarks.shape[:2], np.float32)
-            return landmarks.astype(np.float32), scores.astype(np.float32)
+            # copy=False: a fused file's outputs are float32 already; no per-frame copies.
+            return landmarks.astype(np.float32, copy=False), scores.astype(np.float32, copy=False)
         assert self._host_decode is not None  # a file without landmarks has raw heads
         heads = [outputs[name] for name in self._host_decode.heads]
         landmarks, scores = self._host_decode.decode(heads, self._table)

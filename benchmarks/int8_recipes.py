@@ -30,23 +30,22 @@ import sys
 import tempfile
 import time
 from datetime import datetime, timezone
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from cpu_precision import accuracy  # this folder's scripts: NME, landmark diff per variant
+from cpu_precision import latency as wall_latency
 
-from lmk.bench.accuracy import held_out, predict
+from lmk.bench.accuracy import held_out
 from lmk.bench.backends import (
     CALIBRATION_SEED,
     build_usual,
     prepare,
     runtime_backend,
-    torch_landmarks,
 )
 from lmk.bench.machine import describe, machine_slug
 from lmk.bench.models import BENCH_MODELS, checkpoint_for
-from lmk.bench.timing import measure
 from lmk.core.errors import LmkError
 from lmk.core.fileio import atomic_output, filled_folder, plan_output
 from lmk.runtime.bundled import bundled_model
@@ -114,63 +113,25 @@ def cpu_times(runs: dict[str, Any], images: np.ndarray, rounds: int) -> dict[str
     return {name: float(np.median(t)) for name, t in times.items()}
 
 
-def latency(runs: dict[str, Any], checkpoint, batches: list[int], args) -> list[dict[str, Any]]:
+def latency(prepared, runs: dict[str, Any], batches: list[int], args) -> list[dict[str, Any]]:
+    """cpu_precision's round-robin wall-clock rows (ratios to the usual path in the same
+    round-robin), each with the variant's CPU time per call from an interleaved pass."""
     from lmk.synth import synth_crops
 
+    rows = wall_latency(prepared, runs, batches, args)
+    checkpoint = prepared.checkpoint
     crops = synth_crops(max(batches), checkpoint.input_size, checkpoint.crop, seed=0)
-    rows = []
     for batch in batches:
-        images = np.ascontiguousarray(crops[:batch])
-        timed = measure(
-            {name: partial(run, images) for name, run in runs.items()},
-            rounds=args.rounds,
-            min_calls=max(args.rounds, args.calls // batch),
-            warmup=args.warmup,
-            min_seconds=args.min_seconds,
-        )
-        cpu = cpu_times(runs, images, max(3, args.cpu_rounds // batch))
-        for name, row in timed.items():
-            rows.append(
-                {
-                    "variant": name,
-                    "batch": batch,
-                    "p50_ms": row["p50_ms"],
-                    "ms_per_face": row["p50_ms"] / batch,
-                    "ratio_vs_usual": row["p50_ms"] / timed["usual"]["p50_ms"],
-                    "drift_pct": row["round_spread_pct"],
-                    "cpu_ms_per_face": cpu[name] / batch,
-                    "cpu_ratio_vs_usual": cpu[name] / cpu["usual"],
-                }
-            )
+        cpu = cpu_times(runs, np.ascontiguousarray(crops[:batch]), max(3, args.cpu_rounds // batch))
+        for row in rows:
+            if row["batch"] == batch:
+                row["cpu_ms_per_face"] = cpu[row["variant"]] / batch
+                row["cpu_ratio_vs_usual"] = cpu[row["variant"]] / cpu["usual"]
         print(
-            f"batch {batch}: "
-            + ", ".join(
-                f"{r['variant']} {r['ratio_vs_usual']:.3f}x (cpu {r['cpu_ratio_vs_usual']:.3f}x)"
-                for r in rows
-                if r["batch"] == batch
-            ),
+            f"batch {batch} CPU time vs usual: "
+            + ", ".join(f"{name} {cpu[name] / cpu['usual']:.3f}x" for name in runs),
             flush=True,
         )
-    return rows
-
-
-def accuracy(prepared, runs: dict[str, Any], faces) -> list[dict[str, Any]]:
-    """NME (%) of PyTorch FP32 and of each INT8 recipe on the same held-out faces."""
-    truth = predict(partial(torch_landmarks, prepared), faces.crops)
-    reference = 100.0 * faces.nme(truth)
-    rows = [{"variant": "pytorch", "nme_percent": reference, "nme_change_points": 0.0}]
-    for name, run in runs.items():
-        landmarks = predict(run, faces.crops)
-        value = 100.0 * faces.nme(landmarks)
-        rows.append(
-            {
-                "variant": name,
-                "nme_percent": value,
-                "nme_change_points": value - reference,
-                "max_abs_diff_vs_pytorch": float(np.abs(landmarks - truth).max()),
-            }
-        )
-        print(f"{prepared.name} {name}: NME {value:.3f} % ({value - reference:+.3f})", flush=True)
     return rows
 
 
@@ -193,13 +154,12 @@ def main() -> None:
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args()
     if args.quick:
-        args.faces, args.calib, args.rounds, args.calls, args.cpu_rounds = 8, 8, 1, 2, 3
-        args.warmup, args.min_seconds = 1, 0.0
+        quick = {"faces": 8, "calib": 8, "rounds": 1, "calls": 2, "cpu_rounds": 3, "warmup": 1}
+        vars(args).update(quick, min_seconds=0.0)
     try:
         run(args)
     except LmkError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(f"error: {exc}")  # one line on stderr, exit status 1
 
 
 def run(args) -> None:
@@ -256,7 +216,7 @@ def measure_all(args, scored: dict[str, Path], batches, machine: dict, tmp: Path
         "model": "pipnet_r18",
         "weights": weights,
         "input_size": checkpoint.input_size,
-        "rows": latency(runs, checkpoint, batches, args),
+        "rows": latency(prepared, runs, batches, args),
     }
     report["load_average_after"] = list(os.getloadavg())
     for name, path in scored.items():
@@ -269,7 +229,7 @@ def measure_all(args, scored: dict[str, Path], batches, machine: dict, tmp: Path
         report["accuracy"][name] = {
             "weights": weights,
             "input_size": checkpoint.input_size,
-            "rows": accuracy(prepared, runs, held_out(checkpoint, args.faces)),
+            "rows": accuracy(prepared, runs, held_out(checkpoint, args.faces), step=32),
         }
     return report
 
@@ -315,13 +275,12 @@ def markdown(report: dict) -> str:
             "",
             f"## NME: {name} ({entry['input_size']} px, {entry['weights']})",
             "",
-            "| variant | NME % | change vs PyTorch FP32 (points) | max diff vs PyTorch |",
-            "|---|---|---|---|",
+            "| variant | NME % | change vs PyTorch FP32 (points) | max diff vs PyTorch | mean px |",
+            "|---|---|---|---|---|",
         ]
         lines += [
             f"| {r['variant']} | {r['nme_percent']:.3f} | {r['nme_change_points']:+.3f} | "
-            + (f"{r['max_abs_diff_vs_pytorch']:.1e}" if "max_abs_diff_vs_pytorch" in r else "-")
-            + " |"
+            f"{r['max_abs_diff']:.1e} | {r['mean_px_diff']:.3f} |"
             for r in entry["rows"]
         ]
     return "\n".join(lines) + "\n"

@@ -259,6 +259,19 @@ def markdown(report: dict) -> str:
         "input channels) on ORT's quantized GEMM (weight zero point -1; AMX tiles); "
         "`plain_s8` plain with int8 activations.",
         "",
+        "Where `plain` spends its time (ORT's profiler, batch 1; see "
+        "lmk/export/cpu_int8_layout.py): after ORT's optimiser every backbone conv is a "
+        "`QLinearConv` in NHWC with one QuantizeLinear at the input and one DequantizeLinear "
+        "per FP32 head (the heads are ~10 % of the time); no float islands remain. Symmetric "
+        "weights send every conv to MLAS's ConvSym (VNNI) kernels, which spend 20-40 % of the "
+        "time on the 3-channel 7x7 stem (6 % of the multiply-adds), and which AMX's GEMM "
+        "beats on the deep 3x3 convs (and loses to on the 64-channel ones). `plain_s8`: ORT's "
+        "x86 optimiser fuses only 9 of its 20 convs (int8 QDQ fusion is an ARM default), so it "
+        "runs at FP32 speed. Probes not kept: QOperator format (the same graph as QDQ after "
+        "ORT's optimiser), uint8 weights (no AMX path for u8u8 here: FP32 speed), the stem "
+        "FP32 (its MaxPool falls back to slow float NCHW), reduce_range (no speed change "
+        "beyond noise on VNNI).",
+        "",
         f"## Latency: {report['latency']['model']} ({report['latency']['input_size']} px, "
         f"{report['latency']['weights']})",
         "",

@@ -7,8 +7,8 @@ runs on AMX tiles where the CPU has them. Profiled on PIPNet-R18 at 256 px (batc
 a Xeon with AVX-512 VNNI and AMX), two things cost the most in the ``cpu`` target's file:
 
 - the first convolution (7x7, stride 2, 3 input channels): ConvSym walks its 49 taps 3
-  channels at a time, and this one layer took ~20-40 % of the network's time for 6 % of its
-  multiply-adds. :func:`blocked_input_conv` computes the same convolution on the input's 2x2
+  channels at a time; ORT's profiler put 20-40 % of the kernel time there (on a loaded
+  machine) for 6 % of the multiply-adds, and blocking it saved 10-15 % of the CPU time. :func:`blocked_input_conv` computes the same convolution on the input's 2x2
   space-to-depth blocks (12 channels, a 4x4 stride-1 kernel): the same sums, with 4x more
   channels per tap;
 - the deep 3x3 convolutions (>= 128 input channels on 32x32 maps and smaller): AMX's GEMM beats

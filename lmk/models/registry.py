@@ -99,6 +99,10 @@ class Family:
     a torch file of state_dict tensors."""
     importer_args: tuple[str, ...] = ()
     """The model arguments the importer takes from flags (it reads the rest off the weights)."""
+    upright_crops: bool = False
+    """The runtime turns its crops upright by the eye line by default (``lmk.rotate``): a net
+    that fails on rolled faces (faceapi68: NME68 7.3 % with the roll, 8.1 % without, on
+    real-texture clip stills; ``benchmarks/real_photos.py``)."""
     trainable: bool = True
     """``lmk-train`` can train it (an imported-only family, such as faceapi68, cannot: no
     targets or loss for its head)."""
@@ -181,6 +185,7 @@ FAMILIES: dict[str, Family] = {
             check_args=faceapi.check_args,
             importer="lmk.faceapi_weights:import_faceapi68",
             importer_suffix=".json",
+            upright_crops=True,
             trainable=False,
             description="face-api.js FaceLandmark68Net, TF.js weights importable (no training)",
         ),

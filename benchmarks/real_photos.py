@@ -288,7 +288,7 @@ def variants_markdown(variants: list[dict], names: list[str], clip: dict) -> str
         "",
         PRINCIPLE,
         "",
-        f"Clip stills: every {clip['step']}th frame of each photo's {clip['frames']}-frame "
+        f"Clip stills: one frame in {clip['step']} of each photo's {clip['frames']}-frame "
         "clip where the face is visible (at least half of it in the frame), each run as an "
         "unrelated still (a fresh tracker, as `lmk-run` runs a photo). `overlap`: NME68 % "
         "over the frames where a predicted landmark box overlaps the truth's (IoU > 0.3); "

@@ -10,6 +10,7 @@ import click
 from lmk.core.cli_util import exit_with
 from lmk.core.errors import LmkError
 from lmk.core.fileio import atomic_output, plan_output
+from lmk.model_flags import architecture_options
 
 
 def _parse_batch(value: str) -> int | None:
@@ -24,9 +25,7 @@ def _parse_batch(value: str) -> int | None:
     return batch
 
 
-def _checkpoint_from_flags(
-    model, checkpoint, layout, backbone, input_size, num_nb, net_stride, num_stacks, seed
-):
+def _checkpoint_from_flags(model, checkpoint, layout, architecture, seed):
     """An lmk checkpoint, a family's published weights, or seeded random weights for
     latency/parity work.
 
@@ -37,19 +36,12 @@ def _checkpoint_from_flags(
     from lmk.models import get_family, model_args, random_checkpoint
 
     family = get_family(model)
-    flags = {
-        "--input-size": input_size,
-        "--backbone": backbone,
-        "--num-nb": num_nb,
-        "--net-stride": net_stride,
-        "--num-stacks": num_stacks,
-    }
     if checkpoint is not None:
-        args = model_args(model, flags)
+        args = model_args(model, architecture)
         given = {key: args.get(key) for key in family.importer_args}
         return open_checkpoint(checkpoint, model=model, layout=layout, **given)
     layout_obj = get_layout(layout or family.default_layout)
-    args = model_args(model, flags, num_lms=layout_obj.num_points)
+    args = model_args(model, architecture, num_lms=layout_obj.num_points)
     click.echo(
         f"warning: no --checkpoint: {model} with random weights (seed {seed}); "
         "the file is for latency and parity checks only",
@@ -80,15 +72,7 @@ def _inputs(checkpoint: Path | None, calib: str) -> list[Path]:
     "face_landmark_68_model-weights_manifest.json",
 )
 @click.option("--layout", help="wflw98, 300w68, cofw29, aflw19 (default: from the checkpoint)")
-@click.option("--backbone", help="PIPNet backbone: resnet18/34/50/101, mobilenetv2")
-@click.option(
-    "--input-size", type=int, help="crop size in pixels, a multiple of the stride (default 256)"
-)
-@click.option("--num-nb", type=int, help="PIPNet neighbours (default: the layout's, 10)")
-@click.option("--net-stride", type=int, help="PIPNet stride 16/32/64/128 (default 32)")
-@click.option(
-    "--num-stacks", type=int, help="hourglass stacks (default 2) or FAN modules (default 4)"
-)
+@architecture_options
 @click.option(
     "--decode",
     type=click.Choice(["fused", "none"]),
@@ -168,11 +152,7 @@ def export_command(
     model,
     checkpoint,
     layout,
-    backbone,
-    input_size,
-    num_nb,
-    net_stride,
-    num_stacks,
+    architecture,
     decode,
     input_format,
     batch,
@@ -244,9 +224,7 @@ def export_command(
     # The output is checked before any work (an input of the export is never its output);
     # the flags are checked before any tracing.
     target = plan_output(output, overwrite, inputs=_inputs(checkpoint, calib))
-    ckpt = _checkpoint_from_flags(
-        model, checkpoint, layout, backbone, input_size, num_nb, net_stride, num_stacks, seed
-    )
+    ckpt = _checkpoint_from_flags(model, checkpoint, layout, architecture, seed)
     with atomic_output(target) as tmp:
         report = export_to_file(
             ckpt,

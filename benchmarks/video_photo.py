@@ -43,8 +43,14 @@ RULES = {
     "jump IoU < 0.7 only": {"verify_every": 0, "max_jump": 0.7},
     "no confirmation": {"verify_every": 0, "max_jump": 0.0},
     "detect every frame": {"detect_every": 1, "verify_every": 0, "max_jump": 0.0},
-    # The real detector, where `lmk models fetch blazeface` has cached it.
+    # The real detector, where `lmk models fetch blazeface` has cached it; faceapi68 turns
+    # its crops to the eye line by default (lmk.rotate), the last row as it was before.
     "BlazeFace, every 10 + jump IoU < 0.7 (default)": {"verify_every": 10, "max_jump": 0.7},
+    "BlazeFace, every 10 + jump IoU < 0.7, --no-rotate": {
+        "verify_every": 10,
+        "max_jump": 0.7,
+        "rotate": False,
+    },
 }
 
 
@@ -172,7 +178,9 @@ def markdown(rows: list[dict], machine: dict, frames: int) -> str:
         "",
         f"{frames}-frame clips of each photo (`lmk-synth video --photo`), tracked with the "
         "stand-in `truth` detector (the clip's landmark box while the face is at least half "
-        "inside the frame), except the BlazeFace rows (the real detector). NME68 over visible frames "
+        "inside the frame), except the BlazeFace rows (the real detector). faceapi68 turns its "
+        "crops to the eye line (its default `lmk.rotate`) except in the `--no-rotate` row, "
+        "which is how every row ran before. NME68 over visible frames "
         "with a face; jitter = mean frame-to-frame landmark motion on the still segments, % "
         "of the eye-corner distance.",
         "",

@@ -181,8 +181,9 @@ def self_check(
     reference decode on ``images``, held to the tolerance row of the file's precision.
     Returns the comparison and the runner (for the latency line)."""
     runner = OnnxRuntimeRunner(path, RuntimeOptions(ep="cpu"), name="onnxruntime-cpu")
+    info = runner.model.info
     reference = TorchRunner(
-        checkpoint, torch_model, heads=runner.model.info.decode == "none"
+        checkpoint, torch_model, heads=info.decode == "none", flip_average=info.flip_average
     ).infer(images)
     tolerance = runner.tolerance(random_weights=is_random(checkpoint))
     return compare(reference, runner.infer(images), tolerance), runner

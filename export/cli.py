@@ -147,6 +147,12 @@ class _ModelOption(click.Option):
     is_flag=True,
     help="store FP32 weights as FP16 (half the file); they are cast back when loaded",
 )
+@click.option(
+    "--flip-average",
+    is_flag=True,
+    help="flip test-time augmentation in the graph: each crop also runs mirrored, and the "
+    "mirror's landmarks (renamed by the layout's flip table) are averaged in; 2x the inference",
+)
 @click.option("--simplify/--no-simplify", default=True, show_default=True)
 @click.option(
     "--seed",
@@ -177,6 +183,7 @@ def export_command(
     int8_recipe,
     int8_cpu_layout,
     store_fp16,
+    flip_average,
     simplify,
     seed,
     output,
@@ -197,7 +204,7 @@ def export_command(
             batch,
             output,
             overwrite,
-            fp16 or int8 or store_fp16,
+            fp16 or int8 or store_fp16 or flip_average,
             decode,
             input_format,
         )
@@ -236,6 +243,7 @@ def export_command(
         input_format=input_format,
         batch=_parse_batch(batch),
         precision=precision,
+        flip_average=flip_average,
     )
     output = output or Path(f"{model}.onnx")
     # The output is checked before any work (an input of the export is never its output);
@@ -272,7 +280,8 @@ def _export_detector(
         )
     if reduced or decode != "fused" or input_format != "uint8-bgr":
         raise LmkError(
-            f"--model {detector.name} exports FP32 with the fused decode and uint8 BGR input only"
+            f"--model {detector.name} exports FP32 with the fused decode and uint8 BGR input only "
+            "(no --flip-average: it is a detector)"
         )
     output = output or Path(f"{detector.name}.onnx")
     target = plan_output(output, overwrite, inputs=[checkpoint])

@@ -47,6 +47,9 @@ class ExportOptions:
     input_format: str = "uint8-bgr"
     batch: int | None = None  # None: dynamic batch
     precision: str = "fp32"
+    flip_average: bool = False
+    """Flip test-time augmentation in the graph: each crop and its mirror image run as one
+    batch, and the mirror's landmarks are mapped back and averaged in (2x the inference)."""
 
     def __post_init__(self) -> None:
         if self.opset not in OPSETS:
@@ -61,6 +64,19 @@ class ExportOptions:
             raise LmkError(f"batch must be >= 1, got {self.batch}")
         if self.precision not in PRECISIONS:
             raise LmkError(f"unknown precision {self.precision!r}")
+        if self.flip_average and self.decode != "fused":
+            raise LmkError(
+                "--flip-average needs --decode fused: the mirror's landmarks are averaged "
+                "after the decode, so a raw-heads file cannot carry it"
+            )
+
+    @property
+    def network_batch(self) -> int | None:
+        """The batch the network itself runs: twice the images' with ``flip_average`` (each
+        crop and its mirror), None when dynamic."""
+        if self.batch is None:
+            return None
+        return 2 * self.batch if self.flip_average else self.batch
 
 
 class RawHeads(nn.Module):
@@ -107,14 +123,29 @@ def export_network(
         network = _trace(wrapper, example, opset, names, dynamic, dynamo=False)
     if _opset(network) != opset:
         raise LmkError(f"torch.onnx.export produced opset {_opset(network)}, not {opset}")
-    batch_dim: int | str = batch or "batch"
-    for value in list(network.graph.input) + list(network.graph.output):
-        dim = value.type.tensor_type.shape.dim[0]
-        if isinstance(batch_dim, str):
-            dim.dim_param = batch_dim
-        else:
-            dim.dim_value = batch_dim
+    _set_batch_dim(network, batch or "batch")
     return network
+
+
+def _set_batch_dim(model: onnx.ModelProto, batch: int | str) -> None:
+    """Name (or fix) the first dimension of every graph input and output."""
+    for value in list(model.graph.input) + list(model.graph.output):
+        dim = value.type.tensor_type.shape.dim[0]
+        if isinstance(batch, str):
+            dim.dim_param = batch
+        else:
+            dim.dim_value = batch
+
+
+def _rename(model: onnx.ModelProto, old: str, new: str) -> None:
+    """Rename the value ``old`` to ``new`` everywhere: graph inputs and outputs, every node's
+    inputs and outputs (so composing graphs can give two of them distinct edge names)."""
+    for value in list(model.graph.input) + list(model.graph.output):
+        if value.name == old:
+            value.name = new
+    for node in model.graph.node:
+        node.input[:] = [new if n == old else n for n in node.input]
+        node.output[:] = [new if n == old else n for n in node.output]
 
 
 def _trace(
@@ -196,7 +227,12 @@ def assemble(
     spec = checkpoint.spec
     opset, ir = _opset(network), network.ir_version
     batch: int | str = options.batch or "batch"
+    # What the network and the decode run on: the crops, or with flip averaging the crops
+    # and their mirror images (twice the batch).
+    views: int | str = options.network_batch or ("views" if options.flip_average else batch)
     model = network
+    if options.flip_average:
+        _set_batch_dim(model, views)
     if options.decode == "fused":
         out_shape = network.graph.output[0].type.tensor_type.shape
         # Map heads are [N, C, H, W]; a regression head [N, 2L] has no map (its builder
@@ -204,17 +240,27 @@ def assemble(
         height, width = ([d.dim_value for d in out_shape.dim[2:4]] + [0, 0])[:2]
         build_decode = spec.decoder.graph()
         table = spec.neighbour_table(checkpoint.layout)
-        decode = build_decode(spec.num_lms, table, height, width, opset, ir, batch)
+        decode = build_decode(spec.num_lms, table, height, width, opset, ir, views)
         model = compose.merge_models(model, decode, io_map=[(n, n) for n in spec.decoder.heads])
+    if options.flip_average:
+        size = spec.input_size
+        mirror = graphs.mirror_views_model(size, opset, ir, batch, views)
+        _rename(model, "input", "views")
+        model = compose.merge_models(mirror, model, io_map=[("views", "views")])
+        merge = graphs.flip_average_model(
+            spec.num_lms, tuple(checkpoint.layout.flip), opset, ir, batch, views
+        )
+        for name in ("landmarks", "scores"):  # the decode's outputs feed the merge
+            _rename(model, name, f"view_{name}")
+        pairs = [(f"view_{n}", f"view_{n}") for n in ("landmarks", "scores")]
+        model = compose.merge_models(model, merge, io_map=pairs)
     if options.input_format == "uint8-bgr":
         pre = graphs.uint8_bgr_preprocess_model(
             checkpoint.normalisation, spec.input_size, opset, ir, batch
         )
         model = compose.merge_models(pre, model, io_map=[("input", "input")])
     else:
-        model.graph.input[0].name = "image"
-        for node in model.graph.node:
-            node.input[:] = ["image" if n == "input" else n for n in node.input]
+        _rename(model, "input", "image")
     model.graph.name = f"lmk_{spec.name}"
     model.producer_name, model.producer_version = "lmk", lmk.__version__
     _write_metadata(model, checkpoint, options)
@@ -251,6 +297,8 @@ def model_info(checkpoint: Checkpoint, options: ExportOptions) -> ModelInfo:
         },
         version=lmk.__version__,
         confidence=spec.decoder.has_confidence,
+        flip_average=options.flip_average,
+        rotate=spec.family.upright_crops,
     )
 
 
@@ -270,7 +318,7 @@ def build_onnx(
         if options.precision == "int8":
             raise LmkError("an int8 build needs the quantized network (lmk.export.quantize)")
         network = export_network(
-            checkpoint.build_model(), checkpoint.spec, options.opset, options.batch, fp16
+            checkpoint.build_model(), checkpoint.spec, options.opset, options.network_batch, fp16
         )
     network = copy.deepcopy(network)
     if fp16:
@@ -348,7 +396,7 @@ def export_to_file(
         crops = calibration_images(ckpt, calib, calib_size)
     torch_model = ckpt.build_model()
     fp16 = options.precision == "fp16"
-    network = export_network(torch_model, ckpt.spec, options.opset, options.batch, fp16)
+    network = export_network(torch_model, ckpt.spec, options.opset, options.network_batch, fp16)
     if options.precision == "int8":
         network = quantize_network(network, ckpt.normalisation.apply_bgr_nhwc(crops), plan)
     onnx_model = build_onnx(ckpt, options, network)

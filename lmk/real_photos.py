@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -77,25 +78,46 @@ def predict_with_box(
     return found
 
 
-def predict_with_detector(
-    model: Path, faces: list[RealFace], detector: str = "blazeface"
-) -> tuple[list[np.ndarray | None], list[int]]:
-    """Each photo as ``lmk-run PHOTO --model MODEL --detector DETECTOR`` runs it: the face
-    whose landmark box overlaps the annotation's most (None if none overlaps), and how many
-    faces came back in each photo (breakingbad.jpg shows a second, unannotated person)."""
+def track_stills(
+    model: Path,
+    images: list[np.ndarray],
+    detector: str = "blazeface",
+    detector_model: Path | None = None,
+    **config: Any,
+) -> list[list[np.ndarray]]:
+    """Every face's landmarks in each image, each image run as ``lmk-run PHOTO --model MODEL
+    --detector DETECTOR [--detector-model FILE]`` runs an unrelated still. ``config``:
+    :class:`~lmk.runtime.tracking.TrackerConfig` fields (the variants
+    ``benchmarks/real_photos.py`` compares)."""
     from lmk.runtime.api import LandmarkSession
+
+    tracker = LandmarkSession(model, ep="cpu").tracker(detector, detector_model, **config)
+    return [[f.landmarks for f in tracker.step_stills([image])[0]] for image in images]
+
+
+def predict_with_detector(
+    model: Path,
+    faces: list[RealFace],
+    detector: str = "blazeface",
+    detector_model: Path | None = None,
+    **config: Any,
+) -> tuple[list[np.ndarray | None], list[int]]:
+    """Each photo through :func:`track_stills`: the face whose landmark box overlaps the
+    annotation's most (None if none overlaps by IoU > 0.3), and how many faces came back in
+    each photo (breakingbad.jpg shows a second, unannotated person)."""
+    tracked = track_stills(model, [f.image for f in faces], detector, detector_model, **config)
+    found = [annotated_face(face, points) for face, points in zip(faces, tracked, strict=True)]
+    return found, [len(points) for points in tracked]
+
+
+def annotated_face(face: RealFace, found: list[np.ndarray]) -> np.ndarray | None:
+    """Of the faces ``found`` in ``face``'s image, the one whose landmark box overlaps the
+    annotation's most, if by IoU > 0.3 (else None: the annotated face was not found)."""
     from lmk.runtime.faces import box_iou
 
-    session = LandmarkSession(model, ep="cpu")
-    found: list[np.ndarray | None] = []
-    counts = []
-    for face in faces:
-        tracked = session.tracker(detector).step(face.image)
-        counts.append(len(tracked))
-        overlaps = [box_iou(np.asarray(face.box), _bounds(t.landmarks)) for t in tracked]
-        best = int(np.argmax(overlaps)) if overlaps else -1
-        found.append(tracked[best].landmarks if best >= 0 and overlaps[best] > 0.3 else None)
-    return found, counts
+    overlaps = [box_iou(np.asarray(face.box), _bounds(p)) for p in found]
+    best = int(np.argmax(overlaps)) if overlaps else -1
+    return found[best] if best >= 0 and overlaps[best] > 0.3 else None
 
 
 def _bounds(points: np.ndarray) -> np.ndarray:
@@ -145,20 +167,32 @@ def mosaic(
     return np.concatenate(tiles, axis=1)
 
 
-def faceapi68_model(say: Callable[[str], None] = print) -> Path:
-    """faceapi68's lmk ONNX in the model cache, where ``lmk models fetch faceapi68`` puts it:
-    the weights fetched by that command's table (sha256 checked), exported once. A registry
-    that cannot be reached raises :class:`~lmk.core.errors.LmkError`."""
+def fetched_model(name: str, say: Callable[[str], None] = print) -> Path:
+    """Public model ``name`` as ``lmk models fetch NAME`` leaves it in the cache (the same two
+    steps: the files fetched and sha256-checked, then its lmk ONNX written where the export
+    extra is installed), done once. A detector on an install without the export extra comes
+    back as its source file (the runtime runs BlazeFace's ``.tflite`` through OpenCV DNN).
+    A registry that cannot be reached raises :class:`~lmk.core.errors.LmkError`."""
     from lmk.runtime import public_models as store
 
-    model = store.public_model("faceapi68")
-    target = store.models_dir() / str(model.onnx)
-    if target.is_file():
-        return target
-    if not store.export_available():  # the export traces the PyTorch module
+    model = store.public_model(name)
+    ready = store.cached_onnx(model)
+    if ready is not None:
+        return ready
+    exportable = store.export_available()
+    if model.kind == "detector" and not exportable:
+        found = store.find_detector(name)
+        if found is not None:
+            return found
+    elif not exportable:  # the export traces the PyTorch module
         raise LmkError(
-            "faceapi68 is not exported yet and exporting it needs PyTorch and onnx; "
+            f"{name} is not exported yet and exporting it needs PyTorch and onnx; "
             'pip install "lmk[export]" or copy its .onnx into the model cache'
         )
     paths = store.fetch_model(model, store.environment_says_offline(), say=say)
-    return store.write_lmk_onnx(model, paths[0])[0]
+    return store.write_lmk_onnx(model, paths[0])[0] if exportable else paths[0]
+
+
+def faceapi68_model(say: Callable[[str], None] = print) -> Path:
+    """faceapi68's lmk ONNX in the model cache (:func:`fetched_model`)."""
+    return fetched_model("faceapi68", say)

@@ -184,9 +184,12 @@ class LandmarkSession:
         **config: Any,
     ) -> Tracker:
         """A :class:`Tracker` over this session; ``config`` are :class:`TrackerConfig` fields.
-        Without ``min_score`` (or with None) the model's own ``lmk.min_score`` is used."""
+        Without ``min_score`` (or with None) the model's own ``lmk.min_score`` is used, and
+        without ``rotate`` its ``lmk.rotate``."""
         if config.get("min_score") is None:
             config["min_score"] = self.default_min_score
+        if config.get("rotate") is None:  # the model's own default (lmk.rotate)
+            config["rotate"] = self.info.rotate
         if isinstance(detector, str):
             detector = make_detector(detector, detector_model, box)
         return Tracker(self, detector, TrackerConfig(**config))

@@ -39,6 +39,15 @@ def letterbox(frame: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     return square, frame_box
 
 
+def eye_line_roll(keypoints: np.ndarray) -> float:
+    """A detection's roll (radians, image axes) from its keypoints: the line from the right
+    eye (keypoint 0, on the image's left) to the left eye (keypoint 1), as MediaPipe turns
+    its face-mesh crop. The box stays axis-aligned; a tracker that turns crops upright
+    (``--rotate``) uses this angle for a new face's first crop."""
+    dx, dy = (float(v) for v in np.asarray(keypoints[1], np.float64) - keypoints[0])
+    return float(np.arctan2(dy, dx)) if np.hypot(dx, dy) > 1e-6 else 0.0
+
+
 class _BlazeFaceBase:
     name = "blazeface"
     finds_faces = True
@@ -59,8 +68,8 @@ class _BlazeFaceBase:
         )
         self.last_keypoints = keypoints
         return [
-            FaceBox(box.astype(np.float64), 0.0, float(s))
-            for box, s in zip(boxes, scores, strict=True)
+            FaceBox(box.astype(np.float64), eye_line_roll(points), float(s))
+            for box, points, s in zip(boxes, keypoints, scores, strict=True)
         ]
 
     def to_landmark_box(self, region: FaceBox) -> FaceBox:

@@ -148,10 +148,11 @@ class TrackingFlags:
     detect_every: int
     min_score: float | None
     max_faces: int
-    rotate: bool
+    rotate: bool | None
 
     def tracker_config(self) -> dict[str, Any]:
-        """The :class:`TrackerConfig` fields they set (``min_score`` None: the model's)."""
+        """The :class:`TrackerConfig` fields they set (``min_score`` and ``rotate`` None: the
+        model's)."""
         return {
             "detect_every": self.detect_every,
             "min_score": self.min_score,
@@ -192,7 +193,12 @@ TRACKING_OPTIONS = [
         f"lmk.min_score, else {TrackerConfig.min_score})",
     ),
     click.option("--max-faces", type=click.IntRange(min=1), default=8, show_default=True),
-    click.option("--rotate", is_flag=True, help="turn tracked crops upright by the face's roll"),
+    click.option(
+        "--rotate/--no-rotate",
+        default=None,
+        help="turn tracked crops upright by the face's roll (default: the model's lmk.rotate, "
+        "on for faceapi68)",
+    ),
 ]
 """The detector and tracker options lmk-run and lmk-batch share: one definition and one help
 text, so the two commands cannot drift apart."""

@@ -226,6 +226,8 @@ def parse_metadata(
         "int8": lambda key: reader.mapping(key),
         "kind": lambda key: reader.name(key, ("landmarks",)),
         "confidence": lambda key: reader.boolean(key),
+        "flip_average": lambda key: reader.boolean(key),
+        "rotate": lambda key: reader.boolean(key),
         "min_score": lambda key: reader.fraction(key),
     }
     info = ModelInfo(

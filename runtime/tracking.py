@@ -229,6 +229,8 @@ class Tracker:
             found = face_boxes(self.detector.detect(frame), "detector box")
         # Each detector says how its box becomes the box a landmark model crops.
         found = [self.detector.to_landmark_box(r) for r in found]
+        if not self.config.rotate:  # a detector's roll (BlazeFace's eye line) turns crops
+            found = [FaceBox(r.box, 0.0, r.score) for r in found]  # only with --rotate
         self.detections += 1
         return found
 

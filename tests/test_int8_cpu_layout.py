@@ -64,7 +64,7 @@ def test_blocked_input_conv_computes_the_same_convolution(size, kernel, stride, 
 
     network = strided_stem(size, kernel, stride, pad)
     blocked = copy.deepcopy(network)
-    assert blocked_input_conv(blocked) == "stem"
+    assert blocked_input_conv(blocked, max_growth=4.0) == "stem"
     ops = [n.op_type for n in blocked.graph.node]
     assert ops[:3] == ["Pad", "SpaceToDepth", "Conv"]
     x = np.random.default_rng(1).normal(size=(2, 3, size, size)).astype(np.float32)
@@ -73,10 +73,13 @@ def test_blocked_input_conv_computes_the_same_convolution(size, kernel, stride, 
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
-def test_blocked_input_conv_leaves_an_unstrided_stem_alone():
+@pytest.mark.parametrize(
+    ("kernel", "stride"), [(3, 1), (3, 2)]
+)  # no stride; a 3x3 stem would grow 1.78x
+def test_blocked_input_conv_leaves_an_unstrided_or_small_stem_alone(kernel, stride):
     from lmk.export.cpu_int8_layout import blocked_input_conv
 
-    network = strided_stem(16, 3, 1, 1)
+    network = strided_stem(16, kernel, stride, 1)
     assert blocked_input_conv(network) is None
     assert [n.op_type for n in network.graph.node] == ["Conv", "Relu", "Conv", "Relu", "Conv"]
 

@@ -4,7 +4,7 @@ The ``cpu`` INT8 target's layouts (lmk/export/quantize.py CPU_LAYOUTS, the rewri
 lmk/export/cpu_int8_layout.py), with uint8 activations and symmetric per-channel int8 weights:
 
   plain      the quantizer's QDQ file as it comes (the cpu target before the layouts)
-  vnni       the first, strided convolution on 2x2 space-to-depth blocks of the input
+  vnni       a large first, strided convolution (ResNet's 7x7) on 2x2 space-to-depth blocks
   amx        vnni + the deep 3x3 convolutions (>= 128 input channels) on ORT's quantized GEMM
   plain_s8   plain with symmetric int8 activations (why the cpu target uses uint8)
 
@@ -255,7 +255,8 @@ def markdown(report: dict) -> str:
         "",
         "Recipes (all QDQ, symmetric per-channel int8 weights, every op quantized, heads and "
         "decode FP32): `plain` the quantizer's file as it comes; `vnni` the first strided "
-        "conv on 2x2 space-to-depth input blocks; `amx` vnni + the deep 3x3 convs (>= 128 "
+        "conv, if 5x5 or larger (PIPNet-R18's 7x7, not MobileNetV2's 3x3), on 2x2 space-to-depth "
+        "input blocks; `amx` vnni + the deep 3x3 convs (>= 128 "
         "input channels) on ORT's quantized GEMM (weight zero point -1; AMX tiles); "
         "`plain_s8` plain with int8 activations.",
         "",

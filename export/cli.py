@@ -138,7 +138,7 @@ class _ModelOption(click.Option):
 @click.option(
     "--int8-cpu-layout",
     type=click.Choice(["amx", "vnni", "plain"]),
-    help="--int8-target cpu: amx (default: the first strided conv on space-to-depth blocks, "
+    help="--int8-target cpu: amx (the default where this CPU has VNNI or AMX, else plain: the first strided conv on space-to-depth blocks, "
     "the deep 3x3 convs on ORT's quantized GEMM, AMX where the CPU has it), vnni (the first "
     "only), plain (neither); the same function, different ORT kernels",
 )

@@ -12,7 +12,7 @@ symmetric per-channel int8 (zero point 0). What differs by target is the activat
   (:data:`DEFAULT_ACTIVATIONS`).
 
 The ``cpu`` target also lays the file out for ORT's fastest kernels (the *CPU layout*,
-:data:`CPU_LAYOUTS`, :mod:`lmk.export.cpu_int8_layout`): ``amx`` (the default) computes a
+:data:`CPU_LAYOUTS`, :mod:`lmk.export.cpu_int8_layout`): ``amx`` (the default where the exporting CPU has VNNI or AMX, else ``plain``) computes a
 large first, strided convolution on 2x2 space-to-depth blocks of the input and runs the deep 3x3
 convolutions on ORT's quantized GEMM (AMX tiles where the CPU has them); ``vnni`` does only the
 first; ``plain`` neither. They compute the same function (rewrites, no new rounding); on
@@ -112,6 +112,19 @@ class Int8Plan:
         )
 
 
+def default_cpu_layout() -> str:
+    """``amx`` where this CPU has VNNI or AMX-INT8, else ``plain``.
+
+    Why: ``amx`` moves the deep convolutions onto ORT's u8s8 GEMM, which on plain AVX2 (no
+    VNNI) sums pairs of products in saturating 16-bit lanes, so its exactness is only known
+    where the dot product is exact. The file is laid out for the exporting CPU's class; export
+    on (or pass ``--int8-cpu-layout`` for) the class it will run on.
+    """
+    from lmk.runtime.cpu import has_int8_dot
+
+    return "amx" if has_int8_dot() else "plain"
+
+
 def int8_plan(
     target: str = "cpu",
     activations: str | None = None,
@@ -121,7 +134,7 @@ def int8_plan(
 ) -> Int8Plan:
     """Resolve the INT8 flags; ``auto`` takes ``family_recipe``, the recipe the model's family
     declares (``Family.int8_recipe`` in lmk.models.registry); ``cpu_layout`` defaults to
-    ``amx`` for the cpu target and exists only there."""
+    :func:`default_cpu_layout` for the cpu target and exists only there."""
     if target not in INT8_TARGETS:
         raise LmkError(f"unknown INT8 target {target!r}; choose from {', '.join(INT8_TARGETS)}")
     if activations is None:
@@ -138,7 +151,7 @@ def int8_plan(
         recipe = family_recipe
     if cpu_layout is not None and target != "cpu":
         raise LmkError("--int8-cpu-layout applies only to --int8-target cpu")
-    layout = cpu_layout or ("amx" if target == "cpu" else "plain")
+    layout = cpu_layout or (default_cpu_layout() if target == "cpu" else "plain")
     if layout not in CPU_LAYOUTS:
         raise LmkError(f"--int8-cpu-layout must be one of {', '.join(CPU_LAYOUTS)}, got {layout!r}")
     return Int8Plan(target, activations, recipe, cpu_layout=layout)

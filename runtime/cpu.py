@@ -30,6 +30,10 @@ benchmark result names."""
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 """Either one lets OpenVINO's CPU plugin run BF16 natively."""
 
+INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+"""Any one gives ONNX Runtime's quantized kernels an exact u8 x s8 dot product; without them
+(plain AVX2) MLAS's u8s8 GEMM adds pairs of products in saturating 16-bit lanes."""
+
 
 @lru_cache(maxsize=4)
 def _cpuinfo_field(name: str, source: Path = CPUINFO) -> str | None:
@@ -64,3 +68,8 @@ def cpu_model(source: Path = CPUINFO) -> str:
 def has_bf16(source: Path = CPUINFO) -> bool:
     """Whether the CPU computes BF16 natively (AVX512_BF16 or AMX-BF16)."""
     return bool(all_cpu_flags(source) & set(BF16_FLAGS))
+
+
+def has_int8_dot(source: Path = CPUINFO) -> bool:
+    """Whether the CPU has VNNI or AMX-INT8 (:data:`INT8_DOT_FLAGS`)."""
+    return bool(all_cpu_flags(source) & set(INT8_DOT_FLAGS))

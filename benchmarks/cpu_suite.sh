@@ -33,5 +33,5 @@ for target in cpu openvino; do
   .venv/bin/lmk-export --model pipnet --checkpoint "$bundled/pipnet_mbv2_synth.pt" --int8 \
     --int8-target "$target" -o "$tmp/pipnet_int8_$target.onnx" > /dev/null
 done
-.venv/bin/python benchmarks/video_cpu.py --threads 2 --int8 "$tmp/pipnet_int8_cpu.onnx" \
+.venv/bin/python benchmarks/video_cpu.py --int8 "$tmp/pipnet_int8_cpu.onnx" \
   --int8-ov "$tmp/pipnet_int8_openvino.onnx"

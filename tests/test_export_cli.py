@@ -170,8 +170,8 @@ def test_same_seed_gives_the_same_weights_and_another_seed_does_not(
     assert weights("a.onnx") == weights("b.onnx")
 
     def state(seed):
-        args = ("pipnet", None, "aflw19", "resnet18", 64, 4, None, None, seed)
-        return _checkpoint_from_flags(*args).state_dict
+        architecture = {"--backbone": "resnet18", "--input-size": 64, "--num-nb": 4}
+        return _checkpoint_from_flags("pipnet", None, "aflw19", architecture, seed).state_dict
 
     first, other = state(3), state(4)
     assert any(not torch.equal(first[k], other[k]) for k in first)

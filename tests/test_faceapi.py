@@ -120,7 +120,7 @@ def test_broken_weight_files_are_one_line_errors(faceapi_manifest, tmp_path, cap
     bad_json = tmp_path / "a" / "m.json"
     bad_json.parent.mkdir()
     bad_json.write_text("{not json")
-    cases["is not a TF.js weights manifest"] = bad_json
+    cases["not a TF.js weights manifest"] = bad_json
     no_shard = tmp_path / "b" / "m.json"
     no_shard.parent.mkdir()
     shutil.copy(faceapi_manifest, no_shard)

@@ -150,3 +150,39 @@ def test_the_required_keys_are_the_contracts():
         "lmk.crop",
         "lmk.version",
     }
+
+
+def test_every_fetchable_model_names_an_exporter_of_the_registry():
+    """``lmk models fetch`` asks the registry for the exporter of each public model's family;
+    a table entry naming a family without one would fetch and then write no lmk ONNX."""
+    from lmk.models.registry import DETECTORS, file_exporter
+    from lmk.runtime.public_models import PUBLIC_MODELS
+
+    for model in PUBLIC_MODELS.values():
+        assert model.family is not None and callable(file_exporter(model.family)), model.name
+        assert (model.family in DETECTORS) == (model.kind == "detector"), model.name
+    assert file_exporter("hourglass") is None  # trained by lmk: nothing published to import
+    with pytest.raises(LmkError, match=r"unknown model 'hrnet'; choose from pipnet, .*blazeface"):
+        file_exporter("hrnet")
+
+
+def test_lmk_export_help_lists_every_family_and_detector_from_the_registry():
+    from click.testing import CliRunner
+
+    from lmk.export.cli import export_command
+    from lmk.models.registry import DETECTORS
+
+    shown = " ".join(CliRunner().invoke(export_command, ["--help"]).output.split())
+    for name in [*FAMILIES, *DETECTORS]:
+        assert name in shown
+    assert "blazeface (a face detector; --checkpoint MediaPipe's face_detection_back" in shown
+
+
+def test_a_table_refuses_two_entries_of_one_name():
+    """A dict comprehension would keep the second entry and drop the first without a word."""
+    from lmk.core.tables import by_name
+
+    first, second = dataclasses.replace(FAMILIES["fan"]), dataclasses.replace(FAMILIES["fan"])
+    assert list(by_name(FAMILIES["pipnet"], first)) == ["pipnet", "fan"]
+    with pytest.raises(ValueError, match="two table entries are named 'fan'"):
+        by_name(first, FAMILIES["pipnet"], second)

@@ -21,15 +21,15 @@ from lmk.batch.summary import RunStats, build_summary
 from lmk.core.errors import LmkError
 from lmk.runtime import available_providers
 from lmk.runtime.bundled import bundled_model
-from lmk.runtime.cli import tracking_options
-from lmk.runtime.detectors import YUNET_ENV, make_detector
-from lmk.runtime.session import (
-    EP_CHOICES,
-    InferenceModel,
-    RuntimeOptions,
-    candidate_eps,
-    file_digest,
+from lmk.runtime.cli import (
+    EP_OPTION,
+    TRT_CACHE_OPTION,
+    TRT_FP16_OPTION,
+    TrackingFlags,
+    tracking_options,
 )
+from lmk.runtime.detectors import YUNET_ENV, make_detector
+from lmk.runtime.session import InferenceModel, RuntimeOptions, candidate_eps, file_digest
 from lmk.runtime.sources import display_name
 
 GPU_EPS = ("cuda", "tensorrt")
@@ -55,7 +55,7 @@ def _model_facts(model: Path) -> DatasetModel:
     type=click.Path(path_type=Path),
     help="exported lmk .onnx (default: the bundled PIPNet-MobileNetV2 SynthFace model)",
 )
-@click.option("--ep", type=click.Choice(EP_CHOICES), default="auto", show_default=True)
+@EP_OPTION
 @tracking_options
 @click.option(
     "--ray",
@@ -90,21 +90,15 @@ def _model_facts(model: Path) -> DatasetModel:
     "on its own, as lmk-run); the faces are the same at any size",
 )
 @click.option("--threads", type=click.IntRange(min=1), help="ORT threads per actor")
-@click.option("--trt-fp16", is_flag=True, help="TensorRT: build an FP16 engine")
-@click.option("--trt-cache", type=click.Path(path_type=Path), help="TensorRT engine cache root")
+@TRT_FP16_OPTION
+@TRT_CACHE_OPTION
 @click.option("--quiet", is_flag=True, help="no progress bar")
 def batch_command(
     source: str,
     out: Path,
     model: Path | None,
     ep: str,
-    detector: str,
-    detector_model: Path | None,
-    box: tuple[float, float, float, float] | None,
-    detect_every: int,
-    min_score: float | None,
-    max_faces: int,
-    rotate: bool,
+    tracking: TrackingFlags,
     address: str | None,
     workers: int | None,
     cpus_per_worker: float,
@@ -113,7 +107,7 @@ def batch_command(
     batch_size: int,
     threads: int | None,
     trt_fp16: bool,
-    trt_cache: Path | None,
+    trt_cache_dir: Path | None,
     quiet: bool,
 ) -> None:
     """Annotate every image and video of SOURCE (a folder, a glob, or a .txt/.csv/.parquet
@@ -130,8 +124,8 @@ def batch_command(
         candidate_eps(ep, available_providers())
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # lmk counts bad frames itself
     model = (model or bundled_model()).resolve()
-    detector_model = detector_model or os.environ.get(YUNET_ENV) or None
-    make_detector(detector, detector_model, box)  # a missing YuNet file: an error now
+    detector_model = tracking.detector_model or os.environ.get(YUNET_ENV) or None
+    make_detector(tracking.detector, detector_model, tracking.box)  # no YuNet file: an error now
     inputs = list_inputs(source)
     dataset = Dataset.open(out, _model_facts(model))
     dataset.remove_temporaries()
@@ -142,17 +136,12 @@ def batch_command(
         ep=ep,
         threads=threads or max(1, round(cpus_per_worker)),
         trt_fp16=trt_fp16,
-        trt_cache_dir=str(trt_cache) if trt_cache else None,
-        detector=detector,
+        trt_cache_dir=str(trt_cache_dir) if trt_cache_dir else None,
+        detector=tracking.detector,
         detector_model=str(Path(detector_model).resolve()) if detector_model else None,
-        box=box,
+        box=tracking.box,
         batch_size=batch_size,
-        tracker={
-            "detect_every": detect_every,
-            "min_score": min_score,
-            "max_faces": max_faces,
-            "rotate": rotate,
-        },
+        tracker=tracking.tracker_config(),
     )
     shown = display_name(out)
     click.echo(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import click
 
@@ -74,3 +76,35 @@ def run_cli(command: click.Command, args: Sequence[str] | None = None) -> int:
 
 def exit_with(command: click.Command) -> None:
     sys.exit(run_cli(command))
+
+
+def option_group(
+    name: str, options: Sequence[Callable], pack: Callable[..., Any] = dict
+) -> Callable[[Callable], Callable]:
+    """A decorator that adds ``options`` (``click.option(...)`` decorators) to a command, in
+    their listed order, and hands their values to it as ONE argument, ``name`` =
+    ``pack(**values)``. Commands that share a group of flags then share its definition, its
+    help and the code that reads it, instead of each repeating the parameters."""
+    names = option_names(options)
+
+    def decorate(command: Callable) -> Callable:
+        @functools.wraps(command)
+        def with_group(*args: Any, **kwargs: Any) -> Any:
+            group = pack(**{key: kwargs.pop(key) for key in names})
+            return command(*args, **{name: group}, **kwargs)
+
+        return _with_options(with_group, options)
+
+    return decorate
+
+
+def option_names(options: Sequence[Callable]) -> list[str]:
+    """The parameter names ``options`` (``click.option(...)`` decorators) give a command."""
+    probe = _with_options(lambda: None, options)
+    return [param.name for param in probe.__click_params__]  # type: ignore[attr-defined]
+
+
+def _with_options(function: Callable, options: Sequence[Callable]) -> Callable:
+    for option in reversed(options):  # decorators apply bottom-up; click lists them top-down
+        function = option(function)
+    return function

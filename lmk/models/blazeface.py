@@ -37,42 +37,44 @@ class BlazeVariant:
     last_plain: bool
 
 
-def _repeat(channels: int, times: int) -> tuple[tuple[int, int, int], ...]:
-    return ((channels, channels, 1),) * times
+def _chain(channels: int, *steps: tuple[int, int]) -> tuple[tuple[int, int, int], ...]:
+    """BlazeBlocks from ``(out_channels, stride)`` steps, starting from ``channels``: each
+    block takes the previous block's output, so only the widths and strides are data."""
+    blocks = []
+    for out_channels, stride in steps:
+        blocks.append((channels, out_channels, stride))
+        channels = out_channels
+    return tuple(blocks)
 
 
+# ``back`` repeats runs of seven stride-1 blocks that keep their width.
+_SAME_24, _SAME_48, _SAME_96 = ((24, 1),) * 7, ((48, 1),) * 7, ((96, 1),) * 7
 VARIANTS: dict[str, BlazeVariant] = {
     "short_range": BlazeVariant(
         input_size=128,
-        blocks=(
-            (24, 24, 1),
-            (24, 28, 1),
-            (28, 32, 2),
-            (32, 36, 1),
-            (36, 42, 1),
-            (42, 48, 2),
-            (48, 56, 1),
-            (56, 64, 1),
-            (64, 72, 1),
-            (72, 80, 1),
-            (80, 88, 1),
-            (88, 96, 2),
-            *_repeat(96, 4),
+        blocks=_chain(
+            24,
+            (24, 1),
+            (28, 1),
+            (32, 2),
+            (36, 1),
+            (42, 1),
+            (48, 2),
+            (56, 1),
+            (64, 1),
+            (72, 1),
+            (80, 1),
+            (88, 1),
+            (96, 2),
+            *((96, 1),) * 4,
         ),
         split=11,
         last_plain=False,
     ),
     "back": BlazeVariant(
         input_size=256,
-        blocks=(
-            *_repeat(24, 7),
-            (24, 24, 2),
-            *_repeat(24, 7),
-            (24, 48, 2),
-            *_repeat(48, 7),
-            (48, 96, 2),
-            *_repeat(96, 7),
-            (96, 96, 2),
+        blocks=_chain(
+            24, *_SAME_24, (24, 2), *_SAME_24, (48, 2), *_SAME_48, (96, 2), *_SAME_96, (96, 2)
         ),
         split=31,
         last_plain=True,

@@ -19,11 +19,16 @@ Adding a family (e.g. ``faceapi68``, or a detector such as ``blazeface``):
 4. add one :class:`Family` to :data:`FAMILIES` below. ``kind="detector"`` marks a family whose
    file is a face detector (``lmk.kind`` in its metadata) rather than a landmark model.
 
-BlazeFace (``lmk-export --model blazeface``) is not an entry (yet): it has no layout, no
+BlazeFace (``lmk-export --model blazeface``) is not a :class:`Family`: it has no layout, no
 landmark decode of this table and no lmk checkpoint; its importer reads a ``.tflite`` straight
 into an exported file (:mod:`lmk.export.blazeface`), and its anchor/box decode has its own
-graph (other inputs, other outputs). The ``detector`` kind is kept for when a detector is
-trained or checkpointed by lmk.
+graph (other inputs, other outputs). Such an imported detector is one :class:`Detector` entry
+of :data:`DETECTORS` (its exporter and what its ``--checkpoint`` is). The ``detector`` kind of
+:class:`Family` is kept for when a detector is trained or checkpointed by lmk.
+
+How a model's *published* file becomes its lmk ONNX file (``lmk models fetch`` writes it, and
+``lmk-export --model`` takes a detector's) is asked here too, of :func:`file_exporter`; the
+names ``lmk-export --model`` takes, and its help, come from :func:`export_model_names`.
 
 A :class:`ModelSpec` (family name + constructor arguments) is what checkpoints store, so a
 model is rebuilt from plain data and never from pickled code.
@@ -50,6 +55,7 @@ from lmk.core.geometry import (
 )
 from lmk.core.layouts import Layout, NeighbourTable, get_layout
 from lmk.core.normalise import FACEAPI_NORMALISATION, IMAGENET, UNIT_RANGE, Normalisation
+from lmk.core.tables import by_name
 from lmk.models import faceapi, fan, hourglass, pipnet
 from lmk.models.arguments import Label, check_input_size, in_range
 
@@ -99,6 +105,9 @@ class Family:
     a torch file of state_dict tensors."""
     importer_args: tuple[str, ...] = ()
     """The model arguments the importer takes from flags (it reads the rest off the weights)."""
+    file_exporter: str | None = None
+    """``module:function`` writing the lmk ONNX of its published file with the default export
+    options, ``(published file, output) -> report`` (what ``lmk models fetch`` runs)."""
     trainable: bool = True
     """``lmk-train`` can train it (an imported-only family, such as faceapi68, cannot: no
     targets or loss for its head)."""
@@ -114,79 +123,138 @@ class Family:
 
     def import_weights(self) -> Callable[..., Checkpoint] | None:
         """The importer of its published weights, or ``None`` when it has none."""
-        if self.importer is None:
-            return None
-        module, function = self.importer.split(":")
-        return getattr(importlib.import_module(module), function)
+        return None if self.importer is None else _load(self.importer)
 
 
-FAMILIES: dict[str, Family] = {
-    f.name: f
-    for f in (
-        Family(
-            name="pipnet",
-            kind="landmarks",
-            model_class=pipnet.PIPNet,
-            decoder=PIPNET_NRM,
-            default_layout="wflw98",
-            normalisation=IMAGENET,
-            crop=PIPNET_OFFICIAL_CROP,
-            map_stride=lambda args: int(args["net_stride"]),
-            flags={"--backbone": "backbone", "--num-nb": "num_nb", "--net-stride": "net_stride"},
-            check_args=pipnet.check_args,
-            importer="lmk.checkpoint:load_official_pipnet",
-            importer_args=("input_size", "backbone", "num_nb", "net_stride"),
-            description="PIPNet (ResNet/MobileNetV2), official .pth weights importable",
-        ),
-        Family(
-            name="hourglass",
-            kind="landmarks",
-            model_class=hourglass.StackedHourglass,
-            decoder=HEATMAP_QUARTER,
-            default_layout="wflw98",
-            normalisation=IMAGENET,
-            crop=CropPolicy(),
-            map_stride=lambda args: 4,
-            flags={"--num-stacks": "num_stacks", "--num-features": "num_features"},
-            check_args=hourglass.check_args,
-            int8_recipe="float-trunk",
-            description="stacked hourglass (Newell et al. 2016), trained by lmk",
-        ),
-        Family(
-            name="fan",
-            kind="landmarks",
-            model_class=fan.FAN,
-            decoder=HEATMAP_QUARTER,
-            default_layout="300w68",
-            normalisation=UNIT_RANGE,
-            crop=FAN_OFFICIAL_CROP,
-            map_stride=lambda args: 4,
-            flags={"--num-stacks": "num_modules"},
-            check_args=fan.check_args,
-            int8_recipe="float-trunk",
-            importer="lmk.checkpoint:load_face_alignment_fan",
-            importer_args=("num_modules",),
-            description="face-alignment's FAN, 2DFAN4 .pth.tar weights importable",
-        ),
-        Family(
-            name="faceapi68",
-            kind="landmarks",
-            model_class=faceapi.FaceLandmark68Net,
-            decoder=REGRESSION,
-            default_layout="300w68",
-            normalisation=FACEAPI_NORMALISATION,
-            crop=FACEAPI_CROP,
-            map_stride=lambda args: int(args["input_size"]),  # one "cell": the whole crop
-            flags={},
-            check_args=faceapi.check_args,
-            importer="lmk.faceapi_weights:import_faceapi68",
-            importer_suffix=".json",
-            trainable=False,
-            description="face-api.js FaceLandmark68Net, TF.js weights importable (no training)",
-        ),
-    )
+def _load(reference: str) -> Callable[..., Any]:
+    """``"module:function"`` -> the function, imported only now (exporters and importers pull
+    in the export side, onnx and the checkpoint module)."""
+    module, function = reference.split(":")
+    return getattr(importlib.import_module(module), function)
+
+
+_HEATMAP_FAMILY: dict[str, Any] = {
+    "decoder": HEATMAP_QUARTER,
+    "map_stride": lambda args: 4,  # their heatmaps are a quarter of the crop's side
+    "int8_recipe": "float-trunk",
 }
+"""What the stacked-hourglass heatmap families (hourglass, FAN) share."""
+
+FAMILIES: dict[str, Family] = by_name(
+    Family(
+        name="pipnet",
+        kind="landmarks",
+        model_class=pipnet.PIPNet,
+        decoder=PIPNET_NRM,
+        default_layout="wflw98",
+        normalisation=IMAGENET,
+        crop=PIPNET_OFFICIAL_CROP,
+        map_stride=lambda args: int(args["net_stride"]),
+        flags={"--backbone": "backbone", "--num-nb": "num_nb", "--net-stride": "net_stride"},
+        check_args=pipnet.check_args,
+        importer="lmk.checkpoint:load_official_pipnet",
+        importer_args=("input_size", "backbone", "num_nb", "net_stride"),
+        description="PIPNet (ResNet/MobileNetV2), official .pth weights importable",
+    ),
+    Family(
+        name="hourglass",
+        kind="landmarks",
+        **_HEATMAP_FAMILY,
+        model_class=hourglass.StackedHourglass,
+        default_layout="wflw98",
+        normalisation=IMAGENET,
+        crop=CropPolicy(),
+        flags={"--num-stacks": "num_stacks", "--num-features": "num_features"},
+        check_args=hourglass.check_args,
+        description="stacked hourglass (Newell et al. 2016), trained by lmk",
+    ),
+    Family(
+        name="fan",
+        kind="landmarks",
+        **_HEATMAP_FAMILY,
+        model_class=fan.FAN,
+        default_layout="300w68",
+        normalisation=UNIT_RANGE,
+        crop=FAN_OFFICIAL_CROP,
+        flags={"--num-stacks": "num_modules"},
+        check_args=fan.check_args,
+        importer="lmk.checkpoint:load_face_alignment_fan",
+        importer_args=("num_modules",),
+        description="face-alignment's FAN, 2DFAN4 .pth.tar weights importable",
+    ),
+    Family(
+        name="faceapi68",
+        kind="landmarks",
+        model_class=faceapi.FaceLandmark68Net,
+        decoder=REGRESSION,
+        default_layout="300w68",
+        normalisation=FACEAPI_NORMALISATION,
+        crop=FACEAPI_CROP,
+        map_stride=lambda args: int(args["input_size"]),  # one "cell": the whole crop
+        flags={},
+        check_args=faceapi.check_args,
+        importer="lmk.faceapi_weights:import_faceapi68",
+        importer_suffix=".json",
+        file_exporter="lmk.faceapi_weights:export_faceapi68_file",
+        trainable=False,
+        description="face-api.js FaceLandmark68Net, TF.js weights importable (no training)",
+    ),
+)
 """Every family by name."""
+
+
+@dataclass(frozen=True)
+class Detector:
+    """A face detector imported from its published file straight into an lmk detector file
+    (``lmk.kind = detector``): no layout, landmark decode or lmk checkpoint of its own."""
+
+    name: str
+    """What ``lmk-export --model`` calls it."""
+    checkpoint: str
+    """What its ``--checkpoint`` is, for the help and the error when it is missing."""
+    exporter: str
+    """``module:function``: ``(published file, output, opset=17, batch=None) -> report``, the
+    detector file written and self-checked."""
+
+    def load_exporter(self) -> Callable[..., dict]:
+        """Its exporter function, imported now (it needs torch and onnx)."""
+        return _load(self.exporter)
+
+
+DETECTORS: dict[str, Detector] = by_name(
+    Detector(
+        name="blazeface",
+        checkpoint="MediaPipe's face_detection_back.tflite or face_detection_short_range.tflite",
+        exporter="lmk.export.blazeface:export_blazeface",
+    ),
+)
+"""Every imported face detector by name."""
+
+
+def export_model_names() -> str:
+    """What ``lmk-export --model`` takes, for its help: every family, then every detector
+    with what its checkpoint is."""
+    detectors = ", ".join(
+        f"{d.name} (a face detector; --checkpoint {d.checkpoint})" for d in DETECTORS.values()
+    )
+    return f"{', '.join(FAMILIES)}, or {detectors}"
+
+
+def check_export_model(name: str) -> None:
+    """Refuse a name that is neither a family nor a detector, listing both, in one line."""
+    if name not in FAMILIES and name not in DETECTORS:
+        known = ", ".join([*FAMILIES, *DETECTORS])
+        raise LmkError(f"unknown model {name!r}; choose from {known}")
+
+
+def file_exporter(name: str) -> Callable[..., dict] | None:
+    """``(published file, output) -> report``: how the published file of family or detector
+    ``name`` becomes its lmk ONNX file with the default options; None where lmk has none."""
+    check_export_model(name)
+    if name in DETECTORS:
+        return DETECTORS[name].load_exporter()
+    reference = FAMILIES[name].file_exporter
+    return None if reference is None else _load(reference)
 
 
 def get_family(name: str) -> Family:

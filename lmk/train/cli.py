@@ -14,6 +14,7 @@ import click
 from lmk.core.cli_util import exit_with
 from lmk.core.errors import LmkError
 from lmk.core.geometry import CropPolicy
+from lmk.model_flags import ARCHITECTURE_PARAMS, architecture_options, flag_name
 from lmk.models import FAMILIES, ModelSpec, flag_of, model_args
 from lmk.train.data import SYNTH_LAYOUTS, parse_data_spec, parse_flip
 
@@ -40,14 +41,7 @@ def recorded_command(prog: str) -> str:
 
 @click.command(cls=RecordingCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--model", type=click.Choice(LANDMARK_FAMILIES), default="pipnet", show_default=True)
-@click.option(
-    "--backbone", help="PIPNet backbone: resnet18 (default), resnet34/50/101, mobilenetv2"
-)
-@click.option("--input-size", type=click.IntRange(min=32), help="crop size in pixels (default 256)")
-@click.option("--num-nb", type=click.IntRange(min=1), help="PIPNet neighbours (default 10)")
-@click.option("--net-stride", type=int, help="PIPNet stride 16/32/64/128 (default 32)")
-@click.option("--num-stacks", type=click.IntRange(min=1), help="hourglass stacks / FAN modules")
-@click.option("--num-features", type=click.IntRange(min=8), help="hourglass channels (default 256)")
+@architecture_options
 @click.option(
     "--data",
     "data",
@@ -108,12 +102,7 @@ def recorded_command(prog: str) -> str:
 @click.option("--overwrite", is_flag=True, help="replace a run already in --out")
 def train_command(
     model: str,
-    backbone: str | None,
-    input_size: int | None,
-    num_nb: int | None,
-    net_stride: int | None,
-    num_stacks: int | None,
-    num_features: int | None,
+    architecture: dict[str, Any],
     data: str,
     val_data: str | None,
     val_fraction: float,
@@ -168,17 +157,7 @@ def train_command(
         if "model" in given and model != taken["model"]:
             raise _contradiction(resume, f"--model {model}", taken["model"])
         model = taken["model"]
-    arch = model_args(
-        model,
-        {
-            "--backbone": backbone,
-            "--input-size": input_size,
-            "--num-nb": num_nb,
-            "--net-stride": net_stride,
-            "--num-stacks": num_stacks,
-            "--num-features": num_features,
-        },
-    )
+    arch = model_args(model, architecture)
     spec = parse_data_spec(data)
     fields: dict[str, Any] = {
         "model": model,
@@ -228,15 +207,6 @@ def train_command(
         )
 
 
-ARCH_FLAGS = ("backbone", "input_size", "num_nb", "net_stride", "num_stacks", "num_features")
-"""Architecture flags, by click parameter name; the family's registry entry says which model
-argument each sets (FAN's --num-stacks sets its num_modules)."""
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
 def _contradiction(resume: Path, flag: str, held: Any) -> LmkError:
     return LmkError(
         f"cannot resume {resume}: {flag}, but the checkpoint has {held} (leave the flag out "
@@ -259,10 +229,10 @@ def _refuse_contradictions(
     model = taken["model"]
     full = ModelSpec(model, taken["model_args"]).full_args()
     arg_of = {flag_of(model, arg): arg for arg in full}
-    for name in ARCH_FLAGS:
-        held = full.get(arg_of.get(_flag(name), name))
+    for name in ARCHITECTURE_PARAMS:  # the family's registry entry maps flag to argument
+        held = full.get(arg_of.get(flag_name(name), name))
         if name in given and params[name] != held:
-            raise _contradiction(resume, f"{_flag(name)} {params[name]}", held)
+            raise _contradiction(resume, f"{flag_name(name)} {params[name]}", held)
     if "layout" in given and params["layout"] != taken["layout"]:
         raise _contradiction(resume, f"--layout {params['layout']}", taken["layout"])
     enlarge = taken["crop"].enlarge
@@ -277,7 +247,7 @@ def _refuse_contradictions(
         if key == "augment":  # a switch: --augment, but the checkpoint has --no-augment
             flags = ("--no-augment", "--augment")
             raise _contradiction(resume, flags[bool(mine)], flags[bool(theirs)])
-        raise _contradiction(resume, f"{_flag(key)} {params[key]}", theirs)
+        raise _contradiction(resume, f"{flag_name(key)} {params[key]}", theirs)
 
 
 def main() -> None:

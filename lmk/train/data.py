@@ -13,7 +13,6 @@ held-out set ``sample_seed(SYNTH_VAL_BASE, i)``, a base no training seed may tak
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from lmk.annotations import Annotation, read_300w, read_csv, read_json, read_wfl
 from lmk.augment import AugmentConfig, augment, warp_with_landmarks
 from lmk.core.errors import LmkError
 from lmk.core.geometry import CropPolicy, apply_affine
+from lmk.core.jsonfile import read_json_file
 from lmk.core.layouts import Layout, custom_layout, get_layout, wflw98_to_300w68
 from lmk.core.normalise import IMAGENET, Normalisation
 from lmk.synth.params import sample_seed
@@ -281,10 +281,7 @@ def sidecar_path(path: Path) -> Path:
 
 def read_sidecar(path: Path) -> dict[str, Any]:
     """A custom layout's sidecar: ``{"name"?, "flip"?, "nme_norm"?: [a, b] | "box"}``."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise LmkError(f"cannot read layout sidecar {path}: {exc}") from None
+    data = read_json_file(path, "a layout sidecar")
     if not isinstance(data, dict):
         raise LmkError(f"{path}: a layout sidecar is a JSON object with flip and nme_norm")
     return data

@@ -8,6 +8,7 @@ import { faceBox } from "./faces.js";
 import { letterbox } from "./letterbox.js";
 import { parseLmkMetadata, readMetadataProps } from "./metadata.js";
 import { weightedNms } from "./nms.js";
+import { openSession } from "./runtime.js";
 
 const NMS_IOU = 0.3; // lmk.runtime.blazeface.NMS_IOU, when the file states none
 const FETCH_HINT = "make one with `lmk models fetch blazeface`";
@@ -19,10 +20,7 @@ export class BlazeFaceDetector {
     if (kind !== "detector" || values["lmk.model"] !== "blazeface") {
       throw new Error(`${name} is not an lmk BlazeFace detector file (lmk.kind=${kind}); ${FETCH_HINT}`);
     }
-    const session = await runtime.ort.InferenceSession.create(bytes, {
-      executionProviders: runtime.providers,
-      graphOptimizationLevel: "all",
-    });
+    const session = await openSession(runtime, bytes);
     return new BlazeFaceDetector(runtime, session, values, name);
   }
 

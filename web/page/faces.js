@@ -1,10 +1,12 @@
-// Faces in a frame: boxes to model crops and landmarks back again. The page's copy of
-// lmk/runtime/faces.py (crop_faces, landmarks_to_frame, region_from_landmarks, box_iou,
-// fraction_inside), so the browser tracks a face exactly as lmk-run does.
+// Faces in a frame: boxes to model crops and landmarks back again, so the browser tracks a
+// face exactly as lmk-run does. The page's copy of lmk/runtime/faces.py (FaceBox, crop_faces,
+// region_from_landmarks, box_iou, fraction_inside, Face.score) and of lmk/core/geometry.py's
+// crop_to_frame (landmarksToFrame) and LANDMARK_BOX_GROW.
 
 import { applyAffine, invertAffine, policyMatrix, warpCrop } from "./crop.js";
 
-// Tracked boxes are landmark bounds grown as SynthFace's detector-like boxes are (faces.py).
+// Tracked boxes are landmark bounds grown as SynthFace's detector-like boxes are
+// (LANDMARK_BOX_GROW in lmk/core/geometry.py, the middle of SYNTH_BOX_GROW).
 export const LANDMARK_BOX_GROW = 1.07;
 
 /** A face region: box [x, y, w, h] in frame pixels, roll `angle` (radians), detector score. */

@@ -4,6 +4,7 @@
 
 import { cropFaces, landmarksToFrame, meanScore } from "./faces.js";
 import { parseLmkMetadata, readMetadataProps } from "./metadata.js";
+import { openSession } from "./runtime.js";
 import { StageTimes } from "./stages.js";
 
 export class LandmarkModel {
@@ -13,10 +14,7 @@ export class LandmarkModel {
     if (info.kind !== "landmarks") {
       throw new Error(`${name} is a ${info.kind} file (lmk.kind); choose a landmark model`);
     }
-    const session = await runtime.ort.InferenceSession.create(bytes, {
-      executionProviders: runtime.providers,
-      graphOptimizationLevel: "all",
-    });
+    const session = await openSession(runtime, bytes);
     return new LandmarkModel(runtime, session, info, name);
   }
 

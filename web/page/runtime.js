@@ -45,3 +45,14 @@ export async function loadRuntime(ep = "auto", threads = 0) {
     note: isolated || threads === 1 ? "" : "not cross-origin isolated: 1 WASM thread (serve with COOP/COEP headers)",
   };
 }
+
+/**
+ * An ORT session on an lmk file's `bytes` with the runtime's execution providers and full
+ * graph optimisation: the one place the page opens a file, landmark model or detector alike.
+ */
+export async function openSession(runtime, bytes) {
+  return runtime.ort.InferenceSession.create(bytes, {
+    executionProviders: runtime.providers,
+    graphOptimizationLevel: "all",
+  });
+}

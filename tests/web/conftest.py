@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import importlib.metadata
 import os
 import shutil
 import subprocess
@@ -22,8 +23,8 @@ import numpy as np
 import pytest
 
 import lmk.export
+import lmk.models
 from lmk.runtime.bundled import BUNDLED, bundled_model
-from lmk.runtime.session import user_cache_dir
 from lmk.synth.video import render_clip
 from lmk.web.browser import chromium, chromium_path, open_page, serve_page
 from tests.conftest import TEST_DATA_CACHE
@@ -94,12 +95,18 @@ def clip(tmp_path_factory) -> Clip:
 
 
 def _int8_model() -> Path:
-    """The bundled PIPNet as lmk-export's CPU INT8 file, made once per checkpoint and
-    exporter (cached: a changed checkpoint or export/*.py makes it again)."""
+    """The bundled PIPNet as lmk-export's CPU INT8 file, made once per checkpoint, exporter,
+    model code and torch release, and kept in the test-data cache between sessions (the
+    session's own model cache starts empty): a changed input makes it again."""
     checkpoint = bundled_model("pipnet", "pt")
-    sources = [checkpoint, *sorted((Path(lmk.export.__file__).parent).glob("*.py"))]
-    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()[:16]
-    path = user_cache_dir() / "web" / f"pipnet_mbv2_synth_int8_{digest}.onnx"
+    sources = [
+        checkpoint,
+        *sorted(Path(lmk.export.__file__).parent.glob("*.py")),
+        *sorted(Path(lmk.models.__file__).parent.glob("*.py")),
+    ]
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sources))
+    digest.update(importlib.metadata.version("torch").encode())
+    path = TEST_DATA_CACHE / "web" / f"pipnet_mbv2_synth_int8_{digest.hexdigest()[:16]}.onnx"
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         command = [

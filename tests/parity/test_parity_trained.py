@@ -10,11 +10,14 @@ and is held, against PyTorch FP32 + reference decode, to its row of the one tole
   <= 0.05 px of a 256 crop, 99 % of landmarks within 1e-3 of the crop, max <= 1e-2); the
   hourglass is plain FP32 (row ``fp32``: max <= 1e-5);
 - FP16 export (weights and compute; row ``fp16``: mean <= 0.25 px of a 256 crop);
-- INT8 export (QDQ, SynthFace calibration, heads and decode FP32; row ``int8``: PIPNet mean
-  <= 1.5 px, the hourglass, whose decode snaps to heatmap cells, <= 8 px of a 256 crop). The
-  NME change, an accuracy statement rather than parity, is bounded here: PIPNet <= 0.3
-  points (measured +0.003), hourglass <= 1.0 (measured +0.77). INT8 is not recommended for
-  heatmap models; FP16 is within 0.25 px.
+- INT8 export (QDQ, SynthFace calibration, heads and decode FP32, each family's own recipe as
+  `lmk-export --int8` picks it: ``full`` for PIPNet, ``float-trunk`` for the hourglass; row
+  ``int8``: PIPNet mean <= 1.5 px, the hourglass, whose decode snaps to heatmap cells, <= 8 px
+  of a 256 crop). The NME change, an accuracy statement rather than parity, is bounded here at
+  0.3 points for both (issue 13's limit is 0.2 on lmk-eval's faces; these 48 crops are fewer).
+  With every op quantized (``full``) the hourglass lost +0.67 to +0.77 points here; with
+  float-trunk, which keeps its outlier-carrying trunk FP32, it measured -0.59 (PIPNet +0.01).
+  FP16 is within 0.25 px.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from lmk.checkpoint import Checkpoint, load_checkpoint
 from lmk.core.errors import LmkError
 from lmk.core.metrics import nme
 from lmk.export.exporter import ExportOptions, build_onnx, export_network
-from lmk.export.quantize import quantize_network
+from lmk.export.quantize import int8_plan, quantize_network
 from lmk.export.reference import TorchRunner
 from lmk.runtime.bundled import bundled_model
 from lmk.runtime.compare import compare
@@ -39,7 +42,7 @@ from lmk.synth import synth_crop
 
 ort = pytest.importorskip("onnxruntime")
 
-INT8_NME_POINTS = {"pipnet": 0.3, "hourglass": 1.0}  # NME change vs PyTorch FP32
+INT8_NME_POINTS = {"pipnet": 0.3, "hourglass": 0.3}  # NME change vs PyTorch FP32
 CROPS, HELD_OUT_SEED, CALIBRATION_SEED = 48, 31_337, 1_000
 
 
@@ -102,7 +105,10 @@ def test_int8_export_stays_within_its_stated_tolerance_and_nme_change(trained, t
     calibration = np.stack(
         [synth_crop(CALIBRATION_SEED + i, ckpt.input_size, ckpt.crop)[0] for i in range(32)]
     )
-    network = quantize_network(_trace(trained), ckpt.normalisation.apply_bgr_nhwc(calibration))
+    plan = int8_plan("cpu", family_recipe=ckpt.spec.family.int8_recipe)
+    network = quantize_network(
+        _trace(trained), ckpt.normalisation.apply_bgr_nhwc(calibration), plan
+    )
     runner = _runner(build_onnx(ckpt, ExportOptions(precision="int8"), network), tmp_path)
     got = runner.infer(trained.crops)
     result = compare(trained.reference, got, runner.tolerance())

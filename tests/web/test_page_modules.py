@@ -5,15 +5,31 @@ Euro filter. The page imports exactly these modules; they must agree to float ro
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
-from lmk.core.geometry import CropPolicy
+from lmk.core.geometry import FACEAPI_CROP, CropPolicy
 from lmk.runtime.detectors import FrameDetector
-from lmk.runtime.faces import box_iou, region_from_landmarks
+from lmk.runtime.faces import FaceBox, box_iou, crop_faces, region_from_landmarks
 from lmk.runtime.smoothing import OneEuroFilter
 from tests.web.conftest import b64
 
-POLICIES = [CropPolicy(1.2), CropPolicy(1.2, square=False), CropPolicy(400 / 195, shift_y=-0.12)]
+POLICIES = [
+    CropPolicy(1.2),
+    CropPolicy(1.2, square=False),
+    CropPolicy(400 / 195, shift_y=-0.12),
+    FACEAPI_CROP,  # side "max": padded to a square on the box's longer side
+]
+
+
+# JS: `frame`, an RGBA ImageData-like, from arg[0] (base64 of uint8 BGR), arg[1] (width), arg[2].
+RGBA_FRAME = (
+    "const bgr = Uint8Array.from(atob(arg[0]), (c) => c.charCodeAt(0));"
+    "const [w, h] = [arg[1], arg[2]]; const data = new Uint8ClampedArray(w * h * 4);"
+    "for (let p = 0; p < w * h; p++) { for (let c = 0; c < 3; c++) data[p * 4 + c] = bgr[p * 3 + 2 - c];"
+    " data[p * 4 + 3] = 255; }"
+    "const frame = { data, width: w, height: h };"
+)
 
 
 def call(page, module: str, code: str, arg):
@@ -22,16 +38,41 @@ def call(page, module: str, code: str, arg):
 
 
 def test_crop_matrices_match_crop_policy(page):
+    """Each policy on non-square boxes (width and height drawn apart), so a square crop's
+    side rule (mean or longer side) decides the matrix."""
     rng = np.random.default_rng(0)
     for policy in POLICIES:
-        js_policy = {"enlarge": policy.enlarge, "shiftY": policy.shift_y, "square": policy.square}
+        js_policy = {
+            "enlarge": policy.enlarge, "shiftY": policy.shift_y, "square": policy.square,
+            "side": policy.side,
+        }  # fmt: skip
         for _ in range(5):
             box = [*rng.uniform(-50, 400, 2), *rng.uniform(20, 300, 2)]
+            assert abs(box[2] - box[3]) > 1.0
             angle = float(rng.uniform(-0.6, 0.6))
             got = call(page, "crop.js", "return m.policyMatrix(arg[0], arg[1], 128, arg[2]);",
                        [js_policy, box, angle])  # fmt: skip
             want = policy.matrix(np.array(box), 128, angle).ravel()
             np.testing.assert_allclose(got, want, rtol=0, atol=1e-9)
+
+
+def test_longer_side_crops_match_crop_faces_byte_for_byte(page):
+    """faceapi68's policy (side "max") on tall and wide boxes, upright and rolled: the page's
+    cropFaces (policy matrix, then its warp) gives OpenCV 5's bytes, as crop_faces does."""
+    rng = np.random.default_rng(5)
+    frame = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    regions = [FaceBox(np.array([30.0, 10.0, 40.0, 90.0]), 0.0),
+               FaceBox(np.array([50.5, 40.25, 100.0, 45.0]), 0.35)]  # fmt: skip
+    policy = {"enlarge": FACEAPI_CROP.enlarge, "shiftY": 0.0, "square": True, "side": "max"}
+    got = call(page, "faces.js",
+               RGBA_FRAME + "const out = m.cropFaces(frame, arg[3], arg[4], 112);"
+               "return { crops: Array.from(out.crops), matrices: out.matrices };",
+               [b64(frame), 160, 120, [{"box": r.box.tolist(), "angle": r.angle} for r in regions],
+                policy])  # fmt: skip
+    crops, matrices = crop_faces(frame, regions, FACEAPI_CROP, 112)
+    np.testing.assert_allclose(np.asarray(got["matrices"]).reshape(-1, 2, 3), matrices, atol=1e-9)
+    levels = np.abs(np.asarray(got["crops"], np.int64).reshape(crops.shape) - crops).max()
+    assert levels <= (0 if int(cv2.__version__.split(".")[0]) >= 5 else 1), levels
 
 
 def test_landmark_boxes_and_iou_match_faces_py(page):
@@ -91,11 +132,7 @@ def test_letterbox_matches_blazeface_detectors_byte_for_byte(page):
     for (width, height), allowed in LETTERBOX_CASES:
         frame = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
         got = call(page, "letterbox.js",
-                   "const bgr = Uint8Array.from(atob(arg[0]), (c) => c.charCodeAt(0));"
-                   "const [w, h] = [arg[1], arg[2]]; const data = new Uint8ClampedArray(w * h * 4);"
-                   "for (let p = 0; p < w * h; p++) { for (let c = 0; c < 3; c++) data[p * 4 + c] = bgr[p * 3 + 2 - c];"
-                   " data[p * 4 + 3] = 255; }"
-                   "const out = m.letterbox({ data, width: w, height: h }, 128);"
+                   RGBA_FRAME + "const out = m.letterbox(frame, 128);"
                    "return { square: Array.from(out.square), frameBox: Array.from(out.frameBox) };",
                    [b64(frame), width, height])  # fmt: skip
         square, frame_box = letterbox(frame, 128)

@@ -46,10 +46,14 @@ function chooseDetector(box) {
   return box === null && app.detector ? app.detector : new FrameDetector(box);
 }
 
-/** A fresh tracker from `box` (or the detector) and show which detector it runs. */
+/** A fresh tracker from `box` (or the detector) and show which detector it runs. Where the
+ * model cannot track from that detector (a model without confidence and the whole-frame
+ * search) the Tracker's error says why and no tracker is left: drawing a box starts one. */
 function startTracker(box, smooth) {
+  app.tracker = null;
   app.tracker = new Tracker(app.model, chooseDetector(box), { smooth });
   $("detector").textContent = app.tracker.detector.describe ?? `frame (${box ? "drawn box" : "whole-frame search"})`;
+  return app.tracker;
 }
 
 function newTracker() {
@@ -85,9 +89,15 @@ async function loadModel(source) {
   app.model = model;
   model.stages = app.stages;
   app.stages.clear();
-  newTracker();
   showModel(model);
+  newTracker();
   return model;
+}
+
+/** lmk.crop in words: a square's side is the box's mean side, or its longer one ("max"). */
+function cropText(crop) {
+  const square = crop.square ? `, square on the ${crop.side === "max" ? "longer" : "mean"} side` : ", stretched";
+  return `box x${crop.enlarge}${square}${crop.shiftY ? `, shift ${crop.shiftY}` : ""}`;
 }
 
 function showModel(model) {
@@ -98,7 +108,9 @@ function showModel(model) {
     ["layout", `${i.layout}, ${i.numLandmarks} points`],
     ["input", `${i.inputFormat} ${i.inputSize}x${i.inputSize}`],
     ["decode", `${i.decode} (inside the file)`],
-    ["crop", `box x${i.crop.enlarge}${i.crop.square ? ", square" : ""}${i.crop.shiftY ? `, shift ${i.crop.shiftY}` : ""}`],
+    ["crop", cropText(i.crop)],
+    ["scores", i.confidence ? "per-point confidence" : "no confidence: the detector confirms faces"],
+    ["rotate", i.rotate ? "crops turned upright along the eye line" : "no (axis-aligned crops)"],
   ];
   $("metadata").replaceChildren(
     ...rows.map(([k, v]) => {
@@ -140,7 +152,8 @@ async function processFrame(frame, image, dt) {
   const stages = app.stages;
   const before = STAGES.reduce((sum, s) => sum + stages.current[s], 0);
   const start = performance.now();
-  const faces = await app.tracker.step(frame, dt, stages);
+  const tracker = app.tracker ?? startTracker(app.userBox, $("smooth").checked); // throws why not
+  const faces = await tracker.step(frame, dt, stages);
   const inside = STAGES.reduce((sum, s) => sum + stages.current[s], 0) - before;
   stages.add("track", Math.max(0, performance.now() - start - inside));
   stages.timeSync("draw", () => render(image, frame, faces));
@@ -323,7 +336,9 @@ function toBase64(bytes) {
   return btoa(raw);
 }
 
-const faceJson = (f) => ({ trackId: f.trackId, score: f.score, box: f.region.box, landmarks: f.landmarks });
+const faceJson = (f) => ({
+  trackId: f.trackId, score: f.score, box: f.region.box, angle: f.region.angle, landmarks: f.landmarks,
+});
 
 window.lmk = {
   ready: init(),

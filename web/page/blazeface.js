@@ -13,6 +13,18 @@ import { openSession } from "./runtime.js";
 const NMS_IOU = 0.3; // lmk.runtime.blazeface.NMS_IOU, when the file states none
 const FETCH_HINT = "make one with `lmk models fetch blazeface`";
 
+/**
+ * A detection's roll (radians, image axes) from its flat keypoints [x0, y0, x1, y1, ...]: the
+ * line from the right eye (keypoint 0, on the image's left) to the left eye (keypoint 1), as
+ * eye_line_roll in lmk/runtime/blazeface_detector.py. The box stays axis-aligned; a tracker
+ * that turns crops upright (lmk.rotate) uses this angle for a new face's first crop.
+ */
+export function eyeLineRoll(keypoints) {
+  const dx = keypoints[2] - keypoints[0];
+  const dy = keypoints[3] - keypoints[1];
+  return Math.hypot(dx, dy) > 1e-6 ? Math.atan2(dy, dx) : 0.0;
+}
+
 export class BlazeFaceDetector {
   /** Read the metadata from `bytes` (an lmk detector file) and open an ORT session. */
   static async load(runtime, bytes, name = "detector") {
@@ -70,7 +82,7 @@ export class BlazeFaceDetector {
     const { boxes, keypoints, scores } = await this.candidates(frame);
     const faces = weightedNms(boxes, keypoints, scores, this.minScore, this.iou);
     this.lastKeypoints = faces.map((f) => f.keypoints);
-    return faces.map((f) => faceBox(f.box, 0.0, f.score));
+    return faces.map((f) => faceBox(f.box, eyeLineRoll(f.keypoints), f.score));
   }
 
   /** BlazeFace's box (brows to chin) grown about its centre and shifted, as the file's

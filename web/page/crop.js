@@ -1,9 +1,14 @@
-// How a face box becomes the model's square input crop: the page's copy of lmk/crop.py
-// (CropPolicy, crop_matrix, rotation_about, compose_affine, warp_crop, apply_affine,
+// How a face box becomes the model's square input crop: the page's copy of
+// lmk/core/geometry.py (CropPolicy, crop_matrix, rotation_about, compose_affine, warp_crop, apply_affine,
 // invert_affine), operation for operation, so the browser crops a face exactly as
 // lmk-run does. Affines are 2x3 row-major arrays [a, b, c, d, e, f]: x' = a x + b y + c.
 
-/** The crop policy a file's lmk.crop describes (metadata.js gives {enlarge, shiftY, square}). */
+/**
+ * [x0, y0, x1, y1] of the crop of a box [x, y, w, h] under the policy a file's lmk.crop
+ * describes (metadata.js gives {enlarge, shiftY, square, side}): CropPolicy.region. A square
+ * crop's side is the box's mean side, or with side "max" its longer side (face-api.js pads
+ * its box to a square that way).
+ */
 export function cropRegion(policy, box) {
   const [x, y, w, h] = box;
   const cx = x + w / 2.0;
@@ -11,7 +16,8 @@ export function cropRegion(policy, box) {
   let halfW;
   let halfH;
   if (policy.square) {
-    halfW = halfH = (policy.enlarge * (w + h)) / 4.0;
+    const side = policy.side === "max" ? Math.max(w, h) : (w + h) / 2.0;
+    halfW = halfH = (policy.enlarge * side) / 2.0;
   } else {
     halfW = (policy.enlarge * w) / 2.0;
     halfH = (policy.enlarge * h) / 2.0;

@@ -112,6 +112,31 @@ function numbers(values, key, length, source) {
   return v;
 }
 
+function optionalBoolean(values, key, source) {
+  const v = values[key];
+  if (v !== undefined && typeof v !== "boolean") throw fail(source, key, "true or false", v);
+  return v;
+}
+
+/** lmk.nme_norm's two point indices (the eye corners a tracker turns crops by), or null for
+ * "box". The page has no table of public layouts, so a file without lmk.nme_norm (written
+ * before lmk.rotate existed, as lmk-export always writes it) cannot rotate: refused where its
+ * lmk.rotate asks to, rather than tracked differently from lmk-run. */
+function eyePair(values, numLandmarks, source) {
+  const v = values["lmk.nme_norm"];
+  if (v === "box") return null;
+  if (v === undefined) {
+    if (values["lmk.rotate"] === true) {
+      throw new Error(`${source}: lmk.rotate needs lmk.nme_norm (the eye pair); export the file again`);
+    }
+    return null;
+  }
+  if (!Array.isArray(v) || v.length !== 2 || !v.every((i) => Number.isInteger(i) && i >= 0 && i < numLandmarks)) {
+    throw fail(source, "lmk.nme_norm", '"box" or a list of two point indices', v);
+  }
+  return v;
+}
+
 /**
  * The fields the page needs, checked as lmk.runtime.metadata.parse_metadata checks them (types
  * and ranges of what the page uses). A detector file (lmk.kind = "detector") is returned with
@@ -153,6 +178,12 @@ export function parseLmkMetadata(props, source = "model") {
   if (typeof crop !== "object" || crop === null || !(crop.enlarge > 0 && crop.enlarge <= 100)) {
     throw fail(source, "lmk.crop", 'an object {"enlarge": > 0, "shift_y": ..., "square": ...}', crop);
   }
+  const side = crop.side ?? "mean";
+  if (side !== "mean" && side !== "max") throw fail(source, "lmk.crop.side", '"mean" or "max"', side);
+  const numLandmarks = integer(values, "lmk.num_landmarks", 1, source);
+  const flags = Object.fromEntries(
+    ["confidence", "rotate"].map((name) => [name, optionalBoolean(values, `lmk.${name}`, source)]),
+  );
   const minScore = values["lmk.min_score"];
   const std = numbers(values, "lmk.std", 3, source);
   if (!std.every((v) => v > 0)) throw fail(source, "lmk.std", "3 positive numbers", std);
@@ -162,7 +193,7 @@ export function parseLmkMetadata(props, source = "model") {
     values,
     model: String(values["lmk.model"]),
     layout: String(values["lmk.layout"]),
-    numLandmarks: integer(values, "lmk.num_landmarks", 1, source),
+    numLandmarks,
     inputSize: integer(values, "lmk.input_size", 1, source),
     inputFormat,
     mean: numbers(values, "lmk.mean", 3, source),
@@ -172,7 +203,15 @@ export function parseLmkMetadata(props, source = "model") {
       enlarge: crop.enlarge,
       shiftY: Number.isFinite(crop.shift_y) ? crop.shift_y : 0,
       square: crop.square !== false,
+      side,
     },
+    // Whether the scores measure anything (lmk.confidence; false for faceapi68's regressor):
+    // without, the tracker lets the detector confirm faces (tracking.js).
+    confidence: flags.confidence ?? true,
+    // The tracker's default for turning crops upright along the eye line (lmk.rotate).
+    rotate: flags.rotate ?? false,
+    // The eye pair the tracker's roll is measured on (lmk.nme_norm; "box": none).
+    eyePair: eyePair(values, numLandmarks, source),
     // The tracker's lost-face threshold, set at export from validation scores (lmk.min_score).
     minScore: Number.isFinite(minScore) && minScore >= 0 && minScore <= 1 ? minScore : null,
     precision: String(values["lmk.precision"] ?? "fp32"),

@@ -1,22 +1,32 @@
 // Detect, then track, as lmk-run does: the page's copy of lmk/runtime/tracking.py. The
 // detector runs only when no face is tracked, when a face was lost on the previous frame
 // (mean landmark score under minScore, or most of it off the frame), or every detectEvery
-// frames; otherwise each face's next crop is the box of its current landmarks. A fresh
-// detection is refined on its own landmark boxes, so any detector's boxes land on the crop
-// the model was trained for.
+// frames; otherwise each face's next crop is the box (and, with rotate, the roll) of its
+// current landmarks. A fresh detection is refined on its own landmark boxes, so any
+// detector's boxes land on the crop the model was trained for.
+//
+// A model without per-point confidence (lmk.confidence false: faceapi68) cannot say it lost
+// a face, so the detector confirms its faces instead: every verifyEvery frames, and on the
+// frame after a face's landmark box jumped (IoU with its previous box under maxJump). A
+// tracked face no detection overlaps is dropped; one a detection overlaps restarts from it.
 
-import { boxIou, fractionInside, regionFromLandmarks } from "./faces.js";
+import { FrameDetector } from "./detectors.js";
+import { boxIou, faceBox, fractionInside, regionFromLandmarks } from "./faces.js";
 import { OneEuroFilter } from "./smoothing.js";
 
+// TrackerConfig's defaults; rotate null: the model's own lmk.rotate, as LandmarkSession.tracker.
 export const TRACKER_DEFAULTS = {
   detectEvery: 0,
   minScore: 0.7,
   maxFaces: 8,
   refine: 2,
   minInside: 0.5,
+  rotate: null,
   smooth: false,
   minCutoff: 1.0,
   beta: 0.05,
+  verifyEvery: 10,
+  maxJump: 0.7,
 };
 
 export class Tracker {
@@ -24,44 +34,72 @@ export class Tracker {
   constructor(model, detector, config = {}) {
     this.model = model;
     this.detector = detector;
-    // Without minScore, the model's own lmk.min_score (LandmarkSession.default_min_score).
+    // Without minScore, the model's own lmk.min_score (LandmarkSession.default_min_score);
+    // without rotate, its lmk.rotate.
     const minScore = config.minScore ?? model.info.minScore ?? TRACKER_DEFAULTS.minScore;
-    this.config = { ...TRACKER_DEFAULTS, ...config, minScore };
-    this.reset();
+    const rotate = config.rotate ?? model.info.rotate;
+    this.config = { ...TRACKER_DEFAULTS, ...config, minScore, rotate };
+    this.tracks = [];
+    this.nextId = 0;
     this.frameCount = 0;
+    this.lost = false;
     this.detections = 0;
+    this.eyes = this.config.rotate ? model.info.eyePair : null;
+    this.confidence = model.info.confidence;
+    this.jumped = false;
+    const scan = detector instanceof FrameDetector && detector.box === null;
+    if (scan && !this.confidence) {
+      throw new Error(
+        `${model.info.model} has no per-point confidence, which the whole-frame search ranks ` +
+          "windows by: draw a box around the face, or serve a BlazeFace file (lmk models fetch blazeface)",
+      );
+    }
   }
 
   reset() {
     this.tracks = [];
-    this.nextId = 0;
     this.lost = false;
+    this.jumped = false;
   }
 
   region(face) {
-    return regionFromLandmarks(face.landmarks);
+    return regionFromLandmarks(face.landmarks, this.eyes);
   }
 
   /** Landmarks (frame pixels) of every tracked face in `frame` (RGBA ImageData-like). */
   async step(frame, dt = 1.0 / 30.0, stages = this.model.stages) {
     const cfg = this.config;
     const { width, height } = frame;
-    const due = cfg.detectEvery > 0 && this.frameCount % cfg.detectEvery === 0;
+    let due = cfg.detectEvery > 0 && this.frameCount % cfg.detectEvery === 0;
+    if (!this.confidence) {
+      const verify = cfg.verifyEvery > 0 && this.frameCount % cfg.verifyEvery === 0;
+      due = due || verify || this.jumped;
+    }
     this.frameCount += 1;
     let fresh = [];
-    if (!this.tracks.length || this.lost || due) fresh = await this.detect(frame, stages);
+    if (!this.tracks.length || this.lost || due) {
+      const found = await this.runDetector(frame, stages);
+      // Only the detector can say a face without confidence is gone.
+      if (!this.confidence) await this.reseed(frame, found, stages);
+      fresh = await this.newFaces(frame, found, stages);
+    }
     const regions = [...this.tracks.map((t) => t.region), ...fresh];
     const faces = await this.model.predictRegions(frame, regions, stages);
     for (const region of fresh) this.tracks.push({ trackId: this.nextId++, region, smoother: null, age: 0 });
     let kept = [];
     this.lost = false;
+    this.jumped = false;
     this.tracks.forEach((track, i) => {
       const face = faces[i];
       if (face.score < cfg.minScore || fractionInside(face.landmarks, width, height) < cfg.minInside) {
         this.lost = true;
         return;
       }
-      track.region = this.region(face); // where this face is cropped next frame
+      const region = this.region(face); // where this face is cropped next frame
+      if (!this.confidence && track.age && boxIou(region.box, track.region.box) < cfg.maxJump) {
+        this.jumped = true;
+      }
+      track.region = region;
       kept.push([track, face]);
     });
     kept = deduplicate(kept);
@@ -82,16 +120,50 @@ export class Tracker {
   }
 
   /**
-   * New faces: candidates from the detector that overlap no tracked face, ranked by the
-   * landmark model's score in one batch, the best refined on their landmark boxes, then kept
-   * if still confident and not a duplicate.
+   * No confidence: keep the tracks a detection overlaps (IoU >= 0.3) and restart each from
+   * its detection, refined as a new one is, so a drifted track is pulled back; drop the
+   * others (Tracker._reseed).
    */
-  async detect(frame, stages) {
-    const cfg = this.config;
+  async reseed(frame, found, stages) {
+    const kept = [];
+    const seeds = [];
+    for (const track of this.tracks) {
+      const overlaps = found.map((f) => boxIou(track.region.box, f.box));
+      const best = Math.max(...overlaps);
+      if (overlaps.length && best >= 0.3) {
+        kept.push(track);
+        seeds.push(found[overlaps.indexOf(best)]); // the first of equals, as np.argmax
+      }
+    }
+    this.tracks = kept;
+    if (!kept.length) return;
+    let faces = await this.model.predictRegions(frame, seeds, stages);
+    for (let i = 0; i < this.config.refine; i++) {
+      faces = await this.model.predictRegions(frame, faces.map((f) => this.region(f)), stages);
+    }
+    kept.forEach((track, i) => {
+      track.region = this.region(faces[i]);
+    });
+  }
+
+  /** The detector's faces as the boxes a landmark model crops (Tracker._run_detector). */
+  async runDetector(frame, stages) {
     const detected = await stages.time("detect", async () => this.detector.detect(frame));
     // Each detector says how its box becomes the box a landmark model crops.
-    const found = detected.map((r) => this.detector.toLandmarkBox(r));
+    let found = detected.map((r) => this.detector.toLandmarkBox(r));
+    // A detector's roll (BlazeFace's eye line) turns crops only with rotate.
+    if (!this.config.rotate) found = found.map((r) => faceBox(r.box, 0.0, r.score));
     this.detections += 1;
+    return found;
+  }
+
+  /**
+   * New faces: detector boxes that overlap no tracked face, ranked by the landmark model's
+   * score in one batch, the best refined on their landmark boxes, then kept if still
+   * confident and not a duplicate (Tracker._new_faces).
+   */
+  async newFaces(frame, found, stages) {
+    const cfg = this.config;
     const room = cfg.maxFaces - this.tracks.length;
     const candidates = found.filter((r) => this.tracks.every((t) => boxIou(r.box, t.region.box) < 0.3));
     if (room <= 0 || !candidates.length) return [];

@@ -375,12 +375,14 @@ window.lmk = {
     return { landmarks: Array.from(out.landmarks), scores: Array.from(out.scores) };
   },
   /** Track photos (URLs) as one sequence, as lmk-run tracks a clip; with `record`, every
-   * batch the model ran (crops, matrices, outputs) comes back too. */
+   * batch the model ran (crops, matrices, outputs) comes back too, and every detection
+   * call's faces where the detector is the BlazeFace file. */
   async track(urls, { fps = 25, box = null, smooth = false, record = false } = {}) {
     app.userBox = box;
-    startTracker(box, smooth);
+    const detector = startTracker(box, smooth).detector;
     app.stages.clear();
     app.model.record = record ? [] : null;
+    detector.record = record ? [] : null;
     const frames = [];
     for (const url of urls) {
       const bitmap = await decodeImage(url);
@@ -390,10 +392,12 @@ window.lmk = {
       frames.push({ faces: faces.map(faceJson), batches: [batches, app.model.record?.length ?? 0] });
     }
     const records = (app.model.record ?? []).map((r) => ({
-      crops: toBase64(r.crops), matrices: r.matrices, landmarks: Array.from(r.landmarks),
+      crops: toBase64(r.crops), matrices: r.matrices, landmarks: Array.from(r.landmarks), scores: Array.from(r.scores),
     }));
+    const detected = (detector.record ?? []).map((found) => found.map((r) => ({ box: r.box, angle: r.angle, score: r.score })));
     app.model.record = null;
-    return { frames, records, detections: app.tracker.detections, detector: app.tracker.detector.name };
+    detector.record = null;
+    return { frames, records, detected, detections: app.tracker.detections, detector: detector.name };
   },
   /** Run the camera path for `count` frames; see `collect`. */
   async camera(count) {

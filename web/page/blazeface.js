@@ -52,6 +52,7 @@ export class BlazeFaceDetector {
       throw new Error(`${name}: lmk.input_size, lmk.min_score or lmk.landmark_box is missing or out of range`);
     }
     this.lastKeypoints = [];
+    this.record = null; // an array: every detect() call's faces are kept (tests)
     this.describe = `blazeface (${name}, lmk detector file)`;
   }
 
@@ -82,7 +83,9 @@ export class BlazeFaceDetector {
     const { boxes, keypoints, scores } = await this.candidates(frame);
     const faces = weightedNms(boxes, keypoints, scores, this.minScore, this.iou);
     this.lastKeypoints = faces.map((f) => f.keypoints);
-    return faces.map((f) => faceBox(f.box, eyeLineRoll(f.keypoints), f.score));
+    const found = faces.map((f) => faceBox(f.box, eyeLineRoll(f.keypoints), f.score));
+    this.record?.push(found);
+    return found;
   }
 
   /** BlazeFace's box (brows to chin) grown about its centre and shifted, as the file's

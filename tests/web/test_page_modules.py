@@ -5,13 +5,22 @@ Euro filter. The page imports exactly these modules; they must agree to float ro
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import cv2
 import numpy as np
+import onnx
+import pytest
 
+from lmk.core.errors import LmkError
 from lmk.core.geometry import FACEAPI_CROP, CropPolicy
+from lmk.runtime.bundled import bundled_model
 from lmk.runtime.detectors import FrameDetector
 from lmk.runtime.faces import FaceBox, box_iou, crop_faces, region_from_landmarks
+from lmk.runtime.metadata import layout_of, parse_metadata
 from lmk.runtime.smoothing import OneEuroFilter
+from lmk.runtime.tracking import TrackerConfig
 from tests.web.conftest import b64
 
 POLICIES = [
@@ -73,6 +82,54 @@ def test_longer_side_crops_match_crop_faces_byte_for_byte(page):
     np.testing.assert_allclose(np.asarray(got["matrices"]).reshape(-1, 2, 3), matrices, atol=1e-9)
     levels = np.abs(np.asarray(got["crops"], np.int64).reshape(crops.shape) - crops).max()
     assert levels <= (0 if int(cv2.__version__.split(".")[0]) >= 5 else 1), levels
+
+
+def parse_in_page(page, props: dict[str, str]):
+    """metadata.js's parseLmkMetadata on ``props``: its result, or its error's message."""
+    return call(page, "metadata.js",
+                "try { return m.parseLmkMetadata(new Map(Object.entries(arg)), 'f.onnx'); }"
+                " catch (err) { return err.message; }", props)  # fmt: skip
+
+
+def test_metadata_reader_takes_crop_side_rotate_and_confidence_as_parse_metadata(page):
+    """faceapi68's keys (lmk.crop.side, lmk.rotate, lmk.confidence, the eye pair in
+    lmk.nme_norm) read as the runtime reads them; absent, the runtime's defaults; a wrong
+    value one error naming the key, where parse_metadata refuses it too."""
+    props = {p.key: p.value for p in onnx.load(str(bundled_model("pipnet"))).metadata_props}
+    plain = parse_in_page(page, props)
+    assert (plain["crop"]["side"], plain["rotate"], plain["confidence"]) == ("mean", False, True)
+    faceapi = {**props, "lmk.crop": json.dumps(FACEAPI_CROP.to_dict()),
+               "lmk.rotate": "true", "lmk.confidence": "false"}  # fmt: skip
+    got, want = parse_in_page(page, faceapi), parse_metadata(faceapi)
+    assert got["crop"]["side"] == CropPolicy.from_dict(want.crop).side == "max"
+    assert (got["rotate"], got["confidence"]) == (want.rotate, want.has_confidence) == (True, False)
+    assert tuple(got["eyePair"]) == layout_of(want).nme_norm
+    bad = {
+        "lmk.crop.side": {"lmk.crop": json.dumps({"enlarge": 1.2, "side": "widest"})},
+        "lmk.rotate": {"lmk.rotate": '"yes"'},
+        "lmk.confidence": {"lmk.confidence": "1"},
+        "lmk.nme_norm": {"lmk.nme_norm": "[0, 999]"},
+    }
+    for key, change in bad.items():
+        message = parse_in_page(page, {**props, **change})
+        assert isinstance(message, str) and f"lmk metadata {key} must be" in message, message
+        with pytest.raises(LmkError):
+            parse_metadata({**props, **change})
+    # The page has no table of public layouts: a rotating file must name its eye pair.
+    unnamed = {k: v for k, v in faceapi.items() if k != "lmk.nme_norm"}
+    assert "lmk.rotate needs lmk.nme_norm" in parse_in_page(page, unnamed)
+
+
+def test_tracker_defaults_are_tracker_configs(page):
+    """tracking.js's defaults are TrackerConfig's, field by field (camelCase there); rotate
+    null there means the model's lmk.rotate, as LandmarkSession.tracker fills it in."""
+    got = call(page, "tracking.js", "return m.TRACKER_DEFAULTS;", None)
+    want = {
+        "".join(w.title() if i else w for i, w in enumerate(f.name.split("_"))): f.default
+        for f in dataclasses.fields(TrackerConfig)
+    }
+    assert got.pop("rotate") is None and want.pop("rotate") is False
+    assert got == want
 
 
 def test_landmark_boxes_and_iou_match_faces_py(page):

@@ -162,7 +162,7 @@ def test_page_shows_faceapi68s_rules_and_refuses_the_whole_frame_search(
     """The metadata panel says how faceapi68 is cropped and tracked (the values the runtime
     reads); without the detector file the page would fall back to the whole-frame search,
     whose windows are ranked by a score faceapi68 does not have: refused, as lmk-run refuses
-    it, and a drawn box still tracks."""
+    it (the page says why and tracks nothing), and a drawn box still tracks."""
     info = faceapi_page.evaluate("window.lmk.info()")["model"]
     session = LandmarkSession(faceapi_onnx, ep="cpu")
     assert info["crop"]["side"] == session.crop.side == "max"
@@ -172,10 +172,13 @@ def test_page_shows_faceapi68s_rules_and_refuses_the_whole_frame_search(
     panel = faceapi_page.locator("#metadata").inner_text()
     for words in ("square on the longer side", "no confidence", "upright along the eye line"):
         assert words in panel, panel
+    url, _, truth = photo_frames[0]
     try:
-        with pytest.raises(Exception, match="no per-point confidence"):
-            faceapi_page.evaluate("window.lmk.loadDetector('')")
-        url, _, truth = photo_frames[0]
+        faceapi_page.evaluate("window.lmk.loadDetector('')")
+        shown = faceapi_page.evaluate("window.lmk.info()")["shown"]
+        assert "no per-point confidence" in shown["error"] and shown["detector"] == "none"
+        with pytest.raises(Exception, match="draw a box around the face"):
+            faceapi_page.evaluate("(urls) => window.lmk.track(urls, {})", [url])
         box = [float(v) for v in (*truth.min(axis=0), *(truth.max(axis=0) - truth.min(axis=0)))]
         out = faceapi_page.evaluate("([urls, box]) => window.lmk.track(urls, {box})", [[url], box])
         assert out["detector"] == "frame" and len(out["frames"][0]["faces"]) == 1

@@ -19,6 +19,7 @@ const app = {
   model: null,
   detector: null, // a BlazeFaceDetector when a detector file is loaded
   tracker: null,
+  trackerError: false, // the error on screen says why there is no tracker
   stages: new StageTimes(),
   reader: new FrameReader(),
   userBox: null,
@@ -47,17 +48,28 @@ function chooseDetector(box) {
 }
 
 /** A fresh tracker from `box` (or the detector) and show which detector it runs. Where the
- * model cannot track from that detector (a model without confidence and the whole-frame
- * search) the Tracker's error says why and no tracker is left: drawing a box starts one. */
+ * model cannot track from that detector (no confidence, and the whole-frame search) the
+ * Tracker's error is thrown and no tracker is left. */
 function startTracker(box, smooth) {
   app.tracker = null;
+  $("detector").textContent = "none";
   app.tracker = new Tracker(app.model, chooseDetector(box), { smooth });
   $("detector").textContent = app.tracker.detector.describe ?? `frame (${box ? "drawn box" : "whole-frame search"})`;
   return app.tracker;
 }
 
+/** The page's tracker for the current model, box and detector; where there can be none the
+ * page says why and goes on showing the input without faces, so a box can be drawn on it. */
 function newTracker() {
-  if (app.model) startTracker(app.userBox, $("smooth").checked);
+  if (!app.model) return;
+  try {
+    startTracker(app.userBox, $("smooth").checked);
+    if (app.trackerError) clearError(); // a drawn box (or a detector) answered it
+    app.trackerError = false;
+  } catch (err) {
+    app.trackerError = true;
+    showError(err);
+  }
 }
 
 /** A served model's name (models/NAME) or a File the user chose -> [name, bytes]. */
@@ -152,8 +164,8 @@ async function processFrame(frame, image, dt) {
   const stages = app.stages;
   const before = STAGES.reduce((sum, s) => sum + stages.current[s], 0);
   const start = performance.now();
-  const tracker = app.tracker ?? startTracker(app.userBox, $("smooth").checked); // throws why not
-  const faces = await tracker.step(frame, dt, stages);
+  if (!app.tracker) newTracker(); // says again why there is none
+  const faces = app.tracker ? await app.tracker.step(frame, dt, stages) : [];
   const inside = STAGES.reduce((sum, s) => sum + stages.current[s], 0) - before;
   stages.add("track", Math.max(0, performance.now() - start - inside));
   stages.timeSync("draw", () => render(image, frame, faces));

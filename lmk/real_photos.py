@@ -256,16 +256,21 @@ def mosaic(
 def fetched_model(name: str, say: Callable[[str], None] = print) -> Path:
     """Public model ``name`` as ``lmk models fetch NAME`` leaves it in the cache (the same two
     steps: the files fetched and sha256-checked, then its lmk ONNX written where the export
-    extra is installed), done once. A detector on an install without the export extra comes
+    extra is installed), done once (again when an older lmk wrote it). A detector on an install without the export extra comes
     back as its source file (the runtime runs BlazeFace's ``.tflite`` through OpenCV DNN).
     A registry that cannot be reached raises :class:`~lmk.core.errors.LmkError`."""
     from lmk.runtime import public_models as store
 
     model = store.public_model(name)
     ready = store.cached_onnx(model)
-    if ready is not None:
-        return ready
     exportable = store.export_available()
+    if ready is not None:
+        if not store.stale_keys(model, ready):
+            return ready
+        if not exportable:
+            store.warn_if_stale(model, ready)
+            return ready
+        say(f"{name}: the cached lmk ONNX was written by an older lmk; writing it again")
     if model.kind == "detector" and not exportable:
         found = store.find_detector(name)
         if found is not None:

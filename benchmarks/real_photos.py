@@ -47,7 +47,11 @@ from lmk.runtime.public_models import public_model
 from lmk.synth.photo_clip import photo_clip, segment_at
 
 PRINCIPLE = (
-    "How the shipped default is chosen (fixed before any variant was run): by the mean "
+    "Since the validation set came in (dlib's 43 faces, `real_calibration.md`), faceapi68's "
+    "crop margin and BlazeFace's box mapping are chosen there, and the roll and refinement "
+    "count were confirmed there; the clip-still rule below chose the roll default before it "
+    "and its table is kept as evidence on rolled, blurred and occluded frames. "
+    "How the roll default was chosen then (fixed before any variant was run): by the mean "
     "NME68 on the clip stills of the `still`, `pan` and `roll` segments, the real-texture "
     "clips' frames where the whole face is in view, unoccluded and sharp, each run as an "
     "unrelated still image as `lmk-run` runs a photo. A variant replaces the default only "

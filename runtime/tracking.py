@@ -43,11 +43,12 @@ class TrackerConfig:
     refine: int = 2
     """Landmark-box passes after a detection (0: trust the detector's box)."""
     min_inside: float = 0.5
+    """A face with fewer of its landmarks inside the frame is lost."""
     rotate: bool = False
     """Turn each crop upright by the eye line's roll. Off by default: models trained with
     rotation augmentation (all lmk models) track better on axis-aligned landmark boxes (on a
-    SynthFace clip the bundled PIPNet's mean NME was 4.85 % without, 5.09 % with)."""
-    """A face with fewer of its landmarks inside the frame is lost."""
+    SynthFace clip the bundled PIPNet's mean NME was 4.85 % without, 5.09 % with); a file's
+    ``lmk.rotate`` turns it on (faceapi68)."""
     smooth: bool = False
     min_cutoff: float = 1.0
     beta: float = 0.05

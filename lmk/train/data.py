@@ -26,7 +26,7 @@ from torch.utils.data import Dataset
 from lmk.annotations import Annotation, read_300w, read_csv, read_json, read_wflw
 from lmk.augment import AugmentConfig, augment, warp_with_landmarks
 from lmk.core.errors import LmkError
-from lmk.core.geometry import CropPolicy, apply_affine
+from lmk.core.geometry import CropPolicy, apply_affine, points_box
 from lmk.core.jsonfile import read_json_file
 from lmk.core.layouts import Layout, custom_layout, get_layout, wflw98_to_300w68
 from lmk.core.normalise import IMAGENET, Normalisation
@@ -82,12 +82,6 @@ class FaceSource(Protocol):
     def __len__(self) -> int: ...
 
     def load(self, index: int) -> Face: ...
-
-
-def landmark_box(landmarks: np.ndarray) -> np.ndarray:
-    """(x, y, w, h) of the landmarks' bounds: the box of a face annotated without one."""
-    lo, hi = landmarks.min(axis=0), landmarks.max(axis=0)
-    return np.array([lo[0], lo[1], hi[0] - lo[0], hi[1] - lo[1]], dtype=np.float64)
 
 
 def synth_image_size(input_size: int) -> int:
@@ -150,7 +144,7 @@ class AnnotationSource:
         landmarks = np.asarray(ann.landmarks, dtype=np.float64)
         if self.to_300w:
             landmarks = wflw98_to_300w68(landmarks)
-        box = landmark_box(landmarks) if ann.box is None else np.asarray(ann.box, np.float64)
+        box = points_box(landmarks) if ann.box is None else np.asarray(ann.box, np.float64)
         if box[2] <= 0 or box[3] <= 0:
             raise LmkError(f"{ann.image}: the face box {box.tolist()} has no area")
         return landmarks, box

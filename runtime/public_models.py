@@ -221,10 +221,11 @@ def stale_keys(model: PublicModel, path: Path) -> list[str]:
     return stale
 
 
-def warn_if_stale(model: PublicModel, path: Path) -> None:
+def warn_if_stale(model: PublicModel, path: Path, stale: list[str] | None = None) -> None:
     """One line on stderr when the cached lmk ONNX of ``model`` is an older lmk's: it still
-    runs, with the older values, until ``lmk models fetch`` writes it again."""
-    stale = stale_keys(model, path)
+    runs, with the older values, until ``lmk models fetch`` writes it again. ``stale``: its
+    :func:`stale_keys` when the caller has them already (each check opens the file)."""
+    stale = stale_keys(model, path) if stale is None else stale
     if stale:
         print(
             f"warning: {path} was written by an older lmk ({', '.join(stale)} differ from "

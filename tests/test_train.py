@@ -321,3 +321,37 @@ def test_two_process_torchrun_ends_with_identical_weights_on_both_ranks(tmp_path
     assert state_hash(ckpt.build_model()) + "\n" == rank0
     assert ckpt.provenance["world_size"] == 2
     assert len(_log(out)) == 2 and _log(out)[0]["samples"] == 2 * 4 * 2  # steps x batch x ranks
+
+
+class _WorkerKilledLoader:
+    """What torch does when a group-wide SIGTERM kills a DataLoader worker before it could
+    ignore it: the main process gets the signal too, then iter() fails with RuntimeError."""
+
+    def __init__(self, signum: int | None):
+        self.signum = signum
+
+    def __iter__(self):
+        if self.signum is not None:
+            os.kill(os.getpid(), self.signum)
+        raise RuntimeError("DataLoader worker (pid 1) is killed by signal: Terminated.")
+
+
+def test_a_worker_killed_by_the_same_sigterm_while_starting_raises_the_sigterm():
+    """Seen in a full run of the hostile SIGTERM test: the signal landed between a worker's
+    fork and its worker_init, so training ended with torch's RuntimeError (exit 1, a
+    traceback) instead of 'error: terminated' (143). Without a pending signal the error is
+    the worker's own and stays as it is."""
+    from lmk.core.cli_util import Terminated
+    from lmk.train.interrupts import Interrupts
+
+    def terminated(signum, frame):  # what run_cli installs, without its bookkeeping
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        with pytest.raises(Terminated), Interrupts() as interrupts:
+            interrupts.start(_WorkerKilledLoader(signal.SIGTERM))
+        with pytest.raises(RuntimeError, match="killed by signal"), Interrupts() as interrupts:
+            interrupts.start(_WorkerKilledLoader(None))
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -56,9 +56,19 @@ class Interrupts:
 
     def start(self, loader: DataLoader) -> Iterator[Any]:
         """``iter(loader)``, held: an interrupt while it forks its workers would be swallowed
-        by an at-fork hook or leave a half-made iterator whose ``__del__`` fails loudly."""
+        by an at-fork hook or leave a half-made iterator whose ``__del__`` fails loudly.
+
+        A group-wide signal can also reach a worker in the instant between its fork and
+        :func:`worker_init`, and kill it; torch then raises "DataLoader worker ... is killed
+        by signal" here. The signal, already noted, is the cause, so it is what is raised."""
         with self.held():
-            return iter(loader)
+            try:
+                return iter(loader)
+            except RuntimeError:
+                if self.pending:
+                    self.holding = False
+                    self.check()  # raises the signal's own exception
+                raise
 
     def _unraisable(self, info: Any) -> None:
         if not (self.pending and isinstance(info.exc_value, KeyboardInterrupt)):

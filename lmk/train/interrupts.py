@@ -24,9 +24,9 @@ class Interrupts:
     While active, the handler notes the signal and raises at once as the handler it replaced
     would (KeyboardInterrupt, :class:`lmk.core.cli_util.Terminated`), except inside :meth:`held`
     blocks: a training step (the forward pass, which moves BatchNorm statistics, the backward
-    pass, the optimizer and the schedule) or moving the run files into place, which then finish
-    first. So the state an interrupt saves is a step boundary and ``--resume`` continues with
-    the very next batch. A noted signal is raised again at the next :meth:`check` in case the
+    pass, the optimizer and the schedule) or writing the run files and moving them into place,
+    which then finish first. So the state an interrupt saves is a step boundary and
+    ``--resume`` continues with the very next batch. A noted signal is raised again at the next :meth:`check` in case the
     first raise was swallowed (an exception in an at-fork hook, which starting DataLoader
     workers runs, is only reported as "Exception ignored", a report this class keeps quiet).
     Outside the main thread there is nothing to install."""
@@ -58,17 +58,21 @@ class Interrupts:
         """``iter(loader)``, held: an interrupt while it forks its workers would be swallowed
         by an at-fork hook or leave a half-made iterator whose ``__del__`` fails loudly.
 
-        A group-wide signal can also reach a worker in the instant between its fork and
-        :func:`worker_init`, and kill it; torch then raises "DataLoader worker ... is killed
-        by signal" here. The signal, already noted, is the cause, so it is what is raised."""
+        SIGTERM is also blocked in this thread while the workers fork, so each worker starts
+        with it blocked: a group-wide SIGTERM landing between a worker's fork and
+        :func:`worker_init` waits for that worker's SIGTERM thread instead of killing it
+        (torch's worker handler ends the process on a SIGTERM from anyone but the parent,
+        and the main process then fails with "DataLoader worker ... is killed by signal",
+        from ``iter`` or later from the iterator's ``__del__``)."""
+        block = hasattr(signal, "sigwaitinfo")
+        block = block and threading.current_thread() is threading.main_thread()
         with self.held():
+            mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM}) if block else None
             try:
                 return iter(loader)
-            except RuntimeError:
-                if self.pending:
-                    self.holding = False
-                    self.check()  # raises the signal's own exception
-                raise
+            finally:
+                if mask is not None:  # a SIGTERM that came meanwhile is delivered, and noted, here
+                    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
     def _unraisable(self, info: Any) -> None:
         if not (self.pending and isinstance(info.exc_value, KeyboardInterrupt)):

@@ -160,7 +160,8 @@ class RunWriter:
                 else f"interrupted before a new training step; continue with --resume {p.saved_in}"
             )
             return
-        with OutputSet() as files:
+        # a second signal waits for the files (one inside torch.save would become its error)
+        with OutputSet() as files, Interrupts() as again, again.held():
             self.write_last(
                 files,
                 p.completed,
@@ -171,8 +172,7 @@ class RunWriter:
                 p.final_nme,
                 True,
             )
-            with Interrupts() as again, again.held():
-                files.commit()
+            files.commit()
         last = self.out / "last.pt"
         echo(
             f"interrupted in epoch {p.completed + 1} after step {p.epoch_step} of {steps}: saved "

@@ -502,16 +502,17 @@ def _end_epoch(
     is_best = progress.best_nme is None or nme_now < progress.best_nme
     best = (nme_now, epoch + 1) if is_best else (progress.best_nme, progress.best_epoch)
     record = _epoch_record(run, epoch, progress, metrics, is_best, val_started)
-    with OutputSet() as files:
+    # Files and bookkeeping move on together. Writing is held too: a signal raised inside
+    # torch.save's writer comes out as torch's RuntimeError ("unexpected pos"), not as itself.
+    with OutputSet() as files, interrupts.held():
         lines = run.writer.write_epoch(files, record, is_best, best, val_started)
-        with interrupts.held():  # files and bookkeeping move on together
-            files.commit()
-            run.writer.log_lines = lines
-            progress.best_nme, progress.best_epoch, progress.final_nme = best[0], best[1], nme_now
-            progress.completed, progress.epoch_step = epoch + 1, 0
-            progress.totals = EpochTotals()
-            progress.saved_at = (progress.completed, progress.step)
-            progress.saved_in = run.writer.out / "last.pt"
+        files.commit()
+        run.writer.log_lines = lines
+        progress.best_nme, progress.best_epoch, progress.final_nme = best[0], best[1], nme_now
+        progress.completed, progress.epoch_step = epoch + 1, 0
+        progress.totals = EpochTotals()
+        progress.saved_at = (progress.completed, progress.step)
+        progress.saved_in = run.writer.out / "last.pt"
     return record
 
 

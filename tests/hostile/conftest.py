@@ -29,6 +29,7 @@ import signal
 import stat
 import subprocess
 import sys
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -82,8 +83,13 @@ class Case:
     fsize: int | None = None
     """Run as a subprocess whose files may not grow past this many bytes (RLIMIT_FSIZE with
     SIGXFSZ ignored, so a write fails with EFBIG): a full disk without root."""
-    signal_after: tuple[int, float] | None = None
-    """Run as a subprocess and send it this signal after this many seconds (Ctrl-C, SIGTERM)."""
+    signal_after: tuple[int, float | str] | None = None
+    """Run as a subprocess and send it this signal (Ctrl-C, SIGTERM) once it is in a known
+    state: this many seconds after lmk.entry has installed its handlers, or, given a glob
+    instead, once a file it matches in the working folder has content (the work is under
+    way). Counting from the start of the process instead made the cases depend on how fast
+    the machine is: under load the interpreter's own start-up, or the imports, outlasted the
+    delay."""
     warn: str | None = None
     """Regex a stderr line must match when the command succeeds with a warning."""
 
@@ -93,6 +99,27 @@ class Case:
 
 def _fill(arg: str, work: Path, assets: Path) -> str:
     return arg.replace("{work}", str(work)).replace("{assets}", str(assets))
+
+
+def _handlers_installed(pid: int) -> bool:
+    """Whether the process catches SIGTERM, which Python leaves alone and lmk.entry installs
+    before its heavy imports (True where /proc cannot tell)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True
+    caught = next(
+        (line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:")), None
+    )
+    return caught is None or bool(int(caught, 16) >> (signal.SIGTERM - 1) & 1)
+
+
+def _wait_until(proc: subprocess.Popen, ready: Callable[[], bool], timeout: float = 120) -> None:
+    """Poll ``ready`` until it holds or the process has ended."""
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and not ready():
+        assert time.monotonic() < deadline, "the process never reached the state to signal in"
+        time.sleep(0.005)
 
 
 def run_entry(
@@ -125,10 +152,14 @@ def run_entry(
             preexec_fn=limit_file_size,
         )
         if signal_after is not None:
-            signum, delay = signal_after
-            try:
-                proc.wait(timeout=delay)
-            except subprocess.TimeoutExpired:
+            signum, when = signal_after
+            _wait_until(proc, lambda: _handlers_installed(proc.pid))
+            if isinstance(when, str):
+                _wait_until(proc, lambda: any(p.stat().st_size for p in cwd.glob(when)))
+            else:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=when)
+            if proc.poll() is None:
                 proc.send_signal(signum)
         out, err = proc.communicate(timeout=timeout)
         return Outcome(

@@ -20,6 +20,7 @@ from pathlib import Path
 import cv2
 import pytest
 
+from lmk.core.fileio import TEMP_SUFFIX
 from tests.hostile.conftest import Case, Outcome, check_case
 
 EXTRA = "run_files"
@@ -604,6 +605,8 @@ def test_hostile_lmk_run_files(case, work, assets, run_files):
 # ---- signals ----------------------------------------------------------------------------
 LONG = [f"{{assets}}/{EXTRA}/long.mp4", "--detect-every", "1", "--json", "{work}/lm.jsonl", Q]
 """A run that takes far longer than the signal's delay: every frame runs the detector."""
+RUN_UNDER_WAY = f".lm.*{TEMP_SUFFIX}.jsonl"
+"""lm.jsonl's temporary file, once it has a frame's line."""
 
 SIGNAL_CASES = [
     Case(  # guard (lmk.entry): Ctrl-C while lmk-run is still importing its libraries
@@ -630,7 +633,7 @@ SIGNAL_CASES = [
         match="^error: interrupted$",
         outputs=["lm.jsonl"],
         check=lines_parse,
-        signal_after=(signal.SIGINT, 2.0),
+        signal_after=(signal.SIGINT, RUN_UNDER_WAY),
     ),
     Case(
         "sigterm-during-the-run",
@@ -640,7 +643,7 @@ SIGNAL_CASES = [
         match="^error: terminated$",
         outputs=["lm.jsonl"],
         check=lines_parse,
-        signal_after=(signal.SIGTERM, 2.0),
+        signal_after=(signal.SIGTERM, RUN_UNDER_WAY),
     ),
 ]
 

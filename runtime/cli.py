@@ -219,8 +219,18 @@ tracking_options = option_group("tracking", TRACKING_OPTIONS, TrackingFlags)
 @tracking_options
 @click.option("--smooth", is_flag=True, help="One Euro smoothing of the landmarks")
 @click.option("--out", type=click.Path(path_type=Path), help="annotated video (.mp4/.avi) or image")
-@click.option("--json", "json_path", type=click.Path(path_type=Path), help="landmarks, JSONL")
-@click.option("--csv", "csv_path", type=click.Path(path_type=Path), help="landmarks, CSV")
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(allow_dash=True),
+    help="landmarks, JSONL (- for standard output, a line per frame as it is done)",
+)
+@click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(allow_dash=True),
+    help="landmarks, CSV (- for standard output)",
+)
 @click.option("--indices", is_flag=True, help="draw landmark numbers")
 @click.option("--show", is_flag=True, help="show frames in a window")
 @click.option("--limit", type=click.IntRange(min=1), help="stop after N frames")
@@ -233,8 +243,8 @@ def run_command(
     tracking: TrackingFlags,
     smooth: bool,
     out: Path | None,
-    json_path: Path | None,
-    csv_path: Path | None,
+    json_path: str | None,
+    csv_path: str | None,
     indices: bool,
     show: bool,
     limit: int | None,

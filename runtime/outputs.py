@@ -4,8 +4,9 @@ Every output is planned before any work (:func:`plan_outputs`: lmk.core.fileio's
 output may be any file the run reads), written to a temporary file beside its target
 (lmk.core.fileio's :class:`~lmk.core.fileio.PendingOutput`), and moved into place by
 :func:`finish_outputs` when the run ends, also when it is interrupted, so a stopped run keeps
-what it did. A device or FIFO is written through. JSONL and CSV lines are flushed per frame;
-a full disk is one ``disk full writing X`` error and every output of the run is discarded.
+what it did. A device or FIFO is written through; ``-`` (JSONL or CSV) goes to standard output
+as the run goes. JSONL and CSV lines are flushed per frame; a full disk is one
+``disk full writing X`` error and every output of the run is discarded.
 A video is reopened and its frames counted before it is moved into place
 (:func:`lmk.core.fileio.check_video_frames`): OpenCV's writer does not report failed writes.
 """
@@ -17,6 +18,7 @@ import csv
 import json
 import os
 import signal
+import sys
 import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -62,15 +64,29 @@ def held_signals() -> Iterator[None]:
             signal.raise_signal(caught[0])  # its own handler runs now (KeyboardInterrupt, ...)
 
 
+STANDARD_OUTPUT = "-"
+"""What ``--json`` or ``--csv`` takes for standard output (a file named ``-`` is ``./-``)."""
+_STDOUT_TARGET = OutputTarget(Path("-"), Path("/dev/stdout"), special=True, stdout=True)
+
+
 def plan_outputs(
-    named: dict[str, Path | None], overwrite: bool, inputs: Iterable[str | Path]
+    named: dict[str, str | Path | None], overwrite: bool, inputs: Iterable[str | Path]
 ) -> dict[str, OutputTarget]:
     """Check every output of a run before any work: ``named`` maps a flag (``--out``,
     ``--json``, ``--csv``) to its path or None. Each must pass :func:`lmk.core.fileio.plan_output`
     against every input file, ``--out`` must name a video or image format, and no two may be
-    the same file."""
+    the same file. The text outputs may instead be :data:`STANDARD_OUTPUT` (one of them)."""
     inputs = list(inputs)
-    given = {flag: Path(path) for flag, path in named.items() if path is not None}
+    if str(named.get("--out")) == STANDARD_OUTPUT:
+        raise LmkError("--out -: an annotated video or image cannot go to standard output")
+    to_stdout = [flag for flag, path in named.items() if path == STANDARD_OUTPUT]
+    if len(to_stdout) > 1:
+        raise LmkError(f"{' and '.join(to_stdout)} both name standard output (-); send one there")
+    given = {
+        flag: Path(path)
+        for flag, path in named.items()
+        if path is not None and flag not in to_stdout
+    }
     out = given.get("--out")
     if out is not None and not is_image_path(out) and out.suffix.lower() not in VIDEO_CODECS:
         raise _not_a_video_name(out)
@@ -81,7 +97,8 @@ def plan_outputs(
             raise LmkError(f"{seen[real]} and {flag} name the same file; use different files")
         seen[real] = flag
     with held_signals():  # plan_output creates and removes a probe file
-        return {flag: plan_output(path, overwrite, inputs) for flag, path in given.items()}
+        targets = {flag: plan_output(path, overwrite, inputs) for flag, path in given.items()}
+    return {**targets, **{flag: _STDOUT_TARGET for flag in to_stdout}}
 
 
 def one_image_error(path: Path) -> LmkError:
@@ -100,16 +117,20 @@ def _not_a_video_name(path: Path) -> LmkError:
 class _Sink:
     """An output written to a temporary file (:attr:`tmp`) and finished by
     :func:`finish_outputs`. ``target`` comes from :func:`plan_outputs`; a plain path is
-    planned here and replaced if it exists (for callers that own their output folder)."""
+    planned here and replaced if it exists (for callers that own their output folder).
+    Standard output (text sinks only) has no temporary file: lines go out as they come."""
 
     def __init__(self, target: OutputTarget | str | Path):
         if not isinstance(target, OutputTarget):
             target = plan_output(target, overwrite=True)
         self.target = target
         self.path = target.requested
-        with held_signals():
-            self._pending = PendingOutput(target)
-        self.tmp = self._pending.tmp
+        self.name = "standard output" if target.stdout else display_name(self.path)
+        self._pending: PendingOutput | None = None
+        if not target.stdout:
+            with held_signals():
+                self._pending = PendingOutput(target)
+            self.tmp = self._pending.tmp
         self.written = 0
 
     @contextlib.contextmanager
@@ -117,10 +138,18 @@ class _Sink:
         """An OSError while writing is one line naming the output."""
         try:
             yield
+        except BrokenPipeError:
+            if not self.target.stdout:
+                raise
+            # The reader left (``| head``): Python's flush of stdout at exit would fail again.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)
+            os.close(devnull)
+            raise LmkError("standard output was closed before the run ended") from None
         except OSError as exc:
             if disk_full(exc):
-                raise disk_full_error(display_name(self.path), exc) from None
-            raise LmkError(f"cannot write {display_name(self.path)}: {exc.strerror}") from None
+                raise disk_full_error(self.name, exc) from None
+            raise LmkError(f"cannot write {self.name}: {exc.strerror}") from None
 
     def close(self) -> None:
         """Flush and close the temporary file, and check it (raises :class:`LmkError`)."""
@@ -131,10 +160,12 @@ class _Sink:
             self.close()
 
     def commit(self) -> None:
-        self._pending.commit()
+        if self._pending is not None:
+            self._pending.commit()
 
     def discard(self) -> None:
-        self._pending.discard()
+        if self._pending is not None:
+            self._pending.discard()
 
     def finish(self, keep: bool = True) -> None:
         """:func:`finish_outputs` for this sink alone."""
@@ -298,7 +329,11 @@ class _TextSink(_Sink):
 
     def __init__(self, target: OutputTarget | str | Path):
         super().__init__(target)
-        self._fh: IO[str] = self.tmp.open("w", encoding="utf-8", newline="")
+        if self.target.stdout:  # the same UTF-8 text as a file, whatever the locale says
+            sys.stdout.flush()
+            self._fh: IO[str] = open(1, "w", encoding="utf-8", newline="", closefd=False)  # noqa: SIM115
+        else:
+            self._fh = self.tmp.open("w", encoding="utf-8", newline="")
 
     def close(self) -> None:
         if not self._fh.closed:

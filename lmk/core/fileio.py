@@ -84,6 +84,8 @@ class OutputTarget:
     """The file that changes: ``requested`` with symbolic links followed."""
     special: bool
     """A device or FIFO, written through."""
+    stdout: bool = False
+    """Standard output (the user wrote ``-``): written as the work goes, nothing to move."""
 
 
 def _ascii_stem(name: str) -> str:

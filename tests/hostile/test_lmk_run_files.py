@@ -9,11 +9,14 @@ before the fix": never run them against an old checkout as root.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import shutil
 import signal
 import stat
+import subprocess
 import threading
 from pathlib import Path
 
@@ -21,7 +24,7 @@ import cv2
 import pytest
 
 from lmk.core.fileio import TEMP_SUFFIX
-from tests.hostile.conftest import Case, Outcome, check_case
+from tests.hostile.conftest import BIN, Case, Outcome, check_case
 
 EXTRA = "run_files"
 """Sub-folder of the shared assets holding this file's own inputs (see :func:`run_files`)."""
@@ -167,6 +170,17 @@ def stdout_lines(count: int):
         lines = outcome.stdout.splitlines()
         assert len(lines) == count and all("landmarks" in json.loads(x)["faces"][0] for x in lines)
         dev_null_kept(work, assets, outcome)
+
+    return check
+
+
+def stdout_csv_rows(count: int):
+    """Check: the run wrote a CSV header and ``count`` rows through its standard output."""
+
+    def check(_work: Path, _assets: Path, outcome: Outcome) -> None:
+        rows = list(csv.reader(io.StringIO(outcome.stdout)))
+        assert rows[0][:4] == ["frame", "name", "face", "score"] and len(rows) == 1 + count
+        assert [int(r[0]) for r in rows[1:]] == list(range(count))
 
     return check
 
@@ -359,6 +373,42 @@ CASES = [
         code=0,
         check=stdout_lines(12),
         subprocess=True,
+    ),
+    # A file named "-" in the working folder, where users meant standard output.
+    Case(
+        "json-dash-streams-stdout-and-writes-no-file-named-dash",
+        "lmk-run",
+        [CLIP, "--json", "-", Q],
+        code=0,
+        check=stdout_lines(12),
+        subprocess=True,
+    ),
+    Case(
+        "csv-dash-streams-stdout",
+        "lmk-run",
+        [CLIP, "--csv", "-", Q],
+        code=0,
+        check=stdout_csv_rows(12),
+        subprocess=True,
+    ),
+    Case(  # the usual way to name a file "-"
+        "json-dot-slash-dash-is-a-file",
+        "lmk-run",
+        [CLIP, "--json", "./-", Q],
+        code=0,
+        outputs=["-"],
+    ),
+    Case(
+        "json-and-csv-both-dash",
+        "lmk-run",
+        [CLIP, "--json", "-", "--csv", "-", Q],
+        match="^error: --json and --csv both name standard output",
+    ),
+    Case(
+        "out-dash",
+        "lmk-run",
+        [CLIP, "--out", "-", Q],
+        match="cannot go to standard output$",
     ),
     Case(
         "json-symlink-to-a-file-replaces-the-target-not-the-link",
@@ -651,6 +701,41 @@ SIGNAL_CASES = [
 @pytest.mark.parametrize("case", SIGNAL_CASES, ids=str)
 def test_hostile_lmk_run_signals(case, work, assets, run_files):
     check_case(case, work, assets)
+
+
+def test_hostile_lmk_run_json_to_a_pipe_whose_reader_leaves(work, assets, run_files):
+    """``lmk-run long.mp4 --json - | head -n 1``: the reader leaves after one line. One error
+    line and exit 2, no traceback (none either from Python's flush of stdout at exit), and no
+    file left behind."""
+    proc = subprocess.Popen(
+        [
+            str(BIN / "lmk-run"),
+            f"{assets}/{EXTRA}/long.mp4",
+            "--detect-every",
+            "1",
+            "--json",
+            "-",
+            Q,
+        ],
+        cwd=work,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        first = proc.stdout.readline()
+        proc.stdout.close()
+        err = proc.stderr.read().decode()
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert json.loads(first)["frame"] == 0
+    assert proc.returncode == 2, err
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert errors == ["error: standard output was closed before the run ended"], err
+    assert not [p.name for p in work.rglob("*") if p.name == "-" or TEMP_SUFFIX in p.name]
 
 
 # Signals at an exact frame: Tracker.step raises what the signal handler raises.

@@ -122,16 +122,21 @@ class PageNetwork:
         return landmarks, scores
 
 
+@pytest.mark.parametrize("rotate", [None, False], ids=["model-default-rotate", "no-rotate"])
 def test_page_tracks_without_confidence_and_rotates_as_the_runtime(
-    faceapi_page, faceapi_onnx, needs_blazeface, photo_frames
+    faceapi_page, faceapi_onnx, needs_blazeface, photo_frames, rotate
 ):
+    """With the model's default (faceapi68's lmk.rotate: crops turned upright) and with the
+    page's "upright crops: off", lmk-run's --no-rotate."""
     urls = [url for url, _, _ in photo_frames]
-    out = faceapi_page.evaluate("(urls) => window.lmk.track(urls, {record: true})", urls)
+    out = faceapi_page.evaluate(
+        "([urls, rotate]) => window.lmk.track(urls, {record: true, rotate})", [urls, rotate]
+    )
     session = LandmarkSession(faceapi_onnx, ep="cpu")
     network = PageNetwork(out["records"], InferenceModel(faceapi_onnx, RuntimeOptions(ep="cpu")))
     session.model = network
-    tracker = session.tracker(PageDetections(out["detected"], needs_blazeface))
-    assert tracker.config.rotate and not session.info.has_confidence
+    tracker = session.tracker(PageDetections(out["detected"], needs_blazeface), rotate=rotate)
+    assert tracker.config.rotate == (rotate is None) and not session.info.has_confidence
     ids, rolls = set(), []
     frames = [frame for _, frame, _ in photo_frames]
     for index, (frame, page_frame) in enumerate(zip(frames, out["frames"], strict=True)):
@@ -150,7 +155,11 @@ def test_page_tracks_without_confidence_and_rotates_as_the_runtime(
     # The rules ran: confirmations beyond the schedule (jumps, losses), faces dropped and
     # found again under new ids, crops turned by a real roll.
     assert tracker.detections > CLIP_FRAMES // TrackerConfig.verify_every + 1
-    assert len(ids) >= 3 and max(rolls) > 0.2
+    assert len(ids) >= 3
+    if rotate is False:
+        assert max(rolls) == 0.0
+        return
+    assert max(rolls) > 0.2
     still = [nme68(np.asarray(f["faces"][0]["landmarks"]), truth)
              for f, (_, _, truth) in zip(out["frames"][:3], photo_frames[:3], strict=True)]  # fmt: skip
     assert max(still) <= STILL_NME_BOUND, still

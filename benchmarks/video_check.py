@@ -28,7 +28,7 @@ import cv2
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lmk.bench.machine import describe, machine_slug  # noqa: E402
+from lmk.bench.machine import describe, load_note, machine_slug  # noqa: E402
 from lmk.core.fileio import check_video_frames  # noqa: E402
 from lmk.synth.video import write_clip  # noqa: E402
 from runtime.outputs import VIDEO_CODECS  # noqa: E402
@@ -115,8 +115,8 @@ def main() -> None:
         "",
         f"Machine: {machine['cpu']}, {machine['cores']} cores ({flags}); "
         f"OpenCV {cv2.__version__}. A {SIZE[0]}x{SIZE[1]} SynthFace clip, "
-        f"median of {args.repeats} alternating runs; load average "
-        f"{report['load']['start']:.1f} at the start, {report['load']['end']:.1f} at the end.",
+        f"median of {args.repeats} alternating runs. "
+        + load_note(report["load"]["start"], report["load"]["end"], own=1),
         "",
         "| container | codec | frames | MB | decode every frame (ms) | count packets (ms) | ratio |",
         "|---|---|---|---|---|---|---|",

@@ -178,8 +178,9 @@ def finish_outputs(sinks: Iterable[_Sink], keep: bool) -> None:
     discard them all: a failed run leaves no output and no temporary file.
 
     Ctrl-C or SIGTERM while a video is read back for its check keeps the outputs already
-    checked, discards the rest and is then raised; while renaming it waits. Writing through to a device or FIFO (which may block until a reader comes) can be
-    interrupted; what is not yet written is then discarded."""
+    checked, discards the rest and is then raised; while renaming it waits. Writing through
+    to a device or FIFO (which may block until a reader comes) can be interrupted; what is
+    not yet written is then discarded."""
     # Quick outputs first, so that an interrupted video check still keeps them.
     sinks = sorted(sinks, key=lambda sink: isinstance(sink, VideoSink))
     ready: list[_Sink] = []

@@ -102,7 +102,7 @@ def load_note(start: float, end: float, what: str = "times", own: int = 0) -> st
     fixed "loaded machine" sentence once stayed in result files re-run on a quiet machine."""
     note = f"load average {start:.1f} at the start, {end:.1f} at the end"
     if own:
-        note += f" (this run's own {own} threads included)"
+        note += f" (this run's own {own} thread{'s' if own > 1 else ''} included)"
     if start <= QUIET_LOAD and end <= QUIET_LOAD + own:
         return f"Quiet machine: {note}."
     return (

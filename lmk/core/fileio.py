@@ -334,11 +334,11 @@ def check_video_frames(path: Path, expected: int, shown: Path) -> None:
     the caller then discards the temporary file.
 
     The frames are counted as the container's packets, not decoded (FFmpeg's raw mode,
-    ``CAP_PROP_FORMAT = -1``): 68-160x faster on a 720p clip (benchmarks/video_check.py),
-    with the same verdicts as decoding under every file-size limit tried. A disk that fills
-    inside the last frame of an AVI still leaves every packet; where the packets are JPEG
-    (MJPG) the last must also end with the JPEG end marker, which catches that case too
-    (decoding did not: the decoder accepts a cut JPEG)."""
+    ``CAP_PROP_FORMAT = -1``): about 70x (mp4v) to 170x (MJPG) faster on a 720p clip
+    (benchmarks/video_check.py), with the same verdicts as decoding under every file-size
+    limit tried. A disk that fills inside the last frame of an AVI still leaves every
+    packet; where the packets are JPEG (MJPG) the last must also end with the JPEG end
+    marker, which catches that case too (decoding did not: the decoder accepts a cut JPEG)."""
     import cv2  # here, not at the top: lmk.core.fileio is imported by every command
 
     readable, whole = 0, True

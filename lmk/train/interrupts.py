@@ -26,10 +26,10 @@ class Interrupts:
     blocks: a training step (the forward pass, which moves BatchNorm statistics, the backward
     pass, the optimizer and the schedule) or writing the run files and moving them into place,
     which then finish first. So the state an interrupt saves is a step boundary and
-    ``--resume`` continues with the very next batch. A noted signal is raised again at the next :meth:`check` in case the
-    first raise was swallowed (an exception in an at-fork hook, which starting DataLoader
-    workers runs, is only reported as "Exception ignored", a report this class keeps quiet).
-    Outside the main thread there is nothing to install."""
+    ``--resume`` continues with the very next batch. A noted signal is raised again at the
+    next :meth:`check` in case the first raise was swallowed (an exception in an at-fork
+    hook, which starting DataLoader workers runs, is only reported as "Exception ignored", a
+    report this class keeps quiet). Outside the main thread there is nothing to install."""
 
     def __init__(self) -> None:
         self.pending: list[int] = []

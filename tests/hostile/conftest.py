@@ -114,6 +114,16 @@ def _handlers_installed(pid: int) -> bool:
     return caught is None or bool(int(caught, 16) >> (signal.SIGTERM - 1) & 1)
 
 
+def _has_content(folder: Path, pattern: str) -> bool:
+    """Whether a file matching ``pattern`` in ``folder`` has content (one may be renamed away
+    between the listing and its size)."""
+    for path in folder.glob(pattern):
+        with contextlib.suppress(FileNotFoundError):
+            if path.stat().st_size:
+                return True
+    return False
+
+
 def _wait_until(proc: subprocess.Popen, ready: Callable[[], bool], timeout: float = 120) -> None:
     """Poll ``ready`` until it holds or the process has ended."""
     deadline = time.monotonic() + timeout
@@ -155,7 +165,7 @@ def run_entry(
             signum, when = signal_after
             _wait_until(proc, lambda: _handlers_installed(proc.pid))
             if isinstance(when, str):
-                _wait_until(proc, lambda: any(p.stat().st_size for p in cwd.glob(when)))
+                _wait_until(proc, lambda: _has_content(cwd, when))
             else:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(timeout=when)

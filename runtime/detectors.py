@@ -19,6 +19,7 @@ import numpy as np
 
 from lmk.core.errors import LmkError
 from lmk.runtime.faces import FaceBox
+from lmk.runtime.onnx_file import onnx_metadata
 from lmk.runtime.validate import bgr_image, box_values, overlaps_frame
 
 YUNET_ENV = "LMK_YUNET_MODEL"
@@ -164,13 +165,8 @@ def _is_blazeface_file(path: Path) -> bool:
     if path.suffix.lower() == ".tflite":
         return True
     try:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        meta = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        kind = meta.get_modelmeta().custom_metadata_map.get("lmk.kind", "")
-    except Exception:  # not loadable here: let the YuNet path report it
+        kind = onnx_metadata(path).get("lmk.kind", "")
+    except (OSError, ValueError):  # not readable as ONNX: let the YuNet path report it
         return False
     return kind == '"detector"'
 

@@ -23,6 +23,7 @@ from lmk.core.errors import LmkError
 from lmk.core.fileio import atomic_output
 from lmk.core.geometry import FACEAPI_CROP
 from lmk.core.tables import by_name
+from lmk.runtime.onnx_file import onnx_metadata
 from lmk.runtime.registry_fetch import (
     PackageCache,
     PublicFile,
@@ -204,12 +205,12 @@ def stale_keys(model: PublicModel, path: Path) -> list[str]:
     says why)."""
     if model.current is None:
         return []
-    from lmk.runtime.session import graph_session
-
     try:
-        found = graph_session(path).get_modelmeta().custom_metadata_map
-    except Exception:  # ORT's own error types; the real load reports the file
+        found = onnx_metadata(path)
+    except (OSError, ValueError):  # the real load reports the file
         return []
+    if not any(key.startswith("lmk.") for key in found):
+        return []  # not an lmk file at all: the real load says so
     stale = []
     for key, value in model.current().items():
         try:

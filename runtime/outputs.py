@@ -27,6 +27,7 @@ from typing import IO, Any
 import cv2
 import numpy as np
 
+from lmk.core.cli_util import stdout_closed
 from lmk.core.errors import LmkError
 from lmk.core.fileio import (
     OutputTarget,
@@ -141,11 +142,7 @@ class _Sink:
         except BrokenPipeError:
             if not self.target.stdout:
                 raise
-            # The reader left (``| head``): Python's flush of stdout at exit would fail again.
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, 1)
-            os.close(devnull)
-            raise LmkError("standard output was closed before the run ended") from None
+            raise stdout_closed("the run ended") from None
         except OSError as exc:
             if disk_full(exc):
                 raise disk_full_error(self.name, exc) from None

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -14,6 +17,7 @@ from lmk.core.cli_util import run_cli
 from lmk.core.layouts import get_layout
 from lmk.export.exporter import ExportOptions, build_onnx, export_network
 from lmk.models import ModelSpec
+from lmk.runtime.bundled import bundled_model
 from lmk.train.eval_cli import eval_command
 
 DATA = ["--data", "synth", "--size", "12", "--batch-size", "5"]
@@ -130,3 +134,42 @@ def test_existing_json_is_not_overwritten(checkpoint_file, tmp_path, capsys):
         run_cli(eval_command, [str(checkpoint_file), *DATA, "--json", str(out), "--overwrite"]) == 0
     )
     assert json.loads(out.read_text())["overall"]["count"] == 12
+
+
+EIGHT_FACES = ["--data", "synth", "--size", "8"]
+
+
+def _lmk_eval(cwd: Path, *args: str) -> subprocess.Popen:
+    """The installed lmk-eval on the bundled PIPNet file and 8 SynthFace faces."""
+    model = bundled_model("pipnet")
+    return subprocess.Popen(
+        [str(Path(sys.executable).parent / "lmk-eval"), str(model), *EIGHT_FACES, *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+
+
+def test_json_dash_writes_the_results_to_standard_output_and_the_table_to_stderr(tmp_path):
+    proc = _lmk_eval(tmp_path, "--json", "-")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    results = json.loads(out)
+    assert results["overall"]["nme"] > 0 and len(results["per_face"]) == 8
+    assert "NME %" in err and "overall" in err
+    assert not (tmp_path / "-").exists()
+
+
+def test_json_dash_to_a_reader_that_left_is_one_error_line(tmp_path):
+    """``lmk-eval ... --json - | head`` where head is gone before the results come: one
+    line, exit 2, no traceback (none either from Python's flush of stdout at exit)."""
+    proc = _lmk_eval(tmp_path, "--json", "-")
+    proc.stdout.close()  # no reader left: every write fails with EPIPE
+    err = proc.stderr.read()
+    proc.wait(timeout=120)
+    assert proc.returncode == 2, err
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert errors == ["error: standard output was closed before the results were written"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import signal
 import sys
 import threading
@@ -76,6 +77,16 @@ def run_cli(command: click.Command, args: Sequence[str] | None = None) -> int:
 
 def exit_with(command: click.Command) -> None:
     sys.exit(run_cli(command))
+
+
+def stdout_closed(what: str) -> LmkError:
+    """The error for a reader of standard output that left (``| head``) before ``what`` was
+    written. Standard output is pointed at /dev/null first: Python's flush of it at exit
+    would fail again and print a traceback."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+    return LmkError(f"standard output was closed before {what}")
 
 
 def option_group(

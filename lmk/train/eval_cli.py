@@ -8,6 +8,7 @@ checkpoint and the ONNX file exported from it give the same numbers.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import click
 import numpy as np
 
-from lmk.core.cli_util import exit_with
+from lmk.core.cli_util import exit_with, stdout_closed
 from lmk.core.errors import LmkError
 from lmk.core.fileio import atomic_output, plan_output
 from lmk.core.geometry import CropPolicy
@@ -223,7 +224,12 @@ def _image_files(source: Any) -> Iterator[Path]:
     help="NME above which a face fails; the AUC's upper limit",
 )
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), help="checkpoints: torch device")
-@click.option("--json", "json_out", type=click.Path(path_type=Path), help="write the results")
+@click.option(
+    "--json",
+    "json_out",
+    type=click.Path(allow_dash=True),
+    help="write the results (- for standard output; the table then goes to standard error)",
+)
 @click.option("--overwrite", is_flag=True, help="replace an existing --json file")
 def eval_command(
     model_path: Path,
@@ -236,27 +242,37 @@ def eval_command(
     workers: int,
     threshold: float,
     device: str | None,
-    json_out: Path | None,
+    json_out: str | None,
     overwrite: bool,
 ) -> None:
     """Score MODEL (an lmk .pt checkpoint or an exported .onnx) on a data set."""
     spec = parse_data_spec(data)
-    if json_out is not None:  # before any work; an input is never the output
+    to_stdout = json_out == "-"  # a file named "-" is ./-
+    to_file = json_out is not None and not to_stdout
+    if to_file:  # before any work; an input is never the output
         plan_output(json_out, overwrite, inputs=[model_path, *_data_files(spec, images)])
     model = open_model(model_path, device)
     dataset = eval_dataset(model, spec, size=size, split=split, seed=seed, images=images)
-    if json_out is not None:  # again, with the data set's images now that they are known
+    if to_file:  # again, with the data set's images now that they are known
         json_target = plan_output(json_out, overwrite, inputs=_image_files(dataset.source))
     results = evaluate_model(model, dataset, batch_size, workers, threshold)
-    click.echo(f"{model_path} ({model.kind}) on {spec}, {len(dataset)} faces")
+    click.echo(f"{model_path} ({model.kind}) on {spec}, {len(dataset)} faces", err=to_stdout)
     skipped = getattr(dataset.source, "skipped", [])
     if skipped:
-        click.echo(f"skipped: {', '.join(skipped)}")
-    click.echo(format_results(results))
+        click.echo(f"skipped: {', '.join(skipped)}", err=to_stdout)
+    click.echo(format_results(results), err=to_stdout)
     if json_out is not None:
         payload = {"model": str(model_path), "kind": model.kind, "data": str(spec), **results}
-        with atomic_output(json_target) as tmp:
-            tmp.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
+        text = json.dumps(payload, indent=1) + "\n"
+        if to_stdout:
+            try:
+                click.echo(text, nl=False)
+                sys.stdout.flush()
+            except BrokenPipeError:
+                raise stdout_closed("the results were written") from None
+        else:
+            with atomic_output(json_target) as tmp:
+                tmp.write_text(text, encoding="utf-8")
 
 
 def main() -> None:

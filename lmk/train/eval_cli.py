@@ -8,7 +8,6 @@ checkpoint and the ONNX file exported from it give the same numbers.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -266,8 +265,7 @@ def eval_command(
         text = json.dumps(payload, indent=1) + "\n"
         if to_stdout:
             try:
-                click.echo(text, nl=False)
-                sys.stdout.flush()
+                click.echo(text, nl=False)  # writes and flushes
             except BrokenPipeError:
                 raise stdout_closed("the results were written") from None
         else:

@@ -12,11 +12,16 @@ symmetric per-channel int8 (zero point 0). What differs by target is the activat
   (:data:`DEFAULT_ACTIVATIONS`).
 
 The ``cpu`` target also lays the file out for ORT's fastest kernels (the *CPU layout*,
-:data:`CPU_LAYOUTS`, :mod:`lmk.export.cpu_int8_layout`): ``amx`` (the default where the exporting CPU has VNNI or AMX, else ``plain``) computes a
-large first, strided convolution on 2x2 space-to-depth blocks of the input and runs the deep 3x3
-convolutions on ORT's quantized GEMM (AMX tiles where the CPU has them); ``vnni`` does only the
-first; ``plain`` neither. They compute the same function (rewrites, no new rounding); on
-PIPNet-R18 256 px ``amx`` took ~25 % less CPU time than ``plain`` (benchmarks/int8_recipes.py).
+:data:`CPU_LAYOUTS`, :mod:`lmk.export.cpu_int8_layout`): ``amx`` (the default where the
+exporting CPU has VNNI or AMX, else ``plain``) computes a large first, strided convolution on
+2x2 space-to-depth blocks of the input and runs the deep 3x3 convolutions on ORT's quantized
+GEMM (AMX tiles where the CPU has them); ``vnni`` does only the first; ``plain`` neither. The
+rewrites compute the same function, except that the blocked first convolution's calibration
+ranges can differ in their last bit (float summation order), which moves some scales: NME
+within 0.01 points of ``plain`` on the PIPNets, +0.013 on the bundled hourglass (lmk-eval, 300
+SynthFace faces; ``amx`` and ``vnni`` give bit-identical outputs there, so the GEMM route adds
+nothing). On PIPNet-R18 256 px ``amx`` took ~25 % less CPU time than ``plain``
+(benchmarks/int8_recipes.py).
 
 And by model family (the *recipe*): PIPNet quantizes every op with min/max ranges
 (``full``). Heatmap models (hourglass, FAN) keep their residual trunk float (``float-trunk``:
